@@ -1,0 +1,22 @@
+"""Distil: a Bittensor subnet for competitive distillation of Qwen/Qwen3.5-35B-A3B.
+
+`distil/` holds the subnet's own logic as plain, testable pieces (commitments, model
+stores, pre-checks, the evaluation engine, king-of-the-hill decisions, state, metrics).
+It never imports `neurons/`; the neurons only wire these pieces together.
+"""
+
+__version__ = "0.1.0"
+
+# Bumped whenever anything that changes a score changes: prompt sampling, the KL
+# definition, the dethrone rule, a default in the scoring spec. State and W&B rounds
+# record it, so scores from different versions are never compared.
+SCORING_VERSION = 1
+
+# Sent as `version_key` with every weight set (bittensor convention: an int that grows
+# with each release that validators must run together).
+SPEC_VERSION = 1
+
+NETUID = 97
+TEACHER_REPO = "Qwen/Qwen3.5-35B-A3B"
+VOCAB_SIZE = 248_320
+MAX_PARAMS = 5_250_000_000

@@ -1,0 +1,149 @@
+"""Tiny random models at the real vocabulary, for tests, benchmarks and the mock demo.
+
+The teacher is a `Qwen3_5MoeForCausalLM` and the students `Qwen3_5ForCausalLM` (or
+`Qwen3ForCausalLM`) with hidden size 64 and 2 layers, but the real 248,320-token
+vocabulary, so every full-vocabulary code path runs at its real width (~32M parameters,
+well under a second to save and load). Weights come from transformers' init under a fixed seed
+(bit-identical for the same seed) and saved in bf16, as the dtype check requires.
+
+The tokenizer is a byte-level BPE over the 256 byte symbols plus the Qwen special tokens
+at high ids: light, deterministic, and a real `tokenizers` tokenizer that
+`AutoTokenizer` loads from `tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from distil import VOCAB_SIZE
+
+EOS_ID = 248_044  # <|endoftext|>
+IM_START_ID = 248_045
+IM_END_ID = 248_046
+SPECIAL_TOKENS = {"<|endoftext|>": EOS_ID, "<|im_start|>": IM_START_ID, "<|im_end|>": IM_END_ID}
+
+_LINEAR = dict(
+    linear_num_value_heads=4,
+    linear_num_key_heads=2,
+    linear_key_head_dim=16,
+    linear_value_head_dim=16,
+    layer_types=["linear_attention", "full_attention"],
+)
+_ATTENTION = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+
+
+def teacher_config(vocab_size: int = VOCAB_SIZE, **overrides):
+    """A tiny `Qwen3_5MoeTextConfig`: the teacher's architecture, 2 layers, 4 experts."""
+    from transformers import Qwen3_5MoeTextConfig
+
+    kwargs = dict(
+        **_ATTENTION,
+        **_LINEAR,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+        num_experts=4,
+        num_experts_per_tok=2,
+        vocab_size=vocab_size,
+        eos_token_id=EOS_ID,
+        tie_word_embeddings=False,
+    )
+    kwargs.update(overrides)
+    return Qwen3_5MoeTextConfig(**kwargs)
+
+
+def student_config(arch: str = "qwen3_5", vocab_size: int = VOCAB_SIZE, **overrides):
+    """A tiny dense student: `qwen3_5` (Qwen3.5 text, with linear attention) or `qwen3`."""
+    if arch == "qwen3_5":
+        from transformers import Qwen3_5TextConfig
+
+        kwargs = dict(**_ATTENTION, **_LINEAR, intermediate_size=128)
+        cls = Qwen3_5TextConfig
+    elif arch == "qwen3":
+        from transformers import Qwen3Config
+
+        kwargs = dict(**_ATTENTION, intermediate_size=128)
+        cls = Qwen3Config
+    else:
+        raise ValueError(f"unknown tiny student architecture {arch!r}")
+    kwargs.update(vocab_size=vocab_size, eos_token_id=EOS_ID, tie_word_embeddings=False)
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def build_model(config, seed: int = 0, dtype: torch.dtype = torch.bfloat16, logit_scale: float = 1.0):
+    """A model of `config` with transformers' own random init drawn from `seed`, in `dtype`.
+
+    The same seed and config give bit-identical weights. `logit_scale` multiplies the
+    output projection, so the model's next-token distributions are more peaked (a random
+    model at the default init is nearly uniform over 248,320 tokens).
+    """
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if logit_scale != 1.0:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(logit_scale)
+    model = model.to(dtype)
+    model.eval()
+    return model
+
+
+def build_tokenizer():
+    """A byte-level BPE `PreTrainedTokenizerFast` with the Qwen special tokens at high ids."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    # Qwen's specials sit far above the BPE vocabulary, as they do in the real tokenizer.
+    vocab.update(SPECIAL_TOKENS)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def save_tokenizer(path: str | Path) -> None:
+    build_tokenizer().save_pretrained(str(path))
+
+
+def save_model(path: str | Path, config, seed: int = 0, tokenizer: bool = True, model=None, logit_scale: float = 1.0):
+    """Build (or take) a model, save it as bf16 safetensors with its tokenizer; returns the model."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model = model if model is not None else build_model(config, seed=seed, logit_scale=logit_scale)
+    model.generation_config.eos_token_id = EOS_ID
+    model.generation_config.pad_token_id = EOS_ID
+    model.save_pretrained(str(path))
+    if tokenizer:
+        save_tokenizer(path)
+    return model
+
+
+def save_teacher(path: str | Path, seed: int = 0, **overrides):
+    return save_model(path, teacher_config(**overrides), seed=seed)
+
+
+def save_student(path: str | Path, seed: int = 1, arch: str = "qwen3_5", **overrides):
+    return save_model(path, student_config(arch, **overrides), seed=seed)
+
+
+def perturbed_copy(model, seed: int, scale: float):
+    """A copy of `model` with every weight moved by `scale` × its std in N(0, 1) noise.
+
+    Gives students of controlled quality: the smaller `scale`, the closer to `model`.
+    """
+    import copy
+
+    clone = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in clone.parameters():
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            std = param.float().std() if param.numel() > 1 else torch.tensor(0.0)
+            param.copy_((param.float() + noise * std * scale).to(param.dtype))
+    return clone

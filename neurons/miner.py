@@ -1,0 +1,196 @@
+"""Distil miner: commit your distilled model on chain, once per hotkey, and ask validators about it.
+
+    python neurons/miner.py --wallet.name W --wallet.hotkey H --netuid 97 \\
+        --model-repo you/your-model [--revision SHA] [--yes]
+    python neurons/miner.py --model-repo you/your-model --revision SHA --dry-run
+    python neurons/miner.py --wallet.name W --wallet.hotkey H --status
+
+A hotkey commits exactly once, forever: to submit another model, register a new hotkey.
+The commitment pins `repo@revision`; without `--revision` the repo's current commit is
+asked from the hub and pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loguru import logger  # noqa: E402
+
+from distil import __version__  # noqa: E402
+from distil.commitment import Commitment, CommitmentError, validate_repo, validate_revision  # noqa: E402
+from distil.hub import HubError, HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
+from distil.protocol import DistilStatus  # noqa: E402
+from template.base import BaseMinerNeuron  # noqa: E402
+from template.chain import ChainError  # noqa: E402
+from template.config import add_alias, parse_config  # noqa: E402
+from template.log import setup_logging_from_config  # noqa: E402
+from template.wallet import WalletError, load_wallet  # noqa: E402
+
+
+class AlreadyCommitted(ChainError):
+    """This hotkey already has a commitment; there is no second one."""
+
+
+class NotConfirmed(Exception):
+    """The user did not confirm the commitment."""
+
+
+class Miner(BaseMinerNeuron):
+    """Commit a distilled model (`repo@revision`) for this hotkey, once, forever."""
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_args(parser)
+        parser.add_argument("--model-repo", dest="model_repo", default=None, help="Hugging Face repo id, namespace/name")
+        add_alias(parser, "--model_repo", dest="model_repo")
+        parser.add_argument(
+            "--revision", default=None, help="40-hex commit sha to pin (default: the repo's current commit)"
+        )
+        parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        parser.add_argument(
+            "--dry-run",
+            dest="dry_run",
+            action="store_true",
+            help="validate and print the exact commitment string; no wallet, no chain",
+        )
+        parser.add_argument(
+            "--status", action="store_true", help="ask every validator what it knows about this hotkey"
+        )
+        parser.add_argument(
+            "--status.timeout", dest="status_timeout", type=float, default=12.0, help="seconds per validator"
+        )
+        parser.add_argument(
+            "--mock.models_dir",
+            dest="mock_models_dir",
+            default=None,
+            help="with --mock: directory of <namespace>/<name> model directories served as repos",
+        )
+
+    def commit(self, commitment: Commitment, assume_yes: bool = False, confirm=input) -> str:
+        """Write `commitment` for this hotkey unless it already has one. Returns the stored string."""
+        existing = self.current_commitment()
+        if existing is not None:
+            raise AlreadyCommitted(
+                f"hotkey {self.hotkey} already committed {existing.data!r} at block {existing.block}. "
+                "One commitment per hotkey, forever: to submit another model, register a new hotkey."
+            )
+        data = str(commitment)
+        if not assume_yes:
+            if not sys.stdin.isatty() and confirm is input:
+                raise NotConfirmed("not a terminal and --yes not given; refusing to commit without confirmation")
+            answer = confirm(
+                f"Commit {data} for hotkey {self.hotkey} on netuid {self.config.netuid}? "
+                "This cannot be changed or undone for this hotkey. [y/N] "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                raise NotConfirmed("commitment not confirmed; nothing written")
+        record = self.write_commitment(data)
+        return record.data
+
+
+def model_store(config) -> ModelStore:
+    if config.mock:
+        if not config.mock_models_dir:
+            raise HubError("--mock needs --mock.models_dir to resolve revisions without the hub")
+        return LocalModelStore.from_root(config.mock_models_dir)
+    return HuggingFaceStore(endpoint=os.environ.get("HF_ENDPOINT"))
+
+
+def build_commitment(config, store: ModelStore | None = None) -> Commitment:
+    """Validate `--model-repo` and `--revision`; ask the store for the revision when none is given."""
+    repo = validate_repo(config.model_repo)
+    if config.revision:
+        revision = validate_revision(config.revision)
+    else:
+        store = store or model_store(config)
+        revision = store.resolve_revision(repo)
+        logger.info(f"{repo}: pinning the current commit {revision}")
+    return Commitment(repo, revision)
+
+
+def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | None]]:
+    """Ask each validator's axon about this hotkey: [(validator hotkey, answer or None, error)]."""
+    import bittensor as bt
+
+    axons = chain.validator_axons()
+    if not axons:
+        return []
+    dendrite = bt.Dendrite(wallet=wallet.hotkey)
+    infos = [a.to_axon_info() for a in axons]
+    responses = dendrite.query(
+        infos, DistilStatus(hotkey=wallet.hotkey.ss58_address), timeout=config.status_timeout, deserialize=False
+    )
+    if not isinstance(responses, list):
+        responses = [responses]
+    out = []
+    for axon, response in zip(axons, responses):
+        code = getattr(response.dendrite, "status_code", None)
+        if code == 200:
+            out.append((axon.hotkey, response.deserialize(), None))
+        else:
+            out.append((axon.hotkey, None, f"{code} {getattr(response.dendrite, 'status_message', '')}".strip()))
+    return out
+
+
+def format_status(rows) -> str:
+    if not rows:
+        return "no validator is serving an axon on this subnet"
+    lines = []
+    for validator, answer, error in rows:
+        if answer is None:
+            lines.append(f"{validator}: no answer ({error})")
+            continue
+        kl = f"{answer['kl']:.6f}" if answer.get("kl") is not None else "-"
+        lines.append(
+            f"{validator}: status={answer.get('status') or 'unknown'} commitment={answer.get('commitment') or '-'} "
+            f"kl={kl} rank={answer.get('rank') or '-'} reason={answer.get('reason') or '-'}"
+            + (f" ({answer['detail']})" if answer.get("detail") else "")
+            + f" | king={answer.get('king_hotkey') or '-'} king_kl="
+            + (f"{answer['king_kl']:.6f}" if answer.get("king_kl") is not None else "-")
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Miner.build_parser(__doc__.split("\n\n")[0])
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    config = parse_config(parser, argv)
+    setup_logging_from_config(config)
+    try:
+        if config.status:
+            from template.base.neuron import make_chain
+
+            wallet = load_wallet(config)
+            rows = query_status(config, wallet, make_chain(config))
+            print(format_status(rows))
+            return 0
+        if not config.model_repo:
+            parser.error("--model-repo is required (namespace/name of your model on Hugging Face)")
+        commitment = build_commitment(config)
+        if config.dry_run:
+            print(commitment)
+            return 0
+        miner = Miner(config, setup_logs=False)
+        stored = miner.commit(commitment, assume_yes=config.yes)
+        print(f"committed {stored} for hotkey {miner.hotkey} (distil {__version__})")
+        print(stored)
+        return 0
+    except CommitmentError as e:
+        print(f"error: invalid commitment: {e}", file=sys.stderr)
+        return 2
+    except HubError as e:
+        print(f"error: could not resolve the model on the hub: {e}", file=sys.stderr)
+        return 1
+    except (AlreadyCommitted, NotConfirmed, WalletError, ChainError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Distil: a Bittensor subnet for competitive model distillation (netuid 97)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = re.search(r'^__version__ = "([^"]+)"', (here / "distil" / "__init__.py").read_text(), re.M).group(1)
+
+setup(
+    name="distil-subnet",
+    version=version,
+    description="Bittensor subnet 97: distil Qwen/Qwen3.5-35B-A3B into a student of at most 5.25B parameters",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["distil", "distil.*", "template", "template.*"]),
+    install_requires=[
+        "bittensor==10.5.0",  # 11.x is a different SDK without Axon/Dendrite/Synapse
+        "torch>=2.6",  # unpinned build: GPU machines get CUDA, `make test` installs the CPU wheel first
+        "transformers>=5.0,<6",
+        "safetensors>=0.4",
+        "huggingface_hub>=2.0,<3",
+        "datasets>=4.0",
+        "loguru>=0.7",
+        "wandb>=0.19",
+        "numpy>=1.26",
+        "scipy>=1.11",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
+        "gpu": ["flash-linear-attention>=0.3", "causal-conv1d>=1.5"],
+    },
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

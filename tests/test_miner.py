@@ -1,0 +1,169 @@
+"""neurons/miner.py: dry run, validation, the one-commitment rule, --mock, --status."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Tuple
+
+import bittensor as bt
+import pytest
+
+from conftest import ROOT, free_port, wait_for_port
+from distil.hub import directory_revision
+from distil.protocol import DistilStatus
+from template.chain import InMemoryChain
+from template.wallet import MockWallet, mock_hotkey
+
+sys.path.insert(0, str(ROOT / "neurons"))
+import miner as miner_script  # noqa: E402
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+MINER = str(ROOT / "neurons" / "miner.py")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, MINER, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_dry_run_prints_the_exact_commitment_as_last_line():
+    result = run_cli("--dry-run", "--model-repo", "ns/model", "--revision", SHA)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"ns/model@{SHA}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model-repo", "ns/mo@del", "--revision", SHA], "not a valid Hugging Face repo id"),
+        (["--model-repo", "nsmodel", "--revision", SHA], "one '/'"),
+        (["--model-repo", "ns/model", "--revision", "main"], "not a commit sha"),
+        (["--model-repo", "ns/model", "--revision", SHA.upper()], "upper-case"),
+        (["--model-repo", "ns/model", "--revision", SHA[:12]], "12 hex characters"),
+    ],
+)
+def test_malformed_input_exits_non_zero_with_a_reason(args, message):
+    result = run_cli("--dry-run", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_repo_is_a_usage_error():
+    result = run_cli("--dry-run")
+    assert result.returncode == 2 and "--model-repo is required" in result.stderr
+
+
+@pytest.fixture
+def mock_world(tmp_path):
+    """A mock chain file with the miner's hotkey registered, and a local models directory."""
+    models = tmp_path / "models"
+    model_dir = models / "alice" / "tiny"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text('{"vocab_size": 248320}')
+    (models / "alice" / "other").mkdir()
+    (models / "alice" / "other" / "config.json").write_text("{}")
+    chain_file = tmp_path / "chain.json"
+    chain = InMemoryChain(start_block=500, path=chain_file)
+    chain.register(mock_hotkey("miner", "m1"))
+    return {
+        "chain": chain_file,
+        "models": models,
+        "args": [
+            "--mock",
+            "--mock.chain_state", str(chain_file),
+            "--mock.models_dir", str(models),
+            "--wallet.name", "miner",
+            "--wallet.hotkey", "m1",
+            "--neuron.full_path", str(tmp_path / "state"),
+        ],
+        "revision": directory_revision(model_dir),
+    }
+
+
+def test_mock_commit_pins_the_current_revision_and_reads_it_back(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--yes"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    expected = f"alice/tiny@{mock_world['revision']}"
+    assert out.out.splitlines()[-1] == expected
+    record = InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1"))
+    assert (record.data, record.block) == (expected, 500)
+
+
+def test_one_commitment_per_hotkey_forever(mock_world, capsys):
+    assert miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--yes"]) == 0
+    capsys.readouterr()
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/other", "--yes"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "already committed" in err and "register a new hotkey" in err
+    record = InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1"))
+    assert record.data.startswith("alice/tiny@")
+
+
+def test_unregistered_hotkey_is_refused_with_instructions(mock_world, capsys):
+    args = [a if a != "m1" else "unregistered" for a in mock_world["args"]]
+    rc = miner_script.main([*args, "--model-repo", "alice/tiny", "--revision", SHA, "--yes"])
+    assert rc == 1
+    assert "not registered" in capsys.readouterr().err
+
+
+def test_unknown_repo_in_mock_store(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/nope", "--yes"])
+    assert rc == 1 and "not found" in capsys.readouterr().err
+
+
+def test_confirmation_is_required_without_yes(mock_world, tmp_path):
+    config = miner_script.parse_config(miner_script.Miner.build_parser(), [*mock_world["args"], "--model-repo", "alice/tiny"])
+    miner = miner_script.Miner(config, setup_logs=False)
+    commitment = miner_script.build_commitment(config)
+    with pytest.raises(miner_script.NotConfirmed):
+        miner.commit(commitment, confirm=lambda prompt: "n")
+    assert miner.current_commitment() is None
+    prompts = []
+    stored = miner.commit(commitment, confirm=lambda prompt: prompts.append(prompt) or "yes")
+    assert stored == str(commitment) and "cannot be changed" in prompts[0]
+
+
+def test_not_a_terminal_and_no_yes_refuses(mock_world, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny"])
+    assert rc == 1 and "--yes" in capsys.readouterr().err
+
+
+def test_dry_run_in_mock_resolves_revision_from_the_local_store(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--dry-run"])
+    assert rc == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"alice/tiny@{mock_world['revision']}"
+
+
+def test_status_asks_each_validator_over_a_real_axon(mock_world, capsys, no_external_ip):
+    chain = InMemoryChain(path=mock_world["chain"])
+    validator = MockWallet("validator", "v")
+    chain.register(validator.hotkey.ss58_address, validator_permit=True)
+
+    def forward(synapse: DistilStatus) -> DistilStatus:
+        return synapse.fill({"status": "pending", "detail": "waiting for the next round", "king_hotkey": "5King"})
+
+    def blacklist(synapse: DistilStatus) -> Tuple[bool, str]:
+        return (not chain.is_registered(synapse.dendrite.hotkey), "registered only")
+
+    port = free_port()
+    axon = bt.Axon(wallet=validator, port=port, ip="127.0.0.1", external_ip="127.0.0.1")
+    axon.attach(forward_fn=forward, blacklist_fn=blacklist)
+    axon.start()
+    try:
+        wait_for_port(port)
+        chain.serve_axon(validator, axon)
+        rc = miner_script.main([*mock_world["args"], "--status"])
+    finally:
+        axon.stop()
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert validator.hotkey.ss58_address in out
+    assert "status=pending" in out and "waiting for the next round" in out and "king=5King" in out
+
+
+def test_status_with_no_validators(mock_world, capsys):
+    assert miner_script.main([*mock_world["args"], "--status"]) == 0
+    assert "no validator is serving" in capsys.readouterr().out
