@@ -1,0 +1,441 @@
+"""What an epoch decides, as pure functions over `ValidatorState` (DESIGN.md §4).
+
+The validator's `forward()` calls these in order: `reconcile` (chain → state),
+`apply_check` (pre-check results), `plan_round` (who reaches the GPU), `apply_round` (a
+finished round's scores → new king, disqualifications), `weights_for` (the vector to set).
+Each returns a new state and never touches the chain, the hub or a GPU; the caller only
+saves the state once a whole round is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+from distil.commitment import CommitmentError, parse_commitment
+from distil.scoring.rules import (
+    ALPHA,
+    COPY_COSINE,
+    EPSILON,
+    KL_LIMIT,
+    HashClaim,
+    dethrones,
+    functional_copies,
+    hash_owner,
+    kl_failure,
+    rank_key,
+)
+from distil.state import (
+    COPY,
+    DISQUALIFIED,
+    EVALUATED,
+    INVALID,
+    KING,
+    KL_TOO_HIGH,
+    PENDING,
+    REMOVED,
+    MinerRecord,
+    ValidatorState,
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the epoch did, for the log and W&B: `kind` is a short stable word."""
+
+    kind: str
+    hotkey: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """A model's result in a round (all on the same prompts and continuations)."""
+
+    kl_mean: float
+    kl_se: float
+    kl_median: float
+    kl_p99: float
+    top1_agreement: float
+    per_prompt_kl: tuple[float, ...]
+    copy_vector: tuple[float, ...] = ()  # per-position KL of the round's first prompts
+
+
+@dataclass(frozen=True)
+class FailedModel:
+    """A model that could not be scored: `invalid` (the model's fault) or `transient` (ours)."""
+
+    kind: str  # "invalid" | "transient"
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RoundParams:
+    epsilon: float = EPSILON
+    alpha: float = ALPHA
+    kl_limit: float = KL_LIMIT
+    copy_cosine: float = COPY_COSINE
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Who is scored this epoch: the king (if any) plus challengers, or a rematch without a king."""
+
+    king: str | None
+    challengers: tuple[str, ...]
+    rematch: tuple[str, ...] = ()  # evaluated models re-scored because there is no king
+
+    @property
+    def models(self) -> list[str]:
+        return ([self.king] if self.king else []) + list(self.rematch) + list(self.challengers)
+
+    @property
+    def needs_gpu(self) -> bool:
+        return bool(self.challengers) or (self.king is None and len(self.rematch) > 0)
+
+
+@dataclass
+class RoundOutcome:
+    state: ValidatorState
+    events: list[Event] = field(default_factory=list)
+    applied: bool = True  # False: the round changed nothing (the king could not be scored)
+
+
+def _disqualify(record: MinerRecord, reason: str, code: str, detail: str) -> MinerRecord:
+    return replace(record, status=DISQUALIFIED, reason=reason, code=code, detail=detail)
+
+
+# -- chain → state ----------------------------------------------------------------------
+
+
+def reconcile(
+    state: ValidatorState,
+    hotkey_uids: Mapping[str, int],
+    commitments: Mapping[str, tuple[str, int]],
+    now_block: int,
+) -> tuple[ValidatorState, list[Event]]:
+    """Bring the state in line with the metagraph and the commitments on chain.
+
+    * A hotkey no longer registered loses its record (a new hotkey on the same UID
+      inherits nothing); if it was king, there is no king until the next round. Hash
+      ownership is kept: copies of a deregistered model are still copies.
+    * A new commitment becomes a `pending` record at its commit block; one that does not
+      parse is disqualified `INVALID` (code `COMMITMENT_FORMAT`), final for that hotkey.
+    * One commitment per hotkey: a commitment that differs from the recorded one is
+      ignored (and reported).
+    """
+    state = state.copy()
+    events: list[Event] = []
+    for hotkey in sorted(set(state.miners) - set(hotkey_uids)):
+        events.append(Event("deregistered", hotkey, f"uid {state.miners[hotkey].uid} no longer holds this hotkey"))
+        del state.miners[hotkey]
+        if state.king == hotkey:
+            state.king = None
+            events.append(Event("king_lost", hotkey, "the king was deregistered; next round has no king"))
+    for hotkey, uid in sorted(hotkey_uids.items(), key=lambda kv: kv[1]):
+        record = state.miners.get(hotkey)
+        on_chain = commitments.get(hotkey)
+        if record is not None:
+            if record.uid != uid:
+                state.miners[hotkey] = replace(record, uid=uid)
+            if on_chain is not None and not _same_commitment(record, on_chain):
+                events.append(
+                    Event(
+                        "commitment_change_ignored",
+                        hotkey,
+                        f"chain now holds {on_chain[0]!r} at block {on_chain[1]}; "
+                        f"keeping {record.commitment!r} from block {record.commit_block} (one commitment per hotkey)",
+                    )
+                )
+            continue
+        if on_chain is None:
+            continue
+        data, block = on_chain
+        try:
+            commitment = str(parse_commitment(data))
+        except CommitmentError as e:
+            state.miners[hotkey] = MinerRecord(
+                uid=uid,
+                commitment=data,
+                commit_block=int(block),
+                status=DISQUALIFIED,
+                reason=INVALID,
+                code="COMMITMENT_FORMAT",
+                detail=str(e),
+                first_seen_block=now_block,
+            )
+            events.append(Event("disqualified", hotkey, f"INVALID commitment: {e}"))
+            continue
+        state.miners[hotkey] = MinerRecord(uid=uid, commitment=commitment, commit_block=int(block), first_seen_block=now_block)
+        events.append(Event("new_commitment", hotkey, f"{commitment} at block {block}"))
+    return state, events
+
+
+def _same_commitment(record: MinerRecord, on_chain: tuple[str, int]) -> bool:
+    data, block = on_chain
+    if int(block) != record.commit_block:
+        return False
+    try:
+        return str(parse_commitment(data)) == record.commitment
+    except CommitmentError:
+        return data == record.commitment
+
+
+# -- pre-checks -------------------------------------------------------------------------
+
+
+def to_check(state: ValidatorState) -> list[str]:
+    """Pending commitments whose pre-checks have not passed yet, earliest commit first."""
+    pending = [hk for hk, m in state.miners.items() if m.status == PENDING and not m.checked]
+    return sorted(pending, key=lambda hk: (state.miners[hk].commit_block, hk))
+
+
+def mark_checked(
+    state: ValidatorState,
+    hotkey: str,
+    content_hash: str | None,
+    file_hashes: str | None,
+    params: int | None,
+) -> tuple[ValidatorState, list[Event]]:
+    """A commitment passed its pre-checks: claim its hashes (the earliest commit owns one).
+
+    A later claimant of an owned hash is a `COPY`; an earlier one takes the hash over and
+    the previous owner becomes the `COPY`, whatever its standing.
+    """
+    state = state.copy()
+    record = state.miners[hotkey]
+    state.miners[hotkey] = replace(
+        record, checked=True, seen_public=True, content_hash=content_hash, file_hashes=file_hashes, params=params,
+        detail=None, code=None,
+    )
+    events = [Event("checked", hotkey, f"pre-checks passed ({params} parameters)")]
+    for digest in (h for h in (file_hashes, content_hash) if h):
+        state, more = claim_hash(state, hotkey, digest)
+        events.extend(more)
+        if state.miners[hotkey].status == DISQUALIFIED:
+            break
+    return state, events
+
+
+def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[ValidatorState, list[Event]]:
+    state = state.copy()
+    record = state.miners[hotkey]
+    claim = HashClaim(hotkey, record.commit_block)
+    current = state.hash_owners.get(digest)
+    if current is None:
+        state.hash_owners[digest] = {"hotkey": hotkey, "commit_block": record.commit_block}
+        return state, []
+    owner_claim = HashClaim(current["hotkey"], int(current["commit_block"]))
+    if owner_claim.hotkey == hotkey:
+        return state, []
+    winner = hash_owner([owner_claim, claim])
+    loser = claim if winner == owner_claim else owner_claim
+    state.hash_owners[digest] = {"hotkey": winner.hotkey, "commit_block": winner.commit_block}
+    events = []
+    if loser.hotkey in state.miners:
+        detail = (
+            f"same weights as {winner.hotkey}, committed earlier (block {winner.commit_block} < {loser.commit_block})"
+            if winner.commit_block < loser.commit_block
+            else f"same weights as {winner.hotkey}, committed in the same block {winner.commit_block}"
+        )
+        state.miners[loser.hotkey] = _disqualify(state.miners[loser.hotkey], COPY, "DUPLICATE_HASH", detail)
+        events.append(Event("disqualified", loser.hotkey, f"COPY: {detail}"))
+        if state.king == loser.hotkey:
+            state.king = None
+            events.append(Event("king_lost", loser.hotkey, "the king was found to be a copy"))
+    return state, events
+
+
+def disqualify(state: ValidatorState, hotkey: str, reason: str, code: str, detail: str) -> tuple[ValidatorState, list[Event]]:
+    state = state.copy()
+    state.miners[hotkey] = _disqualify(state.miners[hotkey], reason, code, detail)
+    events = [Event("disqualified", hotkey, f"{reason} ({code}): {detail}")]
+    if state.king == hotkey:
+        state.king = None
+        events.append(Event("king_lost", hotkey, f"the king was disqualified: {reason}"))
+    return state, events
+
+
+def note_pending(state: ValidatorState, hotkey: str, code: str, detail: str) -> ValidatorState:
+    """Transient trouble or not public yet: the miner stays pending, with the reason shown."""
+    state = state.copy()
+    state.miners[hotkey] = replace(state.miners[hotkey], code=code, detail=detail)
+    return state
+
+
+# -- who reaches the GPU ----------------------------------------------------------------
+
+
+def challengers(state: ValidatorState, limit: int) -> list[str]:
+    """Valid, never evaluated, earliest commit block first; at most `limit`."""
+    ready = [hk for hk, m in state.miners.items() if m.status == PENDING and m.checked and not m.evaluated]
+    ready.sort(key=lambda hk: (state.miners[hk].commit_block, hk))
+    return ready[: max(0, int(limit))]
+
+
+def plan_round(state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4) -> RoundPlan:
+    """King + new challengers; without a king, also the best few evaluated models.
+
+    Scores from different prompt sets are never compared, so when there is no king the
+    best evaluated models are scored again beside the challengers and the round decides.
+    """
+    new = tuple(challengers(state, max_challengers))
+    if state.king is not None:
+        return RoundPlan(state.king, new)
+    evaluated = [hk for hk, m in state.miners.items() if m.status == EVALUATED and m.kl is not None]
+    evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
+    return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]))
+
+
+# -- a finished round -------------------------------------------------------------------
+
+
+def apply_round(
+    state: ValidatorState,
+    plan: RoundPlan,
+    results: Mapping[str, ScoredModel | FailedModel],
+    round_info: dict,
+    params: RoundParams = RoundParams(),
+) -> RoundOutcome:
+    """Apply a completed round: disqualifications, KL records, the dethrone rule.
+
+    Every model of `plan` must have a result. If the king could not be scored for a
+    reason of ours (transient), nothing changes: challengers are never compared with an
+    unscored king, and everyone is retried next epoch.
+    """
+    missing = [hk for hk in plan.models if hk not in results]
+    if missing:
+        raise ValueError(f"round results missing for {missing}")
+    king = plan.king
+    if king is not None and isinstance(results[king], FailedModel) and results[king].kind == "transient":
+        return RoundOutcome(
+            state,
+            [Event("round_aborted", king, f"the king could not be scored ({results[king].detail}); nothing changes")],
+            applied=False,
+        )
+    state = state.copy()
+    events: list[Event] = []
+    seed_block = round_info.get("seed_block")
+
+    valid: dict[str, ScoredModel] = {}
+    for hotkey in plan.models:
+        result = results[hotkey]
+        if isinstance(result, FailedModel):
+            if result.kind == "invalid":
+                state, more = disqualify(state, hotkey, INVALID, result.code, result.detail)
+                events.extend(more)
+            else:
+                state = note_pending(state, hotkey, result.code, f"not scored this round: {result.detail}")
+                events.append(Event("retry_later", hotkey, result.detail))
+            continue
+        problem = kl_failure(result.kl_mean, params.kl_limit)
+        if problem:
+            state, more = disqualify(state, hotkey, KL_TOO_HIGH, "KL_TOO_HIGH", problem)
+            events.extend(more)
+            continue
+        valid[hotkey] = result
+
+    copies = functional_copies(
+        {hk: r.copy_vector for hk, r in valid.items() if r.copy_vector},
+        {hk: state.miners[hk].commit_block for hk in valid},
+        params.copy_cosine,
+    )
+    for copy, original in sorted(copies.items()):
+        state, more = disqualify(
+            state, copy, COPY, "FUNCTIONAL_COPY",
+            f"per-position KL matches {original} (cosine > {params.copy_cosine}); {original} committed earlier",
+        )
+        events.extend(more)
+        del valid[copy]
+
+    for hotkey, result in valid.items():
+        record = state.miners[hotkey]
+        state.miners[hotkey] = replace(
+            record,
+            status=KING if hotkey == state.king else EVALUATED,
+            code=None,
+            detail=None,
+            kl={
+                "mean": result.kl_mean,
+                "se": result.kl_se,
+                "median": result.kl_median,
+                "p99": result.kl_p99,
+                "top1": result.top1_agreement,
+                "seed_block": seed_block,
+            },
+        )
+
+    decisions: dict[str, str] = {}
+    current = state.king if state.king in valid else None
+    if current is not None:
+        king_result = valid[current]
+        qualifying = []
+        for hotkey in sorted(valid):
+            if hotkey == current:
+                continue
+            decision = dethrones(
+                valid[hotkey].kl_mean, valid[hotkey].per_prompt_kl,
+                king_result.kl_mean, king_result.per_prompt_kl,
+                params.epsilon, params.alpha,
+            )
+            decisions[hotkey] = decision.reason
+            if decision.dethrones:
+                qualifying.append(hotkey)
+        if qualifying:
+            winner = min(qualifying, key=lambda hk: rank_key(valid[hk].kl_mean, state.miners[hk].commit_block, hk))
+            state = _crown(state, winner)
+            events.append(Event("new_king", winner, f"dethroned {current}: {decisions[winner]}"))
+        else:
+            events.append(Event("king_holds", current, f"no challenger beat KL {king_result.kl_mean:.6f}"))
+    elif valid:
+        winner = min(valid, key=lambda hk: rank_key(valid[hk].kl_mean, state.miners[hk].commit_block, hk))
+        state = _crown(state, winner)
+        events.append(Event("new_king", winner, f"no king: best valid model of the round (KL {valid[winner].kl_mean:.6f})"))
+    state.last_round = {
+        **round_info,
+        "models": plan.models,
+        "king_before": plan.king,
+        "king_after": state.king,
+        "kl": {hk: r.kl_mean for hk, r in valid.items()},
+        "decisions": decisions,
+    }
+    return RoundOutcome(state, events)
+
+
+def _crown(state: ValidatorState, hotkey: str) -> ValidatorState:
+    for hk, record in state.miners.items():
+        if record.status == KING and hk != hotkey:
+            state.miners[hk] = replace(record, status=EVALUATED)
+    state.miners[hotkey] = replace(state.miners[hotkey], status=KING)
+    state.king = hotkey
+    return state
+
+
+# -- weights ----------------------------------------------------------------------------
+
+
+def weights_for(state: ValidatorState, hotkey_uids: Mapping[str, int]) -> tuple[list[int], list[float]] | None:
+    """King 1.0, every other uid 0.0; None while there is no registered king."""
+    if state.king is None or state.king not in hotkey_uids:
+        return None
+    king_uid = hotkey_uids[state.king]
+    uids = sorted(set(hotkey_uids.values()))
+    return uids, [1.0 if uid == king_uid else 0.0 for uid in uids]
+
+
+def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
+    """Undo a wrong disqualification: the hotkey goes back to pending, to be checked again."""
+    if hotkey not in state.miners:
+        raise KeyError(f"no miner record for {hotkey}")
+    state = state.copy()
+    record = state.miners[hotkey]
+    state.miners[hotkey] = replace(
+        record, status=PENDING, reason=None, code=None, detail="requeued by the operator", kl=None, checked=False
+    )
+    for digest, owner in list(state.hash_owners.items()):
+        if owner["hotkey"] == hotkey:
+            del state.hash_owners[digest]
+    if state.king == hotkey:
+        state.king = None
+    return state

@@ -1,0 +1,194 @@
+"""The validator's state: versioned JSON, written atomically, with backups.
+
+Shape (version 1)::
+
+    {"version": 1, "scoring_version": 1, "king": HOTKEY | null, "last_epoch_block": INT | null,
+     "miners": {HOTKEY: {"uid": 3, "commitment": "ns/name@sha", "commit_block": 10,
+                         "status": "king" | "evaluated" | "pending" | "disqualified",
+                         "reason": null | "COPY" | "REMOVED" | "INVALID" | "KL_TOO_HIGH",
+                         "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
+                         "checked": bool, "seen_public": bool, ...}},
+     "hash_owners": {HASH: {"hotkey": ..., "commit_block": ...}},
+     "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null}
+
+Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
+validator killed at any moment leaves either the old or the new state, never half of one.
+The previous states are kept as `state.json.1` (newest) … `state.json.N`. A state file
+that does not parse, or comes from a newer version of this code, is an error that names
+the file and is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from distil import SCORING_VERSION
+
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+BACKUPS = 5
+
+KING = "king"
+EVALUATED = "evaluated"
+PENDING = "pending"
+DISQUALIFIED = "disqualified"
+STATUSES = (KING, EVALUATED, PENDING, DISQUALIFIED)
+
+COPY = "COPY"
+REMOVED = "REMOVED"
+INVALID = "INVALID"
+KL_TOO_HIGH = "KL_TOO_HIGH"
+REASONS = (COPY, REMOVED, INVALID, KL_TOO_HIGH)
+
+
+class StateError(Exception):
+    """A state file that cannot be used; it is kept as it is."""
+
+
+@dataclass
+class MinerRecord:
+    """What the validator knows about one hotkey's (single) commitment."""
+
+    uid: int
+    commitment: str
+    commit_block: int
+    status: str = PENDING
+    reason: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    kl: dict | None = None  # {"mean", "se", "median", "p99", "top1", "seed_block"}
+    content_hash: str | None = None
+    file_hashes: str | None = None
+    params: int | None = None
+    checked: bool = False  # pre-checks passed: ready for (or done with) evaluation
+    seen_public: bool = False
+    first_seen_block: int | None = None
+
+    @property
+    def evaluated(self) -> bool:
+        return self.kl is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "MinerRecord":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise StateError(f"unknown miner fields {sorted(unknown)}")
+        record = cls(**data)
+        if record.status not in STATUSES:
+            raise StateError(f"unknown miner status {record.status!r}")
+        if record.reason is not None and record.reason not in REASONS:
+            raise StateError(f"unknown disqualification reason {record.reason!r}")
+        return record
+
+
+@dataclass
+class ValidatorState:
+    king: str | None = None
+    miners: dict[str, MinerRecord] = field(default_factory=dict)
+    hash_owners: dict[str, dict] = field(default_factory=dict)
+    last_round: dict | None = None
+    last_epoch_block: int | None = None
+    scoring_version: int = SCORING_VERSION
+    version: int = STATE_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "scoring_version": self.scoring_version,
+            "king": self.king,
+            "last_epoch_block": self.last_epoch_block,
+            "miners": {hk: m.to_json() for hk, m in sorted(self.miners.items())},
+            "hash_owners": dict(sorted(self.hash_owners.items())),
+            "last_round": self.last_round,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ValidatorState":
+        if not isinstance(data, dict):
+            raise StateError("state is not a JSON object")
+        version = data.get("version")
+        if not isinstance(version, int):
+            raise StateError("state has no integer 'version'")
+        if version > STATE_VERSION:
+            raise StateError(
+                f"state version {version} is newer than this validator understands ({STATE_VERSION}); "
+                "upgrade the validator"
+            )
+        try:
+            miners = {hk: MinerRecord.from_json(m) for hk, m in data.get("miners", {}).items()}
+            state = cls(
+                king=data.get("king"),
+                miners=miners,
+                hash_owners=dict(data.get("hash_owners", {})),
+                last_round=data.get("last_round"),
+                last_epoch_block=data.get("last_epoch_block"),
+                scoring_version=int(data.get("scoring_version", SCORING_VERSION)),
+                version=version,
+            )
+        except (TypeError, ValueError) as e:
+            raise StateError(f"malformed state: {e}") from None
+        if state.king is not None and state.king not in state.miners:
+            raise StateError(f"king {state.king} has no miner record")
+        return state
+
+    def copy(self) -> "ValidatorState":
+        return ValidatorState.from_json(json.loads(json.dumps(self.to_json())))
+
+
+def state_path(directory: str | Path) -> Path:
+    return Path(directory) / STATE_FILE
+
+
+def load_state(directory: str | Path) -> ValidatorState:
+    """The saved state, or a fresh one when there is none. Raises StateError, never overwrites."""
+    path = state_path(directory)
+    if not path.exists():
+        return ValidatorState()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StateError(
+            f"cannot read {path}: {e}. The file is kept as it is; restore a backup "
+            f"({path.name}.1 …) or move it away to start fresh."
+        ) from None
+    try:
+        state = ValidatorState.from_json(data)
+    except StateError as e:
+        raise StateError(f"{path}: {e}. The file is kept as it is.") from None
+    return state
+
+
+def save_state(state: ValidatorState, directory: str | Path, backups: int = BACKUPS) -> Path:
+    """Write atomically (temp file, fsync, rename, fsync the directory); rotate backups."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = state_path(directory)
+    text = json.dumps(state.to_json(), indent=1, sort_keys=False, allow_nan=False)
+    tmp = directory / f".{STATE_FILE}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists() and backups > 0:
+        for i in range(backups - 1, 0, -1):
+            older = directory / f"{STATE_FILE}.{i}"
+            if older.exists():
+                os.replace(older, directory / f"{STATE_FILE}.{i + 1}")
+        # copy, not move: state.json must exist at every instant
+        shutil.copyfile(path, directory / f"{STATE_FILE}.1")
+    os.replace(tmp, path)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path

@@ -1,0 +1,334 @@
+"""King-of-the-hill decisions: pure functions, exhaustive cases, independent references."""
+
+import math
+import random
+
+import pytest
+from scipy import stats
+
+from distil.scoring.epoch import (
+    FailedModel,
+    RoundParams,
+    RoundPlan,
+    ScoredModel,
+    apply_round,
+    challengers,
+    claim_hash,
+    mark_checked,
+    plan_round,
+    reconcile,
+    requeue,
+    weights_for,
+)
+from distil.scoring.rules import (
+    HashClaim,
+    cosine,
+    dethrones,
+    functional_copies,
+    hash_owner,
+    kl_failure,
+    paired_t_pvalue,
+)
+from distil.state import COPY, DISQUALIFIED, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, MinerRecord, ValidatorState
+
+SHA = "ab" * 20
+
+
+def commitment(i):
+    return f"miner{i}/student@{SHA}"
+
+
+# -- rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_paired_t_matches_scipy(seed):
+    rng = random.Random(seed)
+    n = rng.randint(3, 120)
+    king = [rng.uniform(0.1, 0.5) for _ in range(n)]
+    chal = [k - rng.gauss(0.01, 0.05) for k in king]
+    expected = stats.ttest_rel(king, chal, alternative="greater").pvalue
+    assert paired_t_pvalue(king, chal) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_paired_t_zero_variance_sign_decides():
+    assert paired_t_pvalue([0.5, 0.5], [0.4, 0.4]) == 0.0
+    assert paired_t_pvalue([0.4, 0.4], [0.5, 0.5]) == 1.0
+    assert paired_t_pvalue([0.4, 0.4], [0.4, 0.4]) == 1.0
+    assert paired_t_pvalue([0.5], [0.4]) == 0.0  # one prompt: nothing to estimate, sign decides
+
+
+def test_paired_t_refuses_different_prompt_sets():
+    with pytest.raises(ValueError, match="different prompt sets"):
+        paired_t_pvalue([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="non-finite"):
+        paired_t_pvalue([0.1, float("nan")], [0.1, 0.2])
+
+
+def test_dethrone_needs_the_epsilon_margin():
+    king = [0.100] * 10
+    # 0.5% better on every prompt: significant, but inside the 1% margin
+    inside = dethrones(0.0995, [0.0995] * 10, 0.100, king)
+    assert not inside.dethrones and not inside.margin_ok and inside.p_value == 0.0
+    just_outside = dethrones(0.0989, [0.0989] * 10, 0.100, king)
+    assert just_outside.dethrones
+    # exactly at the threshold is not enough (strictly less than)
+    threshold = 0.100 * (1 - 0.01)
+    at = dethrones(threshold, [threshold] * 10, 0.100, king, epsilon=0.01)
+    assert at.threshold == threshold and not at.margin_ok and not at.dethrones  # strictly below only
+
+
+def test_dethrone_needs_significance_unless_alpha_is_one():
+    king = [0.1] * 10
+    # 2% better on average, but better on half the prompts and worse on the other half
+    diffs = [0.1, -0.096] * 5
+    chal = [k - d for k, d in zip(king, diffs)]
+    kl_king, kl_chal = sum(king) / 10, sum(chal) / 10
+    assert kl_chal < kl_king * 0.99
+    decision = dethrones(kl_chal, chal, kl_king, king, epsilon=0.01, alpha=0.05)
+    assert decision.margin_ok and decision.p_value > 0.4 and not decision.dethrones
+    assert decision.p_value == pytest.approx(stats.ttest_rel(king, chal, alternative="greater").pvalue)
+    assert dethrones(kl_chal, chal, kl_king, king, epsilon=0.01, alpha=1.0).dethrones
+    assert not dethrones(kl_king, king, kl_king, king).dethrones  # equal KL never dethrones
+
+
+def test_kl_failure():
+    assert kl_failure(0.3) is None and kl_failure(2.0) is None
+    assert "above the limit" in kl_failure(2.0001)
+    for bad in (float("nan"), float("inf"), -float("inf"), None):
+        assert "not a finite number" in kl_failure(bad)
+
+
+def test_cosine_and_functional_copies():
+    base = [0.1, 0.5, 0.2, 0.9, 0.05]
+    assert cosine(base, base) == pytest.approx(1.0)
+    assert cosine(base, [2 * x for x in base]) == pytest.approx(1.0)
+    assert cosine([0, 0], [0, 0]) == 1.0 and cosine([0, 0], [1, 0]) == 0.0
+    near = [x * (1 + 1e-6 * i) for i, x in enumerate(base)]
+    other = [0.5, 0.1, 0.9, 0.2, 0.3]
+    copies = functional_copies({"a": base, "b": near, "c": other}, {"a": 10, "b": 5, "c": 1})
+    assert copies == {"a": "b"}  # b committed first, so a is the copy
+    assert functional_copies({"a": base, "b": near}, {"a": 3, "b": 3}) == {"b": "a"}  # same block: hotkey order
+
+
+def test_hash_owner_earliest_block_then_hotkey():
+    assert hash_owner([HashClaim("z", 5), HashClaim("a", 9)]) == HashClaim("z", 5)
+    assert hash_owner([HashClaim("z", 5), HashClaim("a", 5)]) == HashClaim("a", 5)
+    with pytest.raises(ValueError):
+        hash_owner([])
+
+
+# -- epoch ------------------------------------------------------------------------------
+
+
+def state_with(records, king=None):
+    state = ValidatorState(king=king)
+    for hotkey, kw in records.items():
+        state.miners[hotkey] = MinerRecord(**kw)
+    return state
+
+
+_distinct = iter(range(10**6))
+
+
+def scored(kl, n=20, jitter=0.0, seed=0, vector=None):
+    """A score with its own random per-position vector (so no two are functional copies)."""
+    rng = random.Random(seed)
+    vector_rng = random.Random(next(_distinct))
+    per_prompt = [kl + rng.uniform(-jitter, jitter) for _ in range(n)]
+    mean = sum(per_prompt) / n
+    shift = kl - mean
+    per_prompt = tuple(p + shift for p in per_prompt)
+    return ScoredModel(kl, 0.0, kl, kl, 0.5, per_prompt, tuple(vector or [vector_rng.random() for _ in range(8)]))
+
+
+def checked(uid, block, status=PENDING, kl=None):
+    return dict(uid=uid, commitment=commitment(uid), commit_block=block, status=status, checked=True,
+                kl=None if kl is None else {"mean": kl, "se": 0, "median": kl, "p99": kl, "top1": 0.5, "seed_block": 0})
+
+
+def test_reconcile_new_malformed_changed_and_replaced_hotkeys():
+    state = state_with({"old": checked(1, 5, KING, 0.2), "keep": checked(2, 6, EVALUATED, 0.3)}, king="old")
+    state.hash_owners["sha256:x"] = {"hotkey": "old", "commit_block": 5}
+    uids = {"new": 1, "keep": 2, "bad": 3}
+    on_chain = {"new": (commitment(7), 50), "keep": (f"other/model@{SHA}", 60), "bad": ("not a commitment", 51)}
+    new_state, events = reconcile(state, uids, on_chain, now_block=100)
+    kinds = [(e.kind, e.hotkey) for e in events]
+    assert ("deregistered", "old") in kinds and ("king_lost", "old") in kinds
+    assert "old" not in new_state.miners and new_state.king is None
+    assert new_state.hash_owners["sha256:x"]["hotkey"] == "old"  # ownership outlives registration
+    assert new_state.miners["new"].status == PENDING and new_state.miners["new"].commit_block == 50
+    assert new_state.miners["new"].kl is None and not new_state.miners["new"].checked  # inherits nothing
+    assert new_state.miners["bad"].status == DISQUALIFIED and new_state.miners["bad"].code == "COMMITMENT_FORMAT"
+    assert ("commitment_change_ignored", "keep") in kinds
+    assert new_state.miners["keep"].commitment == commitment(2)
+    assert state.king == "old"  # the input was not modified
+
+
+def test_reconcile_accepts_the_live_json_form_as_the_same_commitment():
+    state = state_with({"a": checked(1, 5)})
+    live = '{"model": "miner1/student", "revision": "' + SHA + '"}'
+    _, events = reconcile(state, {"a": 1}, {"a": (live, 5)}, now_block=10)
+    assert events == []
+
+
+def test_challengers_are_valid_never_evaluated_earliest_first_and_capped():
+    records = {f"h{i}": checked(i, 100 - i) for i in range(10)}
+    records["evaluated"] = checked(20, 1, EVALUATED, 0.3)
+    records["unchecked"] = dict(uid=21, commitment=commitment(21), commit_block=0)
+    state = state_with(records)
+    assert challengers(state, 3) == ["h9", "h8", "h7"]
+    assert "evaluated" not in challengers(state, 100) and "unchecked" not in challengers(state, 100)
+
+
+def test_hundred_miners_one_new_challenger_means_two_models_on_the_gpu():
+    records = {f"h{i:03d}": checked(i, i, EVALUATED, 0.3 + i / 1000) for i in range(100)}
+    records["h000"]["status"] = KING
+    records["new"] = checked(100, 500)
+    state = state_with(records, king="h000")
+    plan = plan_round(state, max_challengers=8)
+    assert plan.models == ["h000", "new"] and plan.needs_gpu
+    idle = state_with({k: v for k, v in records.items() if k != "new"}, king="h000")
+    assert not plan_round(idle).needs_gpu and plan_round(idle).models == ["h000"]
+
+
+def test_no_king_rematch_of_the_best_few():
+    records = {f"e{i}": checked(i, i, EVALUATED, 0.5 - i / 100) for i in range(6)}
+    state = state_with(records)
+    plan = plan_round(state, rematch_size=3)
+    assert plan.king is None and plan.rematch == ("e5", "e4", "e3") and plan.needs_gpu
+
+
+def run_round(state, plan, results, **params):
+    return apply_round(state, plan, results, {"seed_block": 100, "seed": "0xabc"}, RoundParams(**params))
+
+
+def test_first_round_without_king_crowns_the_best_valid_model():
+    state = state_with({"a": checked(1, 10), "b": checked(2, 11), "c": checked(3, 12)})
+    plan = RoundPlan(None, ("a", "b", "c"))
+    out = run_round(state, plan, {"a": scored(0.30), "b": scored(0.20), "c": scored(2.5)})
+    assert out.state.king == "b" and out.state.miners["b"].status == KING
+    assert out.state.miners["a"].status == EVALUATED and out.state.miners["a"].kl["mean"] == 0.30
+    assert out.state.miners["c"].reason == KL_TOO_HIGH
+    assert out.state.last_round["king_after"] == "b" and out.state.last_round["seed_block"] == 100
+
+
+def test_exact_tie_without_king_goes_to_the_earlier_commit():
+    state = state_with({"late": checked(1, 20), "early": checked(2, 10)})
+    out = run_round(state, RoundPlan(None, ("late", "early")), {"late": scored(0.2), "early": scored(0.2)})
+    assert out.state.king == "early"
+
+
+def test_king_holds_inside_epsilon_and_falls_outside_it():
+    base = {"k": checked(1, 1, KING, 0.2), "c": checked(2, 9)}
+    plan = RoundPlan("k", ("c",))
+    held = run_round(state_with(base, king="k"), plan, {"k": scored(0.200), "c": scored(0.1985)})
+    assert held.state.king == "k" and held.state.miners["c"].status == EVALUATED
+    assert "not below" in held.state.last_round["decisions"]["c"]
+    fell = run_round(state_with(base, king="k"), plan, {"k": scored(0.200), "c": scored(0.190)})
+    assert fell.state.king == "c"
+    assert fell.state.miners["k"].status == EVALUATED and fell.state.miners["c"].status == KING
+
+
+def test_several_qualifying_challengers_lowest_kl_then_earliest_commit():
+    records = {"k": checked(1, 1, KING, 0.3), "c1": checked(2, 30), "c2": checked(3, 20), "c3": checked(4, 10)}
+    plan = RoundPlan("k", ("c3", "c2", "c1"))
+    out = run_round(state_with(records, king="k"), plan, {"k": scored(0.3), "c1": scored(0.20), "c2": scored(0.21), "c3": scored(0.29)})
+    assert out.state.king == "c1"
+    tie = run_round(state_with(records, king="k"), plan, {"k": scored(0.3), "c1": scored(0.20), "c2": scored(0.20), "c3": scored(0.29)})
+    assert tie.state.king == "c2"  # same KL, earlier commit block
+
+
+def test_noisy_challenger_does_not_dethrone_without_significance():
+    records = {"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}
+    king_pp = (0.3,) * 10
+    chal_pp = tuple(0.3 - d for d in [0.1, -0.09] * 5)  # 1.7% better on average, half the time worse
+    k = ScoredModel(0.3, 0, 0, 0, 0, king_pp, (1.0, 2.0))
+    c = ScoredModel(sum(chal_pp) / 10, 0, 0, 0, 0, chal_pp, (2.0, 1.0))
+    assert c.kl_mean < k.kl_mean * 0.99
+    strict = run_round(state_with(records, king="k"), RoundPlan("k", ("c",)), {"k": k, "c": c})
+    off = run_round(state_with(records, king="k"), RoundPlan("k", ("c",)), {"k": k, "c": c}, alpha=1.0)
+    assert strict.state.king == "k" and "p = " in strict.state.last_round["decisions"]["c"]
+    assert off.state.king == "c"
+
+
+def test_king_transient_failure_changes_nothing():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
+    out = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "OOM", "out of memory"), "c": scored(0.1)})
+    assert not out.applied and out.state is state and out.events[0].kind == "round_aborted"
+
+
+def test_failures_invalid_disqualify_transient_retry():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "bad": checked(2, 5), "flaky": checked(3, 6)}, king="k")
+    results = {
+        "k": scored(0.3),
+        "bad": FailedModel("invalid", "LOAD_KEYS", "missing keys: lm_head.weight"),
+        "flaky": FailedModel("transient", "TIMEOUT", "download timed out"),
+    }
+    out = run_round(state, RoundPlan("k", ("bad", "flaky")), results)
+    assert out.state.miners["bad"].reason == INVALID and out.state.miners["bad"].code == "LOAD_KEYS"
+    flaky = out.state.miners["flaky"]
+    assert flaky.status == PENDING and flaky.checked and flaky.kl is None and "timed out" in flaky.detail
+    assert challengers(out.state, 8) == ["flaky"]
+
+
+def test_king_invalid_in_round_hands_the_crown_to_the_best_challenger():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
+    out = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("invalid", "LOAD_KEYS", "x"), "c": scored(0.4)})
+    assert out.state.king == "c" and out.state.miners["k"].status == DISQUALIFIED
+
+
+def test_functional_copy_in_round_disqualifies_the_later_commitment():
+    vector = [0.1, 0.7, 0.3, 0.9, 0.2, 0.05]
+    state = state_with({"k": checked(1, 1, KING, 0.3), "copy": checked(2, 50)}, king="k")
+    results = {"k": scored(0.3, vector=vector), "copy": scored(0.29, vector=[v * 1.0000001 for v in vector])}
+    out = run_round(state, RoundPlan("k", ("copy",)), results)
+    assert out.state.miners["copy"].reason == COPY and out.state.miners["copy"].code == "FUNCTIONAL_COPY"
+    assert out.state.king == "k"
+
+
+def test_nan_kl_is_a_failed_score_never_a_winner():
+    state = state_with({"a": checked(1, 1), "b": checked(2, 2)})
+    out = run_round(state, RoundPlan(None, ("a", "b")), {"a": scored(float("nan")), "b": scored(1.5)})
+    assert out.state.king == "b" and out.state.miners["a"].reason == KL_TOO_HIGH
+
+
+def test_missing_results_are_an_error():
+    state = state_with({"a": checked(1, 1)})
+    with pytest.raises(ValueError, match="missing"):
+        run_round(state, RoundPlan(None, ("a",)), {})
+
+
+def test_hash_claims_earliest_commit_owns():
+    state = state_with({"first": checked(1, 10), "second": checked(2, 20)})
+    state, _ = mark_checked(state, "first", "sha256:w", "files:f", 100)
+    state, events = mark_checked(state, "second", "sha256:w", "files:g", 100)
+    assert state.miners["second"].reason == COPY and "first" in state.miners["second"].detail
+    assert state.hash_owners["sha256:w"]["hotkey"] == "first"
+    # an earlier commitment checked later (it was private at first) takes the hash over, even from a king
+    state.miners["first"].status = KING
+    state.king = "first"
+    state.miners["early"] = MinerRecord(uid=3, commitment=commitment(3), commit_block=5)
+    state, events = claim_hash(state, "early", "sha256:w")
+    assert state.miners["first"].reason == COPY and state.king is None
+    assert any(e.kind == "king_lost" for e in events)
+
+
+def test_weights_king_only():
+    state = state_with({"k": checked(4, 1, KING, 0.1), "o": checked(2, 3, EVALUATED, 0.2)}, king="k")
+    uids, weights = weights_for(state, {"k": 4, "o": 2, "x": 0})
+    assert uids == [0, 2, 4] and weights == [0.0, 0.0, 1.0]
+    assert weights_for(ValidatorState(), {"k": 4}) is None
+    assert weights_for(state, {"o": 2}) is None  # king deregistered: no weights
+
+
+def test_requeue_after_a_wrong_disqualification():
+    state = state_with({"a": checked(1, 1)})
+    state, _ = mark_checked(state, "a", "sha256:a", None, 10)
+    state.miners["a"].status = DISQUALIFIED
+    state.miners["a"].reason = INVALID
+    again = requeue(state, "a")
+    assert again.miners["a"].status == PENDING and not again.miners["a"].checked and again.miners["a"].reason is None
+    assert "sha256:a" not in again.hash_owners
+    with pytest.raises(KeyError):
+        requeue(state, "nobody")

@@ -1,0 +1,106 @@
+"""Validator state: versioned JSON, atomic writes, backups, refusing what it cannot read."""
+
+import json
+import os
+
+import pytest
+
+from distil import SCORING_VERSION
+from distil.state import (
+    EVALUATED,
+    KING,
+    MinerRecord,
+    StateError,
+    ValidatorState,
+    load_state,
+    save_state,
+    state_path,
+)
+
+SHA = "cd" * 20
+
+
+def example_state():
+    state = ValidatorState(king="hk1", last_epoch_block=100)
+    state.miners["hk1"] = MinerRecord(uid=3, commitment=f"a/b@{SHA}", commit_block=10, status=KING,
+                                      kl={"mean": 0.12, "se": 0.01, "median": 0.1, "p99": 0.9, "top1": 0.8, "seed_block": 100},
+                                      content_hash="sha256:" + "0" * 64, checked=True, seen_public=True)
+    state.miners["hk2"] = MinerRecord(uid=4, commitment=f"c/d@{SHA}", commit_block=11, status=EVALUATED, checked=True)
+    state.hash_owners["sha256:" + "0" * 64] = {"hotkey": "hk1", "commit_block": 10}
+    state.last_round = {"seed_block": 100, "seed": "0x" + "1" * 64, "models": ["hk1", "hk2"]}
+    return state
+
+
+def test_round_trip_and_shape(tmp_path):
+    state = example_state()
+    save_state(state, tmp_path)
+    data = json.loads(state_path(tmp_path).read_text())
+    assert data["version"] == 1 and data["scoring_version"] == SCORING_VERSION and data["king"] == "hk1"
+    assert data["miners"]["hk1"]["status"] == "king" and data["miners"]["hk1"]["uid"] == 3
+    assert data["miners"]["hk1"]["reason"] is None and data["last_round"]["seed_block"] == 100
+    loaded = load_state(tmp_path)
+    assert loaded.to_json() == state.to_json()
+
+
+def test_fresh_state_when_none_exists(tmp_path):
+    state = load_state(tmp_path / "nothing-here")
+    assert state.king is None and state.miners == {}
+
+
+def test_backups_rotate_and_the_newest_is_current(tmp_path):
+    for epoch in range(7):
+        state = example_state()
+        state.last_epoch_block = epoch
+        save_state(state, tmp_path, backups=3)
+    assert load_state(tmp_path).last_epoch_block == 6
+    backups = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("state.json."))
+    assert backups == ["state.json.1", "state.json.2", "state.json.3"]
+    assert json.loads((tmp_path / "state.json.1").read_text())["last_epoch_block"] == 5
+    assert json.loads((tmp_path / "state.json.3").read_text())["last_epoch_block"] == 3
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "cannot read"),
+        ("[]", "not a JSON object"),
+        ('{"miners": {}}', "integer 'version'"),
+        ('{"version": 99, "miners": {}}', "newer than this validator"),
+        ('{"version": 1, "miners": {"x": {"uid": 1}}}', "malformed state"),
+        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a", "commit_block": 1, "status": "royal"}}}', "unknown miner status"),
+        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a", "commit_block": 1, "bogus": 2}}}', "unknown miner fields"),
+        ('{"version": 1, "king": "ghost", "miners": {}}', "no miner record"),
+    ],
+)
+def test_unreadable_state_is_an_error_and_is_kept(tmp_path, content, message):
+    path = state_path(tmp_path)
+    path.write_text(content)
+    with pytest.raises(StateError, match=message):
+        load_state(tmp_path)
+    assert path.read_text() == content  # never silently overwritten
+
+
+def test_a_crash_while_writing_leaves_the_previous_state(tmp_path, monkeypatch):
+    save_state(example_state(), tmp_path)
+    before = state_path(tmp_path).read_text()
+    newer = example_state()
+    newer.last_epoch_block = 999
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        save_state(newer, tmp_path)
+    monkeypatch.undo()
+    assert state_path(tmp_path).read_text() == before
+    assert load_state(tmp_path).last_epoch_block == 100
+
+
+def test_non_finite_numbers_are_refused_at_write_time(tmp_path):
+    state = example_state()
+    state.miners["hk2"].kl = {"mean": float("nan")}
+    with pytest.raises(ValueError):
+        save_state(state, tmp_path)
+    assert not state_path(tmp_path).exists()
