@@ -1,0 +1,155 @@
+"""One W&B run per validator, resumed across restarts; one log entry and artifact per round.
+
+Per round: the leaderboard table, the king, each model's KL statistics, disqualifications
+with reasons, the timings of each phase, and an artifact `round-<seed_block>` holding
+`round.json`: the round's seed block, seed, resolved spec, prompt and continuation token
+ids and per-prompt KL (the format `distil-eval --json` prints), so any miner can re-score
+a model on exactly that round's tokens with `distil-eval --round round.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol
+
+from loguru import logger
+
+LEADERBOARD_COLUMNS = ["rank", "uid", "hotkey", "commitment", "status", "kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"]
+DISQUALIFIED_COLUMNS = ["uid", "hotkey", "commitment", "reason", "code", "detail"]
+
+
+class RoundLogger(Protocol):
+    def log_round(
+        self,
+        step: int,
+        summary: dict[str, Any],
+        leaderboard: list[dict[str, Any]],
+        disqualified: list[dict[str, Any]],
+        timings: dict[str, float],
+        round_json: dict[str, Any] | None,
+    ) -> None: ...
+
+    def log_epoch(self, step: int, values: dict[str, Any]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class NullLogger:
+    """`--wandb.off`: report nothing."""
+
+    def log_round(self, step, summary, leaderboard, disqualified, timings, round_json) -> None:
+        pass
+
+    def log_epoch(self, step, values) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def _rows(records: list[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
+    return [[record.get(c) for c in columns] for record in records]
+
+
+class WandbLogger:
+    """A W&B run whose id is kept in `<state_dir>/wandb_run_id`, so restarts resume it."""
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        project: str = "distil",
+        entity: str | None = None,
+        config: dict[str, Any] | None = None,
+        name: str | None = None,
+        mode: str | None = None,
+    ):
+        import wandb
+
+        self._wandb = wandb
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        id_file = state_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:16]
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            id=run_id,
+            resume="allow",
+            name=name,
+            dir=str(state_dir),
+            config=config or {},
+            mode=mode or os.environ.get("WANDB_MODE") or "online",
+            reinit="finish_previous",
+        )
+        id_file.write_text(self.run.id)
+        # the last few things handed to the run (bounded: a validator runs for months)
+        self.logged: deque[dict[str, Any]] = deque(maxlen=32)
+        self.artifacts: deque[Any] = deque(maxlen=8)
+        logger.info(f"W&B run {self.run.id} ({project}) in {self.run.dir}")
+
+    def log_round(self, step, summary, leaderboard, disqualified, timings, round_json) -> None:
+        wandb = self._wandb
+        payload: dict[str, Any] = {
+            "leaderboard": wandb.Table(columns=LEADERBOARD_COLUMNS, data=_rows(leaderboard, LEADERBOARD_COLUMNS)),
+            "disqualified": wandb.Table(columns=DISQUALIFIED_COLUMNS, data=_rows(disqualified, DISQUALIFIED_COLUMNS)),
+            "king": summary.get("king"),
+            "king_kl": summary.get("king_kl"),
+            "n_models": len(leaderboard),
+            "n_disqualified": len(disqualified),
+        }
+        for row in leaderboard:
+            for stat in ("kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"):
+                if row.get(stat) is not None:
+                    payload[f"models/{row['hotkey']}/{stat}"] = row[stat]
+        for phase, seconds in timings.items():
+            payload[f"timings/{phase}_s"] = seconds
+        self.run.log(payload, step=step)
+        for key, value in summary.items():
+            self.run.summary[key] = value
+        self.logged.append(payload)
+        if round_json is not None:
+            artifact = wandb.Artifact(
+                f"round-{round_json.get('seed_block', step)}",
+                type="round",
+                metadata={k: round_json.get(k) for k in ("seed_block", "seed", "scoring_version")},
+            )
+            with artifact.new_file("round.json") as f:
+                json.dump(round_json, f)
+            self.run.log_artifact(artifact)
+            self.artifacts.append(artifact)
+
+    def log_epoch(self, step, values) -> None:
+        self.run.log(dict(values), step=step)
+        self.logged.append(dict(values))
+
+    def finish(self) -> None:
+        try:
+            self.run.finish()
+        except Exception as e:  # reporting must never take the validator down
+            logger.warning(f"W&B finish failed: {e}")
+
+
+def make_logger(config, state_dir: str | Path, run_config: dict[str, Any] | None = None) -> RoundLogger:
+    """`NullLogger` with `--wandb.off`; else a W&B run (offline with `--wandb.offline`).
+
+    A W&B failure at start-up (no API key, no network) is logged and reporting is turned
+    off: the validator's job is scoring and weights, not dashboards.
+    """
+    if config.wandb.off:
+        return NullLogger()
+    try:
+        return WandbLogger(
+            state_dir,
+            project=config.wandb.project,
+            entity=config.wandb.entity,
+            config=run_config,
+            name=f"validator-{config.wallet.hotkey}",
+            mode="offline" if config.wandb.offline else None,
+        )
+    except Exception as e:
+        logger.error(f"W&B unavailable ({type(e).__name__}: {e}); continuing without it (use --wandb.off to silence)")
+        return NullLogger()
