@@ -192,3 +192,36 @@ def save_state(state: ValidatorState, directory: str | Path, backups: int = BACK
     finally:
         os.close(dir_fd)
     return path
+
+
+# -- operator requests --------------------------------------------------------------------
+# `distil-state requeue` does not edit state.json under a running validator (its next save
+# would undo the edit): it drops a request in `<state dir>/requests/`, which the validator
+# applies at the start of its next epoch.
+
+REQUESTS_DIR = "requests"
+
+
+def request_requeue(directory: str | Path, hotkey: str) -> Path:
+    requests = Path(directory) / REQUESTS_DIR
+    requests.mkdir(parents=True, exist_ok=True)
+    path = requests / f"requeue-{hotkey}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"action": "requeue", "hotkey": hotkey}))
+    os.replace(tmp, path)
+    return path
+
+
+def pending_requests(directory: str | Path) -> list[tuple[Path, dict]]:
+    requests = Path(directory) / REQUESTS_DIR
+    if not requests.is_dir():
+        return []
+    out = []
+    for path in sorted(requests.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("action") == "requeue" and isinstance(data.get("hotkey"), str):
+            out.append((path, data))
+    return out

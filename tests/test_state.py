@@ -104,3 +104,28 @@ def test_non_finite_numbers_are_refused_at_write_time(tmp_path):
     with pytest.raises(ValueError):
         save_state(state, tmp_path)
     assert not state_path(tmp_path).exists()
+
+
+def test_distil_state_show_and_requeue(tmp_path, capsys):
+    from distil.state import DISQUALIFIED, INVALID, pending_requests
+    from distil.state_cli import main
+
+    state = example_state()
+    state.miners["hk2"].status = DISQUALIFIED
+    state.miners["hk2"].reason = INVALID
+    state.miners["hk2"].code = "LOAD_KEYS"
+    state.miners["hk2"].detail = "missing keys: lm_head.weight"
+    save_state(state, tmp_path)
+    assert main(["show", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "king: hk1" in out and "LOAD_KEYS missing keys: lm_head.weight" in out and "0.120000" in out
+    assert main(["show", "--state-dir", str(tmp_path), "--json", "--hotkey", "hk2"]) == 0
+    assert json.loads(capsys.readouterr().out)["miners"]["hk2"]["reason"] == "INVALID"
+    before = state_path(tmp_path).read_text()
+    assert main(["requeue", "hk2", "--state-dir", str(tmp_path)]) == 0
+    assert state_path(tmp_path).read_text() == before  # the running validator applies it, not the CLI
+    assert [d["hotkey"] for _, d in pending_requests(tmp_path)] == ["hk2"]
+    assert main(["requeue", "nobody", "--state-dir", str(tmp_path)]) == 1
+    state_path(tmp_path).write_text("{broken")
+    assert main(["show", "--state-dir", str(tmp_path)]) == 2
+    assert "kept as it is" in capsys.readouterr().err

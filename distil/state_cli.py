@@ -1,0 +1,94 @@
+"""`distil-state`: look at a validator's state, and requeue a hotkey after a wrong disqualification.
+
+    distil-state show --state-dir DIR [--hotkey HK] [--json]
+    distil-state requeue HOTKEY --state-dir DIR
+
+DIR is the validator's `--neuron.full_path` (where `state.json` lives). A requeue is
+picked up by the validator at the start of its next epoch: the hotkey goes back to
+`pending`, is pre-checked again and, if valid, challenges the king.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from distil.state import DISQUALIFIED, StateError, load_state, pending_requests, request_requeue, state_path
+
+
+def _format_kl(kl: dict | None) -> str:
+    return f"{kl['mean']:.6f}" if kl and kl.get("mean") is not None else "-"
+
+
+def show(args) -> int:
+    state = load_state(args.state_dir)
+    if args.json:
+        data = state.to_json()
+        if args.hotkey:
+            data = {"king": state.king, "miners": {args.hotkey: data["miners"].get(args.hotkey)}}
+        print(json.dumps(data, indent=1))
+        return 0
+    print(f"state: {state_path(args.state_dir)}")
+    print(f"king: {state.king or '-'}    last epoch block: {state.last_epoch_block}    scoring version: {state.scoring_version}")
+    if state.last_round:
+        lr = state.last_round
+        print(f"last round: seed block {lr.get('seed_block')} seed {lr.get('seed')} models {len(lr.get('models', []))}")
+    rows = sorted(state.miners.items(), key=lambda kv: (kv[1].status != "king", kv[1].kl is None, (kv[1].kl or {}).get("mean", 0), kv[1].uid))
+    if args.hotkey:
+        rows = [(hk, m) for hk, m in rows if hk == args.hotkey]
+        if not rows:
+            print(f"no record for {args.hotkey}", file=sys.stderr)
+            return 1
+    print(f"{'uid':>4}  {'status':<12} {'reason':<11} {'kl':>9}  {'commit':>8}  hotkey / commitment / detail")
+    for hotkey, m in rows:
+        print(f"{m.uid:>4}  {m.status:<12} {m.reason or '-':<11} {_format_kl(m.kl):>9}  {m.commit_block:>8}  {hotkey}")
+        print(f"{'':>49}{m.commitment}")
+        if m.detail:
+            print(f"{'':>49}{m.code or ''} {m.detail}".rstrip())
+    requests = pending_requests(args.state_dir)
+    if requests:
+        print("pending requests: " + ", ".join(f"{d['action']} {d['hotkey']}" for _, d in requests))
+    return 0
+
+
+def requeue(args) -> int:
+    state = load_state(args.state_dir)
+    record = state.miners.get(args.hotkey)
+    if record is None:
+        print(f"error: no miner record for {args.hotkey} in {state_path(args.state_dir)}", file=sys.stderr)
+        return 1
+    if record.status != DISQUALIFIED:
+        print(f"note: {args.hotkey} is {record.status}, not disqualified; it will be checked and scored again")
+    path = request_requeue(args.state_dir, args.hotkey)
+    print(f"requeue of {args.hotkey} requested ({path}); the validator applies it at the start of its next epoch")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distil-state", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_show = sub.add_parser("show", help="print the validator's state")
+    p_show.add_argument("--state-dir", required=True, help="the validator's --neuron.full_path")
+    p_show.add_argument("--hotkey", default=None, help="only this hotkey")
+    p_show.add_argument("--json", action="store_true", help="print the state as JSON")
+    p_show.set_defaults(func=show)
+    p_requeue = sub.add_parser("requeue", help="send a hotkey back to pending after a wrong disqualification")
+    p_requeue.add_argument("hotkey")
+    p_requeue.add_argument("--state-dir", required=True, help="the validator's --neuron.full_path")
+    p_requeue.set_defaults(func=requeue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
