@@ -348,7 +348,7 @@ class InMemoryChain(ChainClient):
             self._save()
 
     def put_commitment(self, hotkey: str, data: str, block: int | None = None) -> None:
-        """Place a plain commitment as if `hotkey` had written it at `block`."""
+        """Place a plain commitment as if `hotkey` had written it at `block` (visible from then on)."""
         with self._lock:
             _check_commitment_size(data)
             self._plain[hotkey] = CommitmentRecord(hotkey, data, self._block if block is None else int(block))
@@ -417,6 +417,8 @@ class InMemoryChain(ChainClient):
             for hotkey, revealed in self._revealed.items():
                 if hotkey in registered:
                     records.extend(revealed)
+            # a commitment placed at a future block (a scenario) appears when the chain gets there
+            records = [r for r in records if r.block <= self._block]
             return sorted(records, key=lambda r: (r.block, r.hotkey))
 
     def set_commitment(self, wallet, data: str) -> None:

@@ -99,6 +99,15 @@ def test_revealed_commitments_and_earliest_wins(chain):
     assert earliest_commitments([]) == {}
 
 
+def test_a_commitment_at_a_future_block_appears_when_the_chain_gets_there(chain):
+    a = wallet("a")
+    chain.register(a.hotkey.ss58_address)
+    chain.put_commitment(a.hotkey.ss58_address, "later@x", block=130)
+    assert chain.commitments() == {}
+    chain.advance(30)
+    assert chain.commitments()[a.hotkey.ss58_address].block == 130
+
+
 def test_weights_rate_limit_and_record(chain):
     v = wallet("v")
     chain.register(v.hotkey.ss58_address, validator_permit=True)

@@ -1,0 +1,111 @@
+"""Build the mock demo: a tiny teacher, a handful of students, and a scenario for the validator.
+
+    python -m distil.demo build DIR
+
+writes `DIR/teacher`, `DIR/miners/<name>` and `DIR/scenario.json`, which
+`python neurons/validator.py --mock --mock.scenario DIR/scenario.json ...` runs.
+
+The teacher is a tiny `Qwen3_5MoeForCausalLM` at the real vocabulary with a sharpened
+output layer (a random model at the default init is nearly uniform over 248,320 tokens,
+which makes every student look alike). Students are noisy copies of the teacher, so
+their KL is ordered by the noise: `good` beats `fair`, and `better` (committed at block 140,
+visible from the second epoch) beats `good` by more than the 1% margin. `copy` is
+`good`'s files under another name (COPY by hash), `resharded` the same weights in two
+shards (COPY by content hash), `hostile` ships a `tokenizer.py` (INVALID) and `random`
+is an untrained student of another architecture (KL far above 2: KL_TOO_HIGH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from distil import tiny
+
+TEACHER_LOGIT_SCALE = 30.0
+
+# name: (noise scale relative to the teacher's weights, commit block)
+NOISY_STUDENTS = {"fair": (0.10, 90), "good": (0.05, 95), "better": (0.02, 140)}
+
+
+def demo_hotkey(name: str) -> str:
+    from template.wallet import mock_hotkey
+
+    return mock_hotkey("demo-miner", name)
+
+
+def build(directory: str | Path, seed: int = 0) -> Path:
+    """Write the demo's models and `scenario.json` under `directory`; returns the scenario path."""
+    root = Path(directory)
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "miners").mkdir(parents=True)
+    teacher_dir = root / "teacher"
+    teacher = tiny.save_model(teacher_dir, tiny.teacher_config(), seed=seed, logit_scale=TEACHER_LOGIT_SCALE)
+
+    miners = []
+    for i, (name, (noise, block)) in enumerate(NOISY_STUDENTS.items()):
+        path = root / "miners" / name
+        tiny.save_model(path, teacher.config, model=tiny.perturbed_copy(teacher, seed=seed + 1 + i, scale=noise))
+        miners.append({"name": name, "model": path, "commit_block": block})
+
+    copy = root / "miners" / "copy"
+    shutil.copytree(root / "miners" / "good", copy)
+    miners.append({"name": "copy", "model": copy, "commit_block": 97})
+
+    resharded = root / "miners" / "resharded"
+    good = _load(root / "miners" / "good")
+    good.save_pretrained(str(resharded), max_shard_size="40MB")
+    tiny.save_tokenizer(resharded)
+    miners.append({"name": "resharded", "model": resharded, "commit_block": 98})
+
+    hostile = root / "miners" / "hostile"
+    shutil.copytree(root / "miners" / "fair", hostile)
+    (hostile / "tokenizer.py").write_text("import os\nos.system('echo pwned')\n")
+    miners.append({"name": "hostile", "model": hostile, "commit_block": 99})
+
+    random_student = root / "miners" / "random"
+    tiny.save_model(random_student, tiny.student_config("qwen3_5"), seed=seed + 99, logit_scale=TEACHER_LOGIT_SCALE)
+    miners.append({"name": "random", "model": random_student, "commit_block": 93})
+
+    scenario = {
+        "teacher": str(teacher_dir),
+        "start_block": 100,
+        "miners": [
+            {
+                "hotkey": demo_hotkey(m["name"]),
+                "model": str(m["model"]),
+                "repo": f"demo/{m['name']}",
+                "commit_block": m["commit_block"],
+            }
+            for m in miners
+        ],
+    }
+    path = root / "scenario.json"
+    path.write_text(json.dumps(scenario, indent=1))
+    return path
+
+
+def _load(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype="auto")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distil.demo", description="build the mock demo's models and scenario")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_build = sub.add_parser("build", help="write tiny models and scenario.json")
+    p_build.add_argument("directory")
+    p_build.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = build(args.directory, seed=args.seed)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
