@@ -86,7 +86,7 @@ class Request:
 class Fault:
     status: int | None  # None: answer normally (after `delay`)
     times: int | None  # None: forever
-    matches: Callable[[str, str], bool]  # (method, path) -> bool
+    matches: Callable[[str, str, str | None], bool]  # (method, path, Range header) -> bool
     headers: dict = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering (client timeouts)
 
@@ -183,13 +183,19 @@ class HubServer:
         method: str | None = None,
         headers: dict | None = None,
         delay: float = 0.0,
+        ranged: bool | None = None,
     ) -> None:
         """Answer `status` to the next `times` requests (None: all) whose path contains
-        `path_contains` (and whose method is `method`, when given). With `delay`, stall that
-        many seconds first; with status None, then answer normally."""
+        `path_contains` (and whose method is `method`, and that carry a Range header or not
+        as `ranged` says, when given). With `delay`, stall that many seconds first; with
+        status None, then answer normally."""
 
-        def matches(m: str, p: str) -> bool:
-            return path_contains in p and (method is None or m == method)
+        def matches(m: str, p: str, r: str | None) -> bool:
+            return (
+                path_contains in p
+                and (method is None or m == method)
+                and (ranged is None or ranged == (r is not None))
+            )
 
         with self._lock:
             self.faults.append(Fault(status, times, matches, dict(headers or {}), delay))
@@ -237,10 +243,10 @@ class HubServer:
 
     # -- used by the handler ----------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
+    def _take_fault(self, method: str, path: str, range_header: str | None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(method, path) and (fault.times is None or fault.times > 0):
+                if fault.matches(method, path, range_header) and (fault.times is None or fault.times > 0):
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -274,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if resolve:
             self._ctx.update(repo=resolve.group(1), filename=resolve.group(3))
-        fault = self.hub._take_fault(method, path)
+        fault = self.hub._take_fault(method, path, self.headers.get("Range"))
         try:
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
