@@ -38,7 +38,7 @@ _TABLE = [
     Code("NOT_PUBLIC", UNAVAILABLE, "The repo is missing, private, gated or disabled.",
          "Make the repo public (not gated) before the grace period ends (one day by default)."),
     Code("REVISION_NOT_FOUND", UNAVAILABLE, "The committed revision does not exist in the repo.",
-         "Push the commit you pinned; a 40-hex sha can only be committed once per hotkey."),
+         "Push the commit you pinned before the grace period ends; the commitment cannot be changed."),
     Code("REMOVED", REMOVED, "A repo or revision once seen public is gone, private or gated now.",
          "Nothing: the commitment is disqualified. Keep scored repos public and unchanged."),
     Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx or timed out.",
