@@ -427,13 +427,15 @@ def test_resharded_copy_has_the_same_content_hash(valid_model, teacher_dir, teac
     assert b.files_hash != a.files_hash and b.content_hash == a.content_hash
 
 
-def test_limits_on_small_files(valid_model, teacher_reference, tmp_path):
+def test_size_limits(valid_model, teacher_reference, tmp_path):
     path = clone(valid_model, tmp_path / "big-readme")
     (path / "README.md").write_bytes(b"x" * 4096)
     store = LocalModelStore()
     commitment = Commitment("alice/big", store.add("alice/big", path))
     result = check_commitment(store, commitment, CheckLimits(max_small_file_bytes=1024), teacher=teacher_reference)
     assert result.code == "FILE_SIZE" and "README.md" in result.detail
+    result = check_commitment(store, commitment, CheckLimits(max_total_header_bytes=1000), teacher=teacher_reference)
+    assert result.code == "HEADER_INVALID" and "add up to" in result.detail
 
 
 def test_cli_subprocess_exit_codes(valid_model, teacher_dir, tmp_path):

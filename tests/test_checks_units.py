@@ -83,10 +83,11 @@ def test_allowed_files_pass():
         ({**BASE_FILES, "config.json": 5 * 1024 * 1024}, "FILE_SIZE"),
         ({**BASE_FILES, "tokenizer.json": 65 * 1024 * 1024}, "FILE_SIZE"),
         ({**BASE_FILES, "extra.safetensors": 5}, "WEIGHT_INDEX"),
+        ({**BASE_FILES, "model.safetensors.index.json": 9, **{f"s{i}.safetensors": 1 for i in range(3)}}, "WEIGHT_INDEX"),
     ],
 )
 def test_file_rules(files, code):
-    assert code_of(check_files, meta(files), CheckLimits()) == code
+    assert code_of(check_files, meta(files), CheckLimits(max_weight_files=3)) == code
 
 
 def test_weight_files_may_be_large_and_sharded():
@@ -527,3 +528,17 @@ def test_local_store_unavailability_through_the_pipeline(valid_model, teacher_re
     assert check_integrity(store, commitment).ok
     with pytest.raises(TypeError):
         check_commitment(store, commitment, teacher="Qwen/Qwen3.5-35B-A3B")
+
+
+def test_check_flags_parse_into_limits():
+    import argparse
+
+    from distil.checks.args import add_check_args, limits_from_config
+    from template.config import parse_config
+
+    parser = argparse.ArgumentParser()
+    add_check_args(parser)
+    config = parse_config(parser, ["--checks.max_params", "1000", "--checks.public_grace_blocks", "10"])
+    assert limits_from_config(config) == CheckLimits(max_params=1000)
+    assert config.checks.public_grace_blocks == 10 and config.checks.teacher == "Qwen/Qwen3.5-35B-A3B"
+    assert limits_from_config(parser.parse_args([])) == CheckLimits()

@@ -131,6 +131,10 @@ def check_files(meta: RepoMetadata, limits: CheckLimits) -> FileLayout:
                 f"{f.name} is {f.size:,} bytes; non-weight files may be at most {limits.max_small_file_bytes:,}",
             )
 
+    if len(weights) > limits.max_weight_files:
+        raise CheckFailure(
+            "WEIGHT_INDEX", f"{len(weights)} safetensors files; at most {limits.max_weight_files} shards allowed"
+        )
     indexed = WEIGHTS_INDEX in names
     if not indexed and weights != (SINGLE_WEIGHTS,):
         raise CheckFailure(

@@ -136,10 +136,17 @@ class _Run:
         return f"{len(self.weight_map)} tensors mapped to {len(self.layout.weight_files)} shards"
 
     def safetensors_headers(self) -> str:
+        total = 0
         for name in self.layout.weight_files:
             size = self.meta.file(name).size
             prefix = self.store.read_range(self.commitment, name, 0, 8)
             n = header_length(prefix, name, size, self.limits.max_header_bytes)
+            total += n
+            if total > self.limits.max_total_header_bytes:
+                raise CheckFailure(
+                    "HEADER_INVALID",
+                    f"the safetensors headers add up to more than {self.limits.max_total_header_bytes:,} bytes",
+                )
             raw = self.store.read_range(self.commitment, name, 8, 8 + n)
             self.headers.append(parse_header(raw, name, size))
         summary = check_tensors(self.headers, self.limits, self.weight_map, self.hidden_size)
@@ -151,9 +158,9 @@ class _Run:
 
     def download(self) -> str:
         expected = sum(f.size or 0 for f in self.meta.files)
-        path = self.store.download(
-            self.commitment, allow_patterns=list(self.meta.names), progress=self.progress, expected_bytes=expected
-        )
+        # Every file passed the allow-list, so the whole snapshot is fetched (no patterns: a
+        # file name with glob characters must not slip past the filter).
+        path = self.store.download(self.commitment, progress=self.progress, expected_bytes=expected)
         for name in self.layout.weight_files:
             local = path / name
             want = self.meta.file(name).size

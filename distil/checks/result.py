@@ -35,9 +35,19 @@ class CheckLimits:
     max_small_file_bytes: int = 64 * 1024 * 1024  # config, tokenizer, README, ...: never weights
     max_config_bytes: int = 4 * 1024 * 1024  # config.json, tokenizer_config.json, the index
     max_header_bytes: int = 16 * 1024 * 1024  # one safetensors header
+    max_total_header_bytes: int = 64 * 1024 * 1024  # all headers together
+    max_weight_files: int = 256  # safetensors shards (a 5B model needs a handful)
 
     def __post_init__(self) -> None:
-        for name in ("max_params", "vocab_size", "max_small_file_bytes", "max_config_bytes", "max_header_bytes"):
+        for name in (
+            "max_params",
+            "vocab_size",
+            "max_small_file_bytes",
+            "max_config_bytes",
+            "max_header_bytes",
+            "max_total_header_bytes",
+            "max_weight_files",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"CheckLimits.{name} must be a positive integer, got {value!r}")
