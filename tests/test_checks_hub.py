@@ -234,6 +234,9 @@ def test_distil_check_cli_against_the_hub(hub, valid_model, teacher_dir, tmp_pat
     assert distil_check([f"alice/tiny@{revision}", *common]) == 2
     out = json.loads(capsys.readouterr().out)
     assert (out["reason"], out["code"]) == ("TRANSIENT", "HUB_TRANSIENT")
+    assert distil_check(["alice/tiny", *common]) == 2  # resolving main fails the same way
+    out = json.loads(capsys.readouterr().out)
+    assert (out["reason"], out["code"]) == ("TRANSIENT", "HUB_TRANSIENT")
     hub.clear_faults()
     hub.set_visibility("alice/tiny", "private")
     assert distil_check([f"alice/tiny@{revision}", *common]) == 1

@@ -165,6 +165,16 @@ def test_hf_store_unavailable_repos(hub, small_repo, tmp_path, visibility, kind)
     assert e.value.kind == kind
 
 
+@pytest.mark.parametrize("status, kind", [(401, "private"), (403, "private"), (404, "missing")])
+def test_hf_store_401_403_404_on_demand(hub, small_repo, tmp_path, status, kind):
+    revision = hub.add_repo("alice/small", small_repo)
+    store = HuggingFaceStore(endpoint=hub.endpoint, token=False, cache_dir=tmp_path / "cache")
+    hub.fail(status, path_contains="/api/models/")
+    with pytest.raises(RepoUnavailable) as e:
+        store.repo_metadata(Commitment("alice/small", revision))
+    assert e.value.kind == kind
+
+
 def test_hf_store_unknown_revision(hub, small_repo, tmp_path):
     hub.add_repo("alice/small", small_repo)
     store = HuggingFaceStore(endpoint=hub.endpoint, token=False, cache_dir=tmp_path / "cache")

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from distil import MAX_PARAMS, TEACHER_REPO, VOCAB_SIZE
 from distil.checks.codes import TRANSIENT
-from distil.checks.pipeline import check_commitment
+from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
 from distil.checks.tokenizer import load_reference
 from distil.commitment import Commitment, CommitmentError, validate_repo
@@ -135,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommitmentError as e:
         print(f"distil-check: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except HubError as e:
-        print(f"distil-check: error: could not resolve {args.target}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except HubError as e:  # resolving `namespace/name`: report it like any other hub failure
+        code, detail = hub_failure(e)
+        return _emit(CheckResult.failure(code, f"could not resolve {args.target}: {detail}"), args.target, args.json)
 
     try:
         teacher = load_reference(args.teacher, store=hub_store_factory())
@@ -151,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     limits = CheckLimits(max_params=args.max_params, vocab_size=args.vocab_size, require_public=not args.allow_private)
     result = check_commitment(store, commitment, limits, teacher=teacher, progress=args.progress)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(format_report(result, description))
+    return _emit(result, description, args.json)
+
+
+def _emit(result: CheckResult, description: str, as_json: bool) -> int:
+    print(json.dumps(result.to_json()) if as_json else format_report(result, description))
     return exit_code(result)
 
 

@@ -201,7 +201,8 @@ class _Run:
         return f"loads as {name} with no missing, unexpected or mismatched weights"
 
 
-def _hub_failure(e: HubError) -> tuple[str, str]:
+def hub_failure(e: HubError) -> tuple[str, str]:
+    """(code, detail) for a store error: UNAVAILABLE codes, HUB_TRANSIENT or HUB_ERROR."""
     if isinstance(e, RepoUnavailable):
         if e.kind == "revision":
             return "REVISION_NOT_FOUND", str(e)
@@ -247,7 +248,7 @@ def check_commitment(
         except CheckFailure as f:
             failure = (f.code, f.detail)
         except HubError as e:
-            failure = _hub_failure(e)
+            failure = hub_failure(e)
         except MemoryError:
             failure = ("CHECKER_ERROR", f"out of memory during the {name} check; it will be retried")
         except Exception as e:  # fail closed: a checker bug never passes a model, nor disqualifies it

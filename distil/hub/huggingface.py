@@ -126,6 +126,8 @@ class HuggingFaceStore(ModelStore):
             raise translate_hub_error(commitment.repo, e) from e
         if info.sha != commitment.revision:
             raise HubError(f"hub answered revision {info.sha!r} when asked for {commitment}")
+        if files_metadata and info.siblings is None:
+            raise HubError(f"hub listed no files for {commitment}")  # a partial answer, not an empty repo
         return info
 
     @staticmethod
