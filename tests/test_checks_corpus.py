@@ -120,7 +120,6 @@ def config_lies_about_size(v: Path, d: Path):
     def widen(state):
         for name in list(state):
             if name.endswith(MLP):
-                rows, cols = state[name].shape
                 shape = (64, 4096) if name.endswith("down_proj.weight") else (4096, 64)
                 state[name] = torch.randn(shape).to(torch.bfloat16)
         return state

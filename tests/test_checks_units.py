@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from conftest import ROOT
-from model_builders import raw_safetensors
 from distil.checks import (
     CODES,
     Claim,
