@@ -73,7 +73,7 @@ def _entries(root: Path) -> list[Path]:
                 out.append(base / name)
         for name in filenames:
             out.append(base / name)
-    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+    return sorted(out)  # Path order, as directory_revision has always used
 
 
 def directory_revision(path: str | Path) -> str:
