@@ -1,13 +1,15 @@
 """Distil miner: commit your distilled model on chain, once per hotkey, and ask validators about it.
 
     python neurons/miner.py --wallet.name W --wallet.hotkey H --netuid 97 \\
-        --model-repo you/your-model [--revision SHA] [--yes]
+        --model-repo you/your-model [--revision SHA] [--yes] [--teacher PATH_OR_REPO]
     python neurons/miner.py --model-repo you/your-model --revision SHA --dry-run
     python neurons/miner.py --wallet.name W --wallet.hotkey H --status
 
 A hotkey commits exactly once, forever: to submit another model, register a new hotkey.
 The commitment pins `repo@revision`; without `--revision` the repo's current commit is
-asked from the hub and pinned.
+asked from the hub and pinned. Before a real commitment the validators' pre-checks run
+on the model at that revision (`distil-check` runs them alone); a model that fails them
+is not committed. `--skip-checks` commits anyway (not recommended).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loguru import logger  # noqa: E402
 
-from distil import __version__  # noqa: E402
+from distil import TEACHER_REPO, __version__  # noqa: E402
 from distil.commitment import Commitment, CommitmentError, validate_repo, validate_revision  # noqa: E402
 from distil.hub import HubError, HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from template.base import BaseMinerNeuron  # noqa: E402
-from template.chain import ChainError  # noqa: E402
+from template.chain import ChainError, NotRegisteredError  # noqa: E402
 from template.config import add_alias, parse_config  # noqa: E402
 from template.log import setup_logging_from_config  # noqa: E402
 from template.wallet import WalletError, load_wallet  # noqa: E402
@@ -39,6 +41,10 @@ class AlreadyCommitted(ChainError):
 
 class NotConfirmed(Exception):
     """The user did not confirm the commitment."""
+
+
+class PrecheckFailed(Exception):
+    """The model fails the validators' pre-checks (or they could not run); nothing committed."""
 
 
 class Miner(BaseMinerNeuron):
@@ -66,20 +72,43 @@ class Miner(BaseMinerNeuron):
             "--status.timeout", dest="status_timeout", type=float, default=12.0, help="seconds per validator"
         )
         parser.add_argument(
+            "--skip-checks",
+            dest="skip_checks",
+            action="store_true",
+            help="commit without running the pre-checks first (not recommended: a failing model is "
+            "disqualified and the hotkey cannot commit again)",
+        )
+        parser.add_argument(
+            "--teacher",
+            default=None,
+            help=f"the teacher's tokenizer for the tokenizer check: a directory or a repo (default: {TEACHER_REPO})",
+        )
+        parser.add_argument(
             "--mock.models_dir",
             dest="mock_models_dir",
             default=None,
             help="with --mock: directory of <namespace>/<name> model directories served as repos",
         )
 
-    def commit(self, commitment: Commitment, assume_yes: bool = False, confirm=input) -> str:
-        """Write `commitment` for this hotkey unless it already has one. Returns the stored string."""
+    def commit(self, commitment: Commitment, assume_yes: bool = False, confirm=input, precheck=None) -> str:
+        """Write `commitment` for this hotkey unless it already has one. Returns the stored string.
+
+        `precheck(commitment)`, when given, runs after the cheap chain checks and before the
+        confirmation; it raises PrecheckFailed to stop the commitment.
+        """
         existing = self.current_commitment()
         if existing is not None:
             raise AlreadyCommitted(
                 f"hotkey {self.hotkey} already committed {existing.data!r} at block {existing.block}. "
                 "One commitment per hotkey, forever: to submit another model, register a new hotkey."
             )
+        if not self.chain.is_registered(self.hotkey):
+            raise NotRegisteredError(
+                f"hotkey {self.hotkey} is not registered on netuid {self.config.netuid}; register it first "
+                "(btcli subnet register)"
+            )
+        if precheck is not None:
+            precheck(commitment)
         data = str(commitment)
         if not assume_yes:
             if not sys.stdin.isatty() and confirm is input:
@@ -112,6 +141,40 @@ def build_commitment(config, store: ModelStore | None = None) -> Commitment:
         revision = store.resolve_revision(repo)
         logger.info(f"{repo}: pinning the current commit {revision}")
     return Commitment(repo, revision)
+
+
+def run_prechecks(config, commitment: Commitment, store: ModelStore):
+    """The validators' pre-checks on the model at the pinned revision, through `store`.
+
+    Private repos are checked (miners may publish after committing) with a warning: the
+    validators wait for the repo to become public, then disqualify it after the grace period.
+    Raises PrecheckFailed with the failing code and detail.
+    """
+    from distil.checks import CheckLimits, check_commitment, load_reference
+
+    teacher_source = config.teacher or TEACHER_REPO
+    try:
+        teacher = load_reference(teacher_source, store=store)
+    except Exception as e:
+        raise PrecheckFailed(
+            f"could not load the teacher's tokenizer from {teacher_source} ({type(e).__name__}: {e}); "
+            "pass --teacher PATH_OR_REPO"
+        ) from None
+    logger.info(f"running the pre-checks on {commitment} (tokenizer reference: {teacher.source})")
+    result = check_commitment(store, commitment, CheckLimits(require_public=False), teacher=teacher, progress=True)
+    if not result.ok:
+        raise PrecheckFailed(
+            f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
+            "Run `distil-check` for the full report, or --skip-checks to commit anyway)"
+        )
+    if not result.seen_public:
+        print(
+            f"warning: {commitment.repo} is not public. Validators keep it pending and disqualify it if it is "
+            "not public within the grace period (one day by default) after the commitment.",
+            file=sys.stderr,
+        )
+    logger.info(f"pre-checks passed: {result.params:,} parameters, content hash {result.content_hash}")
+    return result
 
 
 def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | None]]:
@@ -172,12 +235,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not config.model_repo:
             parser.error("--model-repo is required (namespace/name of your model on Hugging Face)")
-        commitment = build_commitment(config)
+        stores: list[ModelStore] = []
+
+        def store() -> ModelStore:
+            """One store for resolving the revision and for the pre-checks, built on first use."""
+            if not stores:
+                stores.append(model_store(config))
+            return stores[0]
+
+        commitment = build_commitment(config, store=None if config.revision else store())
         if config.dry_run:
             print(commitment)
             return 0
         miner = Miner(config, setup_logs=False)
-        stored = miner.commit(commitment, assume_yes=config.yes)
+        if config.skip_checks:
+            print(
+                "WARNING: --skip-checks: committing WITHOUT the pre-checks. If the model fails them, validators "
+                "disqualify it and this hotkey can never commit again.",
+                file=sys.stderr,
+            )
+            precheck = None
+        else:
+
+            def precheck(c: Commitment) -> None:
+                run_prechecks(config, c, store())
+
+        stored = miner.commit(commitment, assume_yes=config.yes, precheck=precheck)
         print(f"committed {stored} for hotkey {miner.hotkey} (distil {__version__})")
         print(stored)
         return 0
@@ -186,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except HubError as e:
         print(f"error: could not resolve the model on the hub: {e}", file=sys.stderr)
+        return 1
+    except PrecheckFailed as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     except (AlreadyCommitted, NotConfirmed, WalletError, ChainError) as e:
         print(f"error: {e}", file=sys.stderr)

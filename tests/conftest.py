@@ -41,3 +41,31 @@ def no_external_ip(monkeypatch):
 
     monkeypatch.setattr(networking, "get_external_ip", lambda: "127.0.0.1")
     return "127.0.0.1"
+
+
+# -- model fixtures for the pre-check tests (built once per session) ---------------------
+
+
+@pytest.fixture(scope="session")
+def valid_model(tmp_path_factory):
+    """A valid tiny student directory (bf16, 248,320 vocab, tiny tokenizer). Do not modify it."""
+    from model_builders import build_valid
+
+    return build_valid(tmp_path_factory.mktemp("valid-model") / "valid")
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory):
+    """The teacher's tokenizer for tests: the tiny byte-level tokenizer."""
+    from distil import tiny
+
+    path = tmp_path_factory.mktemp("teacher-tokenizer")
+    tiny.save_tokenizer(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_reference(teacher_dir):
+    from distil.checks import load_reference
+
+    return load_reference(teacher_dir)

@@ -9,6 +9,7 @@ import bittensor as bt
 import pytest
 
 from conftest import ROOT, free_port, wait_for_port
+from model_builders import clone
 from distil.hub import directory_revision
 from distil.protocol import DistilStatus
 from template.chain import InMemoryChain
@@ -54,14 +55,16 @@ def test_missing_repo_is_a_usage_error():
 
 
 @pytest.fixture
-def mock_world(tmp_path):
-    """A mock chain file with the miner's hotkey registered, and a local models directory."""
+def mock_world(tmp_path, valid_model, teacher_dir):
+    """A mock chain file with the miner's hotkey registered, and a local models directory
+    holding a valid tiny model (alice/tiny), a second repo (alice/other) and one that fails
+    the pre-checks (alice/bad: remote code)."""
     models = tmp_path / "models"
-    model_dir = models / "alice" / "tiny"
-    model_dir.mkdir(parents=True)
-    (model_dir / "config.json").write_text('{"vocab_size": 248320}')
+    model_dir = clone(valid_model, models / "alice" / "tiny")
     (models / "alice" / "other").mkdir()
     (models / "alice" / "other" / "config.json").write_text("{}")
+    bad = clone(valid_model, models / "alice" / "bad")
+    (bad / "modeling_evil.py").write_text("import os\n")
     chain_file = tmp_path / "chain.json"
     chain = InMemoryChain(start_block=500, path=chain_file)
     chain.register(mock_hotkey("miner", "m1"))
@@ -75,6 +78,7 @@ def mock_world(tmp_path):
             "--wallet.name", "miner",
             "--wallet.hotkey", "m1",
             "--neuron.full_path", str(tmp_path / "state"),
+            "--teacher", str(teacher_dir),
         ],
         "revision": directory_revision(model_dir),
     }
@@ -167,3 +171,35 @@ def test_status_asks_each_validator_over_a_real_axon(mock_world, capsys, no_exte
 def test_status_with_no_validators(mock_world, capsys):
     assert miner_script.main([*mock_world["args"], "--status"]) == 0
     assert "no validator is serving" in capsys.readouterr().out
+
+
+def test_a_model_failing_the_prechecks_is_not_committed(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/bad", "--yes"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "pre-checks failed: REMOTE_CODE" in err and "modeling_evil.py" in err and "nothing committed" in err
+    assert InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1")) is None
+
+
+def test_skip_checks_commits_anyway_with_a_loud_warning(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/bad", "--yes", "--skip-checks"])
+    out = capsys.readouterr()
+    assert rc == 0 and "WARNING: --skip-checks" in out.err
+    assert out.out.splitlines()[-1].startswith("alice/bad@")
+
+
+def test_prechecks_need_the_teacher_tokenizer(mock_world, capsys):
+    args = [a for a in mock_world["args"]]
+    i = args.index("--teacher")
+    del args[i : i + 2]  # the mock store has no Qwen/Qwen3.5-35B-A3B
+    rc = miner_script.main([*args, "--model-repo", "alice/tiny", "--yes"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "could not load the teacher's tokenizer" in err and "--teacher" in err
+    assert InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1")) is None
+
+
+def test_prechecks_run_on_the_pinned_revision(mock_world, capsys):
+    """A --revision that the store does not hold is refused before anything is written."""
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--revision", SHA, "--yes"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "REVISION_NOT_FOUND" in err

@@ -1,25 +1,33 @@
 """Model stores: where committed models live (the Hugging Face hub, or local directories).
 
-A store answers for a repo id and a pinned revision. `HuggingFaceStore` uses the real
-`huggingface_hub` client (its endpoint comes from `HF_ENDPOINT`, so tests point it at a
-local server); `LocalModelStore` serves directories as repos, for `--mock` and tests.
+A store answers for a repo pinned at a revision: its files and their hashes (no
+download), byte ranges of a file (safetensors headers), and a local snapshot.
+`HuggingFaceStore` uses the real `huggingface_hub` client (pass `endpoint=` to point it
+at a mirror or the test server); `LocalModelStore` serves directories as repos, for
+`--mock`, `distil-check PATH` and tests.
 """
 
 from distil.hub.store import (
     HubError,
     HubTransientError,
     ModelStore,
+    RepoFile,
+    RepoMetadata,
     RepoUnavailable,
 )
-from distil.hub.local import LocalModelStore, directory_revision
-from distil.hub.huggingface import HuggingFaceStore
+from distil.hub.local import LocalModelStore, directory_revision, file_sha256
+from distil.hub.huggingface import HuggingFaceStore, translate_hub_error
 
 __all__ = [
     "HubError",
     "HubTransientError",
     "ModelStore",
+    "RepoFile",
+    "RepoMetadata",
     "RepoUnavailable",
     "LocalModelStore",
     "HuggingFaceStore",
     "directory_revision",
+    "file_sha256",
+    "translate_hub_error",
 ]

@@ -1,41 +1,112 @@
-"""The Hugging Face hub as a model store, through the real `huggingface_hub` client."""
+"""The Hugging Face hub as a model store, through the real `huggingface_hub` client.
+
+Every read names the pinned revision. Metadata comes from `model_info(revision=...,
+files_metadata=True)` (sizes, git blob ids, LFS sha256), byte ranges from a ranged GET
+on the file's resolve URL (the request `parse_safetensors_file_metadata` makes, but
+asking for exactly the header's bytes), snapshots from `snapshot_download` into a
+cache directory kept under a byte budget (least recently used snapshots evicted).
+
+huggingface_hub reads `HF_ENDPOINT` at import time; pass `endpoint=` to point a store
+at a mirror or at the test server.
+"""
 
 from __future__ import annotations
 
-from distil.hub.store import HubError, HubTransientError, ModelStore, RepoUnavailable
+from pathlib import Path
+from typing import Iterable
+
+from distil.commitment import Commitment
+from distil.hub.cache import evict_hf_cache, touch_snapshot
+from distil.hub.store import HubError, HubTransientError, ModelStore, RepoFile, RepoMetadata, RepoUnavailable
+
+
+def _causes(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def translate_hub_error(repo: str, exc: Exception) -> HubError:
-    """Map huggingface_hub / HTTP errors onto our classes: unavailable vs transient."""
+    """Map huggingface_hub / HTTP errors onto our classes: unavailable vs transient vs other.
+
+    The cause chain is searched, because the client wraps a failed HEAD (a 503, say) in
+    `LocalEntryNotFoundError` when nothing is cached.
+    """
+    import httpx2
     from huggingface_hub import errors as hf_errors
 
-    if isinstance(exc, hf_errors.GatedRepoError):
-        return RepoUnavailable(repo, "gated", f"repository {repo} is gated; it must be public")
-    if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return RepoUnavailable(repo, "revision", f"revision not found in {repo}: {exc}")
-    if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        # The hub answers 401/404 alike for private and missing repos.
-        return RepoUnavailable(repo, "missing", f"repository {repo} not found (missing or private)")
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is not None:
-        if status == 429 or status >= 500:
-            return HubTransientError(f"hub answered {status} for {repo}; try again later")
-        if status in (401, 403):
-            return RepoUnavailable(repo, "private", f"repository {repo} is not public (HTTP {status})")
-        if status == 404:
-            return RepoUnavailable(repo, "missing", f"repository {repo} not found (HTTP 404)")
-    name = type(exc).__name__.lower()
-    if isinstance(exc, (TimeoutError, ConnectionError, OSError)) or "timeout" in name or "connect" in name:
-        return HubTransientError(f"hub unreachable for {repo}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, HubError):
+        return exc
+    for e in _causes(exc):
+        if isinstance(e, hf_errors.GatedRepoError):
+            return RepoUnavailable(repo, "gated", f"repository {repo} is gated; it must be public")
+        if isinstance(e, hf_errors.DisabledRepoError):
+            return RepoUnavailable(repo, "disabled", f"repository {repo} is disabled on the hub")
+        if isinstance(e, hf_errors.RevisionNotFoundError):
+            return RepoUnavailable(repo, "revision", f"the pinned revision does not exist in {repo}")
+        if isinstance(e, hf_errors.RemoteEntryNotFoundError):
+            return RepoUnavailable(repo, "file", f"a file of {repo} is not found at the pinned revision: {e}")
+        if isinstance(e, hf_errors.RepositoryNotFoundError):
+            # The hub answers 401/404 alike for private and missing repos.
+            return RepoUnavailable(repo, "missing", f"repository {repo} not found (missing or private)")
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            if status in (408, 429) or status >= 500:
+                return HubTransientError(f"hub answered HTTP {status} for {repo}; try again later")
+            if status in (401, 403):
+                return RepoUnavailable(repo, "private", f"repository {repo} is not public (HTTP {status})")
+            if status == 404:
+                return RepoUnavailable(repo, "missing", f"repository {repo} not found (HTTP 404)")
+            return HubError(f"hub answered HTTP {status} for {repo}: {e}")
+        if isinstance(e, hf_errors.OfflineModeIsEnabled):
+            return HubTransientError(f"HF_HUB_OFFLINE is set: cannot reach the hub for {repo}")
+        if isinstance(e, (httpx2.TransportError, TimeoutError, ConnectionError)):
+            return HubTransientError(f"hub unreachable for {repo}: {type(e).__name__}: {e}")
+    if isinstance(exc, hf_errors.LocalEntryNotFoundError):
+        return HubTransientError(f"hub unreachable for {repo} and nothing cached: {exc}")
     return HubError(f"hub error for {repo}: {type(exc).__name__}: {exc}")
 
 
+def _silent_tqdm():
+    from tqdm.auto import tqdm
+
+    class SilentTqdm(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return SilentTqdm
+
+
 class HuggingFaceStore(ModelStore):
-    def __init__(self, endpoint: str | None = None, token: str | None = None, timeout: float = 30.0):
+    """Models on the Hugging Face hub (or any endpoint speaking its API).
+
+    `cache_dir` defaults to huggingface_hub's cache; with `max_cache_bytes` set, each
+    download first evicts least recently used snapshots so the cache (plus the new
+    snapshot) stays within the budget. Snapshots named with `pin` are never evicted.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        timeout: float = 30.0,
+        cache_dir: str | Path | None = None,
+        max_cache_bytes: int | None = None,
+    ):
         from huggingface_hub import HfApi
 
         self.api = HfApi(endpoint=endpoint, token=token)
+        self.endpoint = self.api.endpoint
+        self.token = token
         self.timeout = timeout
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.max_cache_bytes = max_cache_bytes
+        self.pinned: set[str] = set()
+
+    # -- metadata ---------------------------------------------------------------------
 
     def resolve_revision(self, repo: str) -> str:
         try:
@@ -45,3 +116,147 @@ class HuggingFaceStore(ModelStore):
         if not info.sha:
             raise HubError(f"hub returned no commit sha for {repo}")
         return info.sha
+
+    def _info(self, commitment: Commitment, files_metadata: bool):
+        try:
+            info = self.api.model_info(
+                commitment.repo, revision=commitment.revision, files_metadata=files_metadata, timeout=self.timeout
+            )
+        except Exception as e:
+            raise translate_hub_error(commitment.repo, e) from e
+        if info.sha != commitment.revision:
+            raise HubError(f"hub answered revision {info.sha!r} when asked for {commitment}")
+        if files_metadata and info.siblings is None:
+            raise HubError(f"hub listed no files for {commitment}")  # a partial answer, not an empty repo
+        return info
+
+    @staticmethod
+    def _metadata(commitment: Commitment, info) -> RepoMetadata:
+        files = tuple(
+            RepoFile(
+                name=s.rfilename,
+                size=s.size,
+                sha256=s.lfs.sha256 if s.lfs is not None else None,
+                blob_id=s.blob_id,
+            )
+            for s in (info.siblings or ())
+        )
+        return RepoMetadata(
+            repo=commitment.repo,
+            revision=commitment.revision,
+            files=files,
+            private=bool(info.private),
+            gated=bool(info.gated),
+            disabled=bool(info.disabled),
+        )
+
+    def repo_metadata(self, commitment: Commitment) -> RepoMetadata:
+        return self._metadata(commitment, self._info(commitment, files_metadata=True))
+
+    def probe(self, commitment: Commitment) -> RepoMetadata:
+        return self._metadata(commitment, self._info(commitment, files_metadata=False))
+
+    # -- bytes ------------------------------------------------------------------------
+
+    def read_range(self, commitment: Commitment, filename: str, start: int, end: int) -> bytes:
+        """A ranged GET of the file's resolve URL at the pinned revision.
+
+        Reads at most `end` bytes even from a server that ignores the Range header.
+        """
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        if not 0 <= start <= end:
+            raise ValueError(f"bad byte range [{start}, {end})")
+        if start == end:
+            return b""
+        url = hf_hub_url(commitment.repo, filename, revision=commitment.revision, endpoint=self.endpoint)
+        headers = build_hf_headers(token=self.token)
+        headers["Range"] = f"bytes={start}-{end - 1}"
+        headers["Accept-Encoding"] = "identity"
+        try:
+            with get_session().stream("GET", url, headers=headers, timeout=self.timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                hf_raise_for_status(response)
+                skip = start if response.status_code == 200 else 0  # 200: the server ignored the range
+                want = end - start
+                chunks, have = [], 0
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    have += len(chunk)
+                    if have >= skip + want:
+                        break
+        except Exception as e:
+            raise translate_hub_error(commitment.repo, e) from e
+        data = b"".join(chunks)[skip : skip + want]
+        if len(data) != want:
+            raise HubError(f"asked {filename} of {commitment} for {want} bytes at {start}, got {len(data)}")
+        return data
+
+    def download(
+        self,
+        commitment: Commitment,
+        allow_patterns: Iterable[str] | None = None,
+        progress: bool = False,
+        expected_bytes: int = 0,
+    ) -> Path:
+        """`snapshot_download` at the pinned revision into the bounded cache; returns the snapshot."""
+        from huggingface_hub import snapshot_download
+
+        key = str(commitment)
+        if self.max_cache_bytes is not None:
+            self._evict(keep=self.pinned | {key}, incoming=expected_bytes)
+        try:
+            path = snapshot_download(
+                commitment.repo,
+                revision=commitment.revision,
+                cache_dir=self.cache_dir,
+                endpoint=self.endpoint,
+                token=self.token,
+                allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
+                etag_timeout=self.timeout,
+                tqdm_class=None if progress else _silent_tqdm(),
+            )
+        except Exception as e:
+            raise translate_hub_error(commitment.repo, e) from e
+        touch_snapshot(path)
+        if self.max_cache_bytes is not None:
+            self._evict(keep=self.pinned | {key})
+        return Path(path)
+
+    def fetch_file(self, commitment: Commitment, filename: str) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = hf_hub_download(
+                commitment.repo,
+                filename,
+                revision=commitment.revision,
+                cache_dir=self.cache_dir,
+                endpoint=self.endpoint,
+                token=self.token,
+                etag_timeout=self.timeout,
+                tqdm_class=_silent_tqdm(),
+            )
+        except Exception as e:
+            raise translate_hub_error(commitment.repo, e) from e
+        return Path(path)
+
+    # -- cache ------------------------------------------------------------------------
+
+    def pin(self, commitment: Commitment) -> None:
+        """Never evict this snapshot (the king's, say) until `unpin`."""
+        self.pinned.add(str(commitment))
+
+    def unpin(self, commitment: Commitment) -> None:
+        self.pinned.discard(str(commitment))
+
+    def _cache_root(self) -> Path:
+        from huggingface_hub import constants
+
+        return self.cache_dir if self.cache_dir is not None else Path(constants.HF_HUB_CACHE)
+
+    def _evict(self, keep: set[str], incoming: int = 0) -> list[str]:
+        evicted = evict_hf_cache(self._cache_root(), self.max_cache_bytes, keep=keep, incoming=incoming)
+        return evicted

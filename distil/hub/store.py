@@ -1,8 +1,27 @@
-"""The model store interface and its errors."""
+"""The model store interface, its errors and the metadata it returns.
+
+A store answers for a repo pinned at a revision (a `Commitment`): what files it holds
+(with sizes and content hashes, no download), byte ranges of one file (safetensors
+headers are read this way, so weights are never fetched before the header checks pass),
+and a local copy of the whole snapshot once the cheap checks have passed.
+
+Errors fall in three classes, because the validator treats them differently:
+`RepoUnavailable` (missing, private, gated, disabled, revision gone: the miner's doing),
+`HubTransientError` (429, 5xx, timeouts: nobody's fault, try again) and plain `HubError`
+(anything else; never taken as a verdict on the model).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from distil.commitment import Commitment
+
+# What `RepoUnavailable.kind` may be.
+UNAVAILABLE_KINDS = ("missing", "private", "gated", "disabled", "revision", "file")
 
 
 class HubError(Exception):
@@ -14,17 +33,118 @@ class HubTransientError(HubError):
 
 
 class RepoUnavailable(HubError):
-    """The repo or revision cannot be read: `kind` is "missing", "private", "gated" or "revision"."""
+    """The repo, revision or file cannot be read publicly.
+
+    `kind` is one of "missing", "private", "gated", "disabled", "revision" (the pinned
+    commit does not exist in the repo) or "file" (a file listed at the revision cannot be
+    fetched).
+    """
 
     def __init__(self, repo: str, kind: str, message: str):
+        if kind not in UNAVAILABLE_KINDS:
+            raise ValueError(f"unknown unavailability kind {kind!r}; expected one of {UNAVAILABLE_KINDS}")
         super().__init__(message)
         self.repo = repo
         self.kind = kind
 
 
+@dataclass(frozen=True)
+class RepoFile:
+    """One file of a repo at a revision, as the store describes it without downloading it.
+
+    `sha256` is the content's sha256 when the store knows it (the hub gives it for LFS
+    files, which weights always are; the local store computes it); `blob_id` the git blob
+    id the hub gives for every file. `symlink_target` is set only by stores that can hold
+    symlinks (local directories); `symlink_escapes` says the link resolves outside the
+    repo or nowhere.
+    """
+
+    name: str
+    size: int | None
+    sha256: str | None = None
+    blob_id: str | None = None
+    symlink_target: str | None = None
+    symlink_escapes: bool = False
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.symlink_target is not None
+
+
+@dataclass(frozen=True)
+class RepoMetadata:
+    """A repo at a pinned revision: its files and whether it is public."""
+
+    repo: str
+    revision: str
+    files: tuple[RepoFile, ...]
+    private: bool = False
+    gated: bool = False
+    disabled: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.files)
+
+    def file(self, name: str) -> RepoFile | None:
+        for f in self.files:
+            if f.name == name:
+                return f
+        return None
+
+    @property
+    def is_public(self) -> bool:
+        return not (self.private or self.gated or self.disabled)
+
+    def visibility_problem(self) -> str | None:
+        """None when public, else a sentence naming the problem."""
+        if self.disabled:
+            return f"repository {self.repo} is disabled on the hub"
+        if self.private:
+            return f"repository {self.repo} is private; validators can only read public repos"
+        if self.gated:
+            return f"repository {self.repo} is gated; it must be public without an access request"
+        return None
+
+
 class ModelStore(ABC):
-    """Where committed models are read from."""
+    """Where committed models are read from; every read is at a pinned revision."""
 
     @abstractmethod
     def resolve_revision(self, repo: str) -> str:
         """The 40-hex commit sha the repo's default branch points at now."""
+
+    @abstractmethod
+    def repo_metadata(self, commitment: Commitment) -> RepoMetadata:
+        """Files (names, sizes, hashes) and visibility at the pinned revision; downloads nothing.
+
+        Raises RepoUnavailable when the repo or the revision cannot be read,
+        HubTransientError on rate limits, server errors and timeouts.
+        """
+
+    @abstractmethod
+    def read_range(self, commitment: Commitment, filename: str, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` of one file at the pinned revision, and nothing more."""
+
+    @abstractmethod
+    def download(
+        self,
+        commitment: Commitment,
+        allow_patterns: Iterable[str] | None = None,
+        progress: bool = False,
+        expected_bytes: int = 0,
+    ) -> Path:
+        """A local directory holding the snapshot at the pinned revision (only `allow_patterns`
+        when given; `progress` shows a progress bar; `expected_bytes` lets a bounded cache make
+        room first). Files in it are read-only to the caller."""
+
+    def probe(self, commitment: Commitment) -> RepoMetadata:
+        """Cheap re-check that the pinned revision still resolves (integrity checks).
+
+        Stores may answer without per-file metadata; the default asks for everything.
+        """
+        return self.repo_metadata(commitment)
+
+    def fetch_file(self, commitment: Commitment, filename: str) -> Path:
+        """One (small) file at the pinned revision, as a local path."""
+        return self.download(commitment, allow_patterns=[filename]) / filename

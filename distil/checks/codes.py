@@ -1,0 +1,111 @@
+"""Check codes: stable upper-case identifiers, the reason class each one implies, and what it
+means for a miner. `docs/checks.md` carries the same table (a test keeps them in step).
+
+Reason classes:
+
+* ``INVALID`` — the model fails a pre-check; final for that commitment.
+* ``COPY`` — the same weights as an earlier commitment; final.
+* ``REMOVED`` — the repo or pinned revision was public once and is gone now; final.
+* ``UNAVAILABLE`` — not public (yet): missing, private, gated, or the pinned revision not
+  pushed. Not a verdict by itself: the validator re-checks each epoch and
+  `publication_verdict` turns it into pending, INVALID (grace period over) or REMOVED.
+* ``TRANSIENT`` — the hub or the checker could not answer (429, 5xx, timeout, out of
+  memory): retry later, never a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INVALID = "INVALID"
+COPY = "COPY"
+REMOVED = "REMOVED"
+UNAVAILABLE = "UNAVAILABLE"
+TRANSIENT = "TRANSIENT"
+REASONS = (INVALID, COPY, REMOVED, UNAVAILABLE, TRANSIENT)
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    reason: str
+    meaning: str
+    action: str
+
+
+_TABLE = [
+    # -- the repo ---------------------------------------------------------------------
+    Code("NOT_PUBLIC", UNAVAILABLE, "The repo is missing, private, gated or disabled.",
+         "Make the repo public (not gated) before the grace period ends (one day by default)."),
+    Code("REVISION_NOT_FOUND", UNAVAILABLE, "The committed revision does not exist in the repo.",
+         "Push the commit you pinned before the grace period ends; the commitment cannot be changed."),
+    Code("REMOVED", REMOVED, "A repo or revision once seen public is gone, private or gated now.",
+         "Nothing: the commitment is disqualified. Keep scored repos public and unchanged."),
+    Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx or timed out.",
+         "Nothing: the check is retried later."),
+    Code("HUB_ERROR", TRANSIENT, "The hub gave an answer the checker did not understand.",
+         "Nothing usually; if it persists, report it with the detail."),
+    Code("CHECKER_ERROR", TRANSIENT, "The checker itself failed (out of memory, a bug).",
+         "Nothing: the check is retried; report persistent failures."),
+    # -- files ------------------------------------------------------------------------
+    Code("SYMLINK", INVALID, "A file is a symlink leading out of the repo (or nowhere).",
+         "Commit real files, not links (copy with `cp -L`)."),
+    Code("REMOTE_CODE", INVALID, "Python files, or `auto_map` in config.json / tokenizer_config.json.",
+         "Remove `*.py` files and `auto_map`; use an architecture transformers ships."),
+    Code("FORBIDDEN_FILE", INVALID, "A file outside the allow-list (pickle/.bin, .pt, numpy, GGUF, ONNX, "
+         "subdirectories, anything else).", "Delete it: only config, safetensors, tokenizer files, README, "
+         "LICENSE and .gitattributes are allowed."),
+    Code("MISSING_FILE", INVALID, "config.json, the weights or the tokenizer files are missing.",
+         "Upload config.json, model.safetensors (or shards and index), tokenizer.json and "
+         "tokenizer_config.json."),
+    Code("FILE_SIZE", INVALID, "A non-weight file is larger than allowed, or a file's size is unknown.",
+         "Keep configs, tokenizer and README small; weights go in safetensors."),
+    Code("WEIGHT_INDEX", INVALID, "Safetensors shards and model.safetensors.index.json disagree "
+         "(stray or missing shard, tensor mapped to the wrong shard).",
+         "Re-save with `save_pretrained`; upload exactly the shards the index lists."),
+    Code("DUPLICATE_FILES", COPY, "The weight files are byte-identical to an earlier commitment's.",
+         "Nothing: submit your own model."),
+    # -- config -----------------------------------------------------------------------
+    Code("CONFIG_INVALID", INVALID, "config.json (or tokenizer_config.json / the index) is not a JSON object.",
+         "Re-save the config with transformers."),
+    Code("QUANTIZED", INVALID, "quantization_config in config.json, quantisation tensors (qweight, absmax, "
+         "SCB, weight_scale, ...) or integer / FP8 weights.", "Publish unquantised BF16 (or F16) weights."),
+    Code("VOCAB_SIZE", INVALID, "config.json's vocab_size (top level or text_config) is not the teacher's 248,320.",
+         "Keep the teacher's vocabulary: vocab_size 248320."),
+    Code("ARCHITECTURE", INVALID, "model_type / architectures are not an architecture transformers ships "
+         "for AutoModelForCausalLM.", "Use a transformers causal-LM architecture (e.g. qwen3_5, qwen3)."),
+    # -- safetensors headers ----------------------------------------------------------
+    Code("HEADER_INVALID", INVALID, "A safetensors header is malformed, oversized, or its byte ranges do not "
+         "match the file (holes, overlaps, trailing bytes, wrong lengths).",
+         "Re-save with the `safetensors` library."),
+    Code("DUPLICATE_TENSOR", INVALID, "The same tensor name appears twice (in one header or across shards).",
+         "Re-save with `save_pretrained`."),
+    Code("DTYPE", INVALID, "A tensor is not BF16 or F16 (F32, F64, BOOL, ...).",
+         "Cast to bfloat16 before saving."),
+    Code("TOO_MANY_PARAMS", INVALID, "Total parameters counted from the safetensors headers exceed the cap "
+         "(5.25B).", "Make the student smaller."),
+    Code("EMBEDDING_SHAPE", INVALID, "No input embedding, or the embedding / lm_head rows are not the "
+         "vocabulary size (or columns not hidden_size).", "Keep embed_tokens and lm_head at 248,320 rows."),
+    # -- after download ---------------------------------------------------------------
+    Code("NONFINITE", INVALID, "A weight is NaN or infinite.", "Fix the training run; publish finite weights."),
+    Code("DUPLICATE_CONTENT", COPY, "The tensors (names, dtypes, shapes, bytes) equal an earlier "
+         "commitment's, however sharded.", "Nothing: submit your own model."),
+    Code("TOKENIZER_INVALID", INVALID, "The tokenizer does not load with AutoTokenizer (no remote code).",
+         "Copy the teacher's tokenizer files unchanged."),
+    Code("TOKENIZER_MISMATCH", INVALID, "The tokenizer encodes the fixed test strings differently from the "
+         "teacher's.", "Copy the teacher's tokenizer files unchanged."),
+    Code("LOAD_FAILED", INVALID, "AutoModelForCausalLM.from_pretrained (trust_remote_code=False) fails.",
+         "Check the model loads locally with `distil-check PATH`."),
+    Code("LOAD_KEYS", INVALID, "Loading reports missing, unexpected or mismatched weights.",
+         "Save with `save_pretrained` from the class transformers loads."),
+]
+
+CODES: dict[str, Code] = {c.code: c for c in _TABLE}
+
+
+def reason_of(code: str) -> str:
+    """The reason class of a check code; KeyError names an unknown code."""
+    try:
+        return CODES[code].reason
+    except KeyError:
+        raise KeyError(f"unknown check code {code!r}") from None

