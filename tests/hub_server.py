@@ -296,15 +296,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, method: str, status: int, headers: dict, body: bytes = b"", file: tuple | None = None) -> None:
         """Send a response; `file` = (path, start, length) streams file bytes as the body."""
         length = file[2] if file is not None else len(body)
+        # Logged before the body goes out: the client may have read every byte and moved on
+        # before this thread gets back here, and tests read the log right after. Counting
+        # the bytes this response *will* carry is also the conservative measure.
+        self.hub._record(
+            Request(
+                server=self.role,
+                method=method,
+                path=self.path,
+                range=self.headers.get("Range"),
+                status=status,
+                bytes_sent=length if (file is not None and method == "GET") else 0,
+                repo=self._ctx["repo"],
+                filename=self._ctx["filename"],
+                start=self._ctx["start"],
+                blob=self._ctx["blob"],
+                authorization=bool(self.headers.get("Authorization")),
+            )
+        )
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, str(v))
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        sent = 0
         if method == "GET":
             if file is not None:
                 path, start, n = file
+                sent = 0
                 with open(path, "rb") as f:
                     f.seek(start)
                     while sent < n:
@@ -315,22 +333,6 @@ class _Handler(BaseHTTPRequestHandler):
                         sent += len(chunk)
             else:
                 self.wfile.write(body)
-                sent = len(body)
-        self.hub._record(
-            Request(
-                server=self.role,
-                method=method,
-                path=self.path,
-                range=self.headers.get("Range"),
-                status=status,
-                bytes_sent=sent if file is not None else 0,
-                repo=self._ctx["repo"],
-                filename=self._ctx["filename"],
-                start=self._ctx["start"],
-                blob=self._ctx["blob"],
-                authorization=bool(self.headers.get("Authorization")),
-            )
-        )
 
     def _json(self, method: str, data, status: int = 200, headers: dict | None = None) -> None:
         body = json.dumps(data).encode()
