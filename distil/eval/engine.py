@@ -59,7 +59,8 @@ class ModelScore:
     ok: bool = field(default=True, init=False)
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok")}}
+        """JSON form (without `seconds`, so the same round gives the same JSON)."""
+        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds")}}
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,7 @@ class ModelFailure:
     ok: bool = field(default=False, init=False)
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail},
-                "seconds": self.seconds}
+        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail}}
 
 
 def _is_oom(exc: BaseException) -> bool:
