@@ -38,7 +38,7 @@ def test_chunk_size_does_not_change_the_result(logits):
     base, _ = kl_from_logits(t, s, chunk_size=40)
     for chunk in (1, 7, 16, 32):
         kl, _ = kl_from_logits(t, s, chunk_size=chunk)
-        np.testing.assert_allclose(kl.numpy(), base.numpy(), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(kl.numpy(), base.numpy(), rtol=1e-6, atol=1e-6)  # 1e-6 absolute, or relative for KL > 1 (fp32 ulp(22) = 2e-6)
 
 
 def test_inputs_are_left_untouched(logits):

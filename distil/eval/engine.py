@@ -141,9 +141,10 @@ def own_logits_kl(model, cache: TeacherCache, i: int, spec: EvalSpec) -> tuple[t
         past = out.past_key_values
         s_logits = out.logits[0]
         for r in range(0, s_logits.shape[0], spec.chunk_size):
-            rows = slice(a - first + r, a - first + r + spec.chunk_size)
-            t = cache.head.logits(cache.hidden[i][rows]).float()
-            kl, agree = kl_block(t, s_logits[r : r + spec.chunk_size].to(device).float())
+            s = s_logits[r : r + spec.chunk_size].to(device).float()
+            start = a - first + r  # scored-position index of this block's first row
+            t = cache.head.logits(cache.hidden[i][start : start + s.shape[0]]).float()
+            kl, agree = kl_block(t, s)
             kls.append(kl)
             agrees.append(agree)
     return torch.cat(kls), torch.cat(agrees)

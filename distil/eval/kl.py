@@ -5,7 +5,7 @@ For one position with teacher logits t ∈ R^V and student logits s ∈ R^V (fp3
     KL = Σ_v p_t(v) · (log p_t(v) − log p_s(v)),   p_t = softmax(t)
        = Σ_v p_t(v) · ((t_v − s_v) − (lse(t) − lse(s)))
 
-evaluated with max-shifted exponentials and accurate (cascade / BLAS) sums, see `kl_block`.
+evaluated in a centred form whose error scales with the KL itself, see `kl_block`.
 Top-1 agreement is `argmax t == argmax s` (first index on ties).
 
 Positions are processed `chunk_size` rows at a time, so at most a few [chunk, V] fp32
@@ -37,38 +37,50 @@ class Head:
 def kl_block(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row KL and top-1 agreement of fp32 logit blocks t, s [n, V]. OVERWRITES t and s.
 
-    With m = max, Z = Σ exp(x − m) and d = t − s:
+    With max-shifted logits t' = t − max t, s' = s − max s, d = t' − s', e = exp(t'),
+    Z_t = Σ e, Z_s = Σ exp(s'), p = e / Z_t and d̄ = Σ p·d:
 
-        KL = (Σ_v exp(t_v − m_t) · d_v) / Z_t − ((m_t − m_s) + (log Z_t − log Z_s))
+        KL = Σ p·d − log Z_t + log Z_s                 (direct)
+           = log(Σ p·exp(d̄ − d)) = log1p(Σ p·expm1(d̄ − d))   (centred)
 
-    which is Σ p_t·(t − s) − (lse(t) − lse(s)). Every sum over the vocabulary goes through
-    torch's cascade summation (`sum`, `vecdot`): on CPU a BLAS fp32 dot (`bmm`) was
-    measured 4e-4 off and torch's fp32 `logsumexp` / `log_softmax` ~1e-5 off. Precision
-    floor: ~1e-7 × |lse| absolute per position (the two log-partition terms cancel), so
-    near-identical models (KL ~1e-5) carry ~1e-2 relative error; irrelevant at the
-    KL ≥ 1e-3 where students are ranked. Returns (kl [n] fp32,
-    agree [n] bool); costs three [n, V] fp32 buffers (t, s and d).
+    The direct form is a difference of O(log V) terms: ~1e-7·log V absolute error, i.e.
+    ~1% on the KL ≈ 1e-5 of a near-copy. The centred form subtracts the p-mean of d
+    first, so its error scales with the KL itself (~1e-5 relative at KL 1e-5); it is
+    used wherever it is finite (expm1 can overflow where the student's log-probability
+    exceeds the teacher's by > 88 nats; the direct form, exact enough for such large
+    KLs, is kept there). All sums over the vocabulary go through torch's cascade
+    summation (`sum`, `vecdot`): on CPU a BLAS fp32 dot (`bmm`) was measured 4e-4 off,
+    and torch's fp32 `logsumexp` / `log_softmax` ~1e-5 off.
+    Returns (kl [n] fp32, agree [n] bool); costs three [n, V] fp32 buffers (t, s, d).
     """
     m_t, i_t = t.max(-1, keepdim=True)
     m_s, i_s = s.max(-1, keepdim=True)
-    d = t - s
-    z_s = s.sub_(m_s).exp_().sum(-1, keepdim=True)
-    z_t = t.sub_(m_t).exp_().sum(-1, keepdim=True)  # t ← exp(t − m_t)
-    weighted = torch.linalg.vecdot(t, d).view(-1, 1)  # Σ_v exp(t_v − m_t)·d_v (cascade sum; BLAS dot is 1e-4 off)
-    kl = weighted / z_t - ((m_t - m_s) + (z_t.log() - z_s.log()))
+    d = t.sub_(m_t) - s.sub_(m_s)  # t ← t', s ← s', d = t' − s'
+    log_z_s = s.exp_().sum(-1, keepdim=True).log()
+    z_t = t.exp_().sum(-1, keepdim=True)  # t ← e
+    d_mean = torch.linalg.vecdot(t, d).view(-1, 1) / z_t
+    direct = d_mean - z_t.log() + log_z_s
+    torch.sub(d_mean, d, out=d).expm1_()  # d ← expm1(d̄ − d)
+    centred = torch.log1p(torch.linalg.vecdot(t, d).view(-1, 1) / z_t)
+    kl = torch.where(torch.isfinite(centred), centred, direct)
     return kl.view(-1), (i_t == i_s).view(-1)
 
 
 def _kl_block_pure(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Out-of-place twin of `kl_block` for `torch.compile` (same formula; inputs any float dtype)."""
+    """Out-of-place twin of `kl_block` for `torch.compile` (same formulas; inputs any float dtype)."""
     t = t.float()
     s = s.float()
     m_t, i_t = t.max(-1, keepdim=True)
     m_s, i_s = s.max(-1, keepdim=True)
-    e_t = torch.exp(t - m_t)
-    z_t = e_t.sum(-1, keepdim=True)
-    z_s = torch.exp(s - m_s).sum(-1, keepdim=True)
-    kl = (e_t * (t - s)).sum(-1, keepdim=True) / z_t - ((m_t - m_s) + (z_t.log() - z_s.log()))
+    t = t - m_t
+    s = s - m_s
+    d = t - s
+    e = torch.exp(t)
+    z_t = e.sum(-1, keepdim=True)
+    d_mean = (e * d).sum(-1, keepdim=True) / z_t
+    direct = d_mean - z_t.log() + torch.exp(s).sum(-1, keepdim=True).log()
+    centred = torch.log1p((e * torch.expm1(d_mean - d)).sum(-1, keepdim=True) / z_t)
+    kl = torch.where(torch.isfinite(centred), centred, direct)
     return kl.view(-1), (i_t == i_s).view(-1)
 
 
