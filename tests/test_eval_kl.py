@@ -88,3 +88,16 @@ def test_naive_benchmark_reference_is_right_but_less_precise(logits):
     engine, _ = kl_from_logits(t, s)
     np.testing.assert_allclose(naive, ref_kl, rtol=1e-4, atol=5e-6)
     assert np.abs(engine.numpy() - ref_kl).max() < np.abs(naive - ref_kl).max()
+
+
+def test_rows_where_the_centred_form_overflows_use_the_direct_form():
+    """Student far above the teacher on some token (> 88 nats): expm1 overflows there."""
+    t = torch.zeros(2, 1000)
+    t[:, 0] = 120.0  # the teacher is sure of token 0 ...
+    s = torch.zeros(2, 1000)
+    s[1, 5] = 50.0  # ... the student of token 5 in row 1
+    kl, agree = kl_from_logits(t, s, chunk_size=1)
+    ref_kl, ref_agree = reference(t.numpy(), s.numpy())
+    assert np.isfinite(kl.numpy()).all()
+    np.testing.assert_allclose(kl.numpy(), ref_kl, rtol=1e-5)
+    assert agree.tolist() == ref_agree.tolist() == [True, False]
