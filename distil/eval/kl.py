@@ -33,8 +33,16 @@ class Head:
         """[n, H] → [n, V] in the weight's dtype."""
         return F.linear(hidden.to(self.weight.dtype), self.weight, self.bias)
 
+    def logits_into(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The logits of hidden [n, H], computed in the weight's dtype and upcast into the
+        fp32 buffer `out` [n, V] (fp32 weights write there directly: no allocation)."""
+        if self.weight.dtype == torch.float32:
+            torch.mm(hidden.to(torch.float32), self.weight.t(), out=out)
+            return out if self.bias is None else out.add_(self.bias)
+        return out.copy_(self.logits(hidden))
 
-def kl_block(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+def kl_block(t: torch.Tensor, s: torch.Tensor, work: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row KL and top-1 agreement of fp32 logit blocks t, s [n, V]. OVERWRITES t (not s).
 
     With e = exp(t − max t), Z_t = Σ e, p = e / Z_t, d = t − s and d̄ = Σ p·d:
@@ -49,11 +57,13 @@ def kl_block(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     direct form. All sums over the vocabulary use torch's cascade summation (`sum`,
     `vecdot`): on CPU a BLAS fp32 dot (`bmm`) was measured 4e-4 off and fp32
     `logsumexp` / `log_softmax` ~1e-5 off. Top-1 agreement: first-index argmax of t and s
-    are equal. Returns (kl [n] fp32, agree [n] bool); costs two [n, V] buffers beyond t, s.
+    are equal. Returns (kl [n] fp32, agree [n] bool). `work` is an optional fp32 [n, V]
+    scratch buffer (else one is allocated): callers reuse it, and their t and s buffers,
+    across blocks, so a CPU round does not grow the heap (glibc keeps freed 16-32 MB blocks).
     """
     m_t, i_t = t.max(-1, keepdim=True)
     i_s = s.argmax(-1, keepdim=True)
-    d = t - s
+    d = torch.sub(t, s, out=work) if work is not None else t - s
     e = torch.sub(t, m_t, out=t).exp_()  # t ← e
     z_t = e.sum(-1, keepdim=True)
     d_mean = torch.linalg.vecdot(e, d).view(-1, 1) / z_t
@@ -92,24 +102,32 @@ def compiled_kl_block():
     return _compiled
 
 
-def _block(t: torch.Tensor, s: torch.Tensor, compile: bool):
-    if compile:
-        return compiled_kl_block()(t, s)
-    # .float() copies bf16/fp16 input; fp32 t must be copied too since kl_block overwrites it.
-    return kl_block(t.float() if t.dtype != torch.float32 else t.clone(), s.float())
+def _buffers(rows: int, vocab: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(torch.empty(rows, vocab, dtype=torch.float32, device=device) for _ in range(3))
 
 
 def kl_from_logits(t_logits: torch.Tensor, s_logits: torch.Tensor, chunk_size: int = 32,
                    compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """KL(t ‖ s) per row of logits [T, V] (any float dtype; inputs untouched), chunk by chunk.
 
-    Returns (kl [T] fp32, agree [T] bool) on the logits' device.
+    Each block is upcast into reused fp32 buffers [chunk_size, V]. Returns
+    (kl [T] fp32, agree [T] bool) on the logits' device.
     """
     if t_logits.shape != s_logits.shape or t_logits.dim() != 2:
         raise ValueError(f"logits must both be [T, V], got {tuple(t_logits.shape)} and {tuple(s_logits.shape)}")
     kls, agrees = [], []
+    if compile:
+        for a in range(0, t_logits.shape[0], chunk_size):
+            kl, agree = compiled_kl_block()(t_logits[a : a + chunk_size], s_logits[a : a + chunk_size])
+            kls.append(kl)
+            agrees.append(agree)
+        return _cat(kls, agrees, t_logits.device)
+    t_buf, s_buf, work = _buffers(min(chunk_size, t_logits.shape[0]), t_logits.shape[1], t_logits.device)
     for a in range(0, t_logits.shape[0], chunk_size):
-        kl, agree = _block(t_logits[a : a + chunk_size], s_logits[a : a + chunk_size], compile)
+        n = min(chunk_size, t_logits.shape[0] - a)
+        t_buf[:n].copy_(t_logits[a : a + n])
+        s_buf[:n].copy_(s_logits[a : a + n])
+        kl, agree = kl_block(t_buf[:n], s_buf[:n], work[:n])
         kls.append(kl)
         agrees.append(agree)
     return _cat(kls, agrees, t_logits.device)
@@ -121,17 +139,23 @@ def kl_from_hidden(t_hidden: torch.Tensor, t_head: Head, s_hidden: torch.Tensor,
 
     t_hidden [T, Ht] and s_hidden [T, Hs] are the inputs of the two `lm_head`s at the same
     positions; each block's logits are t_head.logits(t_hidden[a:b]) and
-    s_head.logits(s_hidden[a:b]), [chunk, V] each. Returns (kl [T] fp32, agree [T] bool).
+    s_head.logits(s_hidden[a:b]), [chunk, V] each, computed in the heads' dtype and
+    upcast into reused fp32 buffers. Returns (kl [T] fp32, agree [T] bool).
     """
     if t_hidden.shape[0] != s_hidden.shape[0]:
         raise ValueError(f"teacher has {t_hidden.shape[0]} positions, student {s_hidden.shape[0]}")
     if t_head.weight.shape[0] != s_head.weight.shape[0]:
         raise ValueError(f"vocabulary sizes differ: teacher {t_head.weight.shape[0]}, student {s_head.weight.shape[0]}")
+    T, V = t_hidden.shape[0], t_head.weight.shape[0]
     kls, agrees = [], []
-    for a in range(0, t_hidden.shape[0], chunk_size):
-        t = t_head.logits(t_hidden[a : a + chunk_size])
-        s = s_head.logits(s_hidden[a : a + chunk_size].to(s_head.weight.device))
-        kl, agree = _block(t, s, compile) if compile else kl_block(t.float(), s.float())
+    if T == 0:
+        return _cat(kls, agrees, t_hidden.device)
+    t_buf, s_buf, work = _buffers(min(chunk_size, T), V, t_head.weight.device)
+    for a in range(0, T, chunk_size):
+        n = min(chunk_size, T - a)
+        t = t_head.logits_into(t_hidden[a : a + n], t_buf[:n])
+        s = s_head.logits_into(s_hidden[a : a + n].to(s_head.weight.device), s_buf[:n])
+        kl, agree = compiled_kl_block()(t, s) if compile else kl_block(t, s, work[:n])
         kls.append(kl)
         agrees.append(agree)
     return _cat(kls, agrees, t_hidden.device)

@@ -60,8 +60,13 @@ def own_logits_reason(config) -> str | None:
     return None
 
 
-def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype, vocab_size: int):
+def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype, vocab_size: int,
+                   allow_unexpected: bool = False):
     """A model from a local directory, checked, in eval mode on `device` in `dtype`.
+
+    `allow_unexpected` is for the teacher only: the hub checkpoint of Qwen3.5-35B-A3B is
+    a multimodal model whose vision (and multi-token-prediction) weights the causal-LM
+    class does not use; they are logged, not fatal. Students never get it.
 
     Raises InvalidModel (naming the problem) for remote code, a vocabulary other than
     `vocab_size`, missing/unexpected/mismatched weights or weights that are not
@@ -88,6 +93,10 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype, voc
         kwargs["device_map"] = device
     model, info = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
+    if allow_unexpected and problems["unexpected_keys"]:
+        keys = problems["unexpected_keys"]
+        logger.warning(f"{path}: ignoring {len(keys)} weights the causal LM does not use (e.g. {keys[0]})")
+        problems["unexpected_keys"] = []
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         del model
