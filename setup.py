@@ -34,7 +34,13 @@ setup(
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
         "gpu": ["flash-linear-attention>=0.3", "causal-conv1d>=1.5"],
     },
-    entry_points={"console_scripts": ["distil-check=distil.checks.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "distil-eval=distil.eval.cli:main",
+            "distil-check=distil.checks.cli:main",
+            "distil-state=distil.state_cli:main",
+        ]
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

@@ -1,0 +1,207 @@
+"""`distil-eval`: score students against the teacher exactly as validators do.
+
+    distil-eval --teacher PATH_OR_REPO --student PATH_OR_REPO [--student ...]
+                (--prompts-file F | --dataset NAME) --seed HEX [--n-prompts N]
+                [--max-new-tokens N] [--device cpu|cuda] [--json]
+    distil-eval --teacher PATH_OR_REPO --student ... --round ROUND.json [--json]
+
+Every EvalSpec field is a flag (`--chunk-size`, `--dataset-revision`, ...). `--round`
+re-scores students on exactly the prompts and teacher continuations of a previous run
+(the JSON that `--json` prints), so anyone can audit a validator's round. A
+PATH_OR_REPO that is not a local directory is downloaded from the hub
+(`namespace/name@<revision>` pins it). Logs go to stderr, the result to stdout.
+Exit status: 0 all scored, 1 a model failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from loguru import logger
+
+from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
+
+# Settings `--round` may change: where and how fast it runs, not what is scored.
+RUNTIME_FIELDS = {"device", "dtype", "chunk_size", "compile_kl", "own_logits_chunk", "student_timeout_s",
+                  "prompt_cache_dir", "generation_batch_size"}
+# Files a model needs; nothing else is downloaded (no code, no pickles).
+MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+               "chat_template.jinja"]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
+    parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@revision] (repeatable)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts-file", help='JSONL of {"text": ...} or {"input_ids": [...]} lines')
+    src.add_argument("--round", help="re-score on the prompts and continuations of this distil-eval JSON")
+    parser.add_argument("--seed", help="the seed block's hash (hex); required unless --round")
+    parser.add_argument("--json", action="store_true", help="print the round as JSON")
+    parser.add_argument("--timings", action="store_true", help="add phase timings to the JSON")
+    parser.add_argument("--log-level", default="INFO")
+    spec = parser.add_argument_group("scoring spec (defaults: scoring spec v1)")
+    for f in dataclasses.fields(EvalSpec):
+        default = f.default
+        kwargs = dict(default=None, help=f"default: {default!r}")
+        if f.type in ("bool", bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float}.get(str(f.type), str)
+        if f.name == "dataset":
+            src.add_argument(_flag(f.name), help=f"corpus: {CLIMBMIX} (default) or {FINEWEB}, or a local folder of parquet/JSONL",
+                             default=None)
+            continue
+        if f.name == "device":
+            kwargs["help"] = "cpu or cuda[:N] (default: cpu)"
+        spec.add_argument(_flag(f.name), **kwargs)
+    return parser
+
+
+def _spec_values(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
+
+
+def resolve_model(source: str) -> str:
+    """A local directory as is; otherwise `repo[@revision]` downloaded (model files only)."""
+    if os.path.isdir(source):
+        return source
+    if os.sep in source.lstrip(".") and source.startswith((".", os.sep)):
+        raise UsageError(f"{source} is not a directory")
+    from huggingface_hub import snapshot_download
+
+    repo, _, revision = source.partition("@")
+    logger.info(f"downloading {repo}@{revision or 'main'} from the hub")
+    return snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=MODEL_FILES)
+
+
+def _prepare(args):
+    """(spec, seed, prompt_source_description, source_ids, prompt_ids, continuations)."""
+    from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, seed_from_block_hash, tokenize_prompts
+    from distil.eval.report import round_from_json
+
+    values = _spec_values(args)
+    if len(set(args.student)) != len(args.student):
+        raise UsageError("each --student may be given once")
+    if args.round:
+        try:
+            with open(args.round, encoding="utf-8") as f:
+                doc = round_from_json(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"cannot read round file {args.round}: {e}") from None
+        fixed = sorted(set(values) - RUNTIME_FIELDS)
+        if fixed:
+            raise UsageError(f"--round fixes the scoring spec; cannot change {', '.join(_flag(k) for k in fixed)}")
+        spec = EvalSpec.from_dict({**doc["spec"], **values})
+        seed = doc["seed"]
+        if args.seed and seed_from_block_hash(args.seed) != seed:
+            raise UsageError(f"--seed {args.seed} differs from the round's seed {seed}")
+        prompts = doc["prompts"]
+        if len(prompts) != spec.n_prompts:
+            raise UsageError(f"round has {len(prompts)} prompts but its spec says n_prompts={spec.n_prompts}")
+        ids = [p["prompt_ids"] for p in prompts]
+        conts = [p["continuation_ids"] for p in prompts]
+        return spec, seed, doc.get("prompt_source", {}), [p.get("source_id", str(i)) for i, p in enumerate(prompts)], ids, conts
+    if not args.seed:
+        raise UsageError("--seed is required (the seed block's hash, hex)")
+    seed = seed_from_block_hash(args.seed)
+    if args.prompts_file:
+        if not os.path.isfile(args.prompts_file):
+            raise UsageError(f"--prompts-file {args.prompts_file} does not exist")
+        values.pop("dataset", None)
+        spec = EvalSpec(**values)
+        source = JsonlPromptSource(args.prompts_file, spec.text_column)
+    else:
+        spec = EvalSpec(**values)
+        source = DatasetPromptSource(spec.dataset, spec.dataset_revision, spec.text_column, spec.dataset_shards,
+                                     spec.rows_per_shard, spec.dataset_data_dir, spec.prompt_cache_dir)
+    sampled = source.sample(seed, spec.n_prompts)
+    description = source.describe()
+    tokenizer = None
+    if any(p.input_ids is None for p in sampled):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.teacher), trust_remote_code=False)
+    ids = tokenize_prompts(sampled, tokenizer, spec.max_prompt_chars, spec.max_prompt_tokens, spec.vocab_size)
+    return spec, seed, description, [p.source_id for p in sampled], ids, None
+
+
+def format_table(doc: dict) -> str:
+    rows = [("model", "KL mean", "± se", "median", "p99", "top-1", "positions / failure")]
+    for m in doc["models"]:
+        if m["status"] == "ok":
+            rows.append((m["key"], f"{m['kl_mean']:.6f}", f"{m['kl_se']:.6f}" if m["kl_se"] is not None else "-",
+                         f"{m['kl_median']:.6f}", f"{m['kl_p99']:.6f}", f"{m['top1_agreement']:.4f}", str(m["n_positions"])))
+        else:
+            f = m["failure"]
+            rows.append((m["key"], "-", "-", "-", "-", "-", f"{f['kind'].upper()} ({f['phase']}): {f['detail']}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    n_tokens = sum(len(p["continuation_ids"]) for p in doc["prompts"])
+    head = f"seed {doc['seed']}  |  {len(doc['prompts'])} prompts, {n_tokens} teacher tokens  |  scoring v{doc['scoring_version']}"
+    return "\n".join([head, *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    logger.remove()
+    logger.add(sys.stderr, level=args.log_level.upper(), format="{time:HH:mm:ss} | {level: <7} | {message}")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - cosmetics only
+        pass
+    from distil.eval.engine import TRANSIENT, ModelFailure, run_round
+    from distil.eval.report import round_to_json
+
+    try:
+        spec, seed, description, source_ids, ids, conts = _prepare(args)
+    except (UsageError, ValueError) as e:
+        print(f"distil-eval: error: {e}", file=sys.stderr)
+        return 2
+    logger.info(f"spec: {json.dumps(spec.to_dict(), sort_keys=True)}")
+    try:
+        teacher_path = resolve_model(args.teacher)
+    except Exception as e:
+        print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
+        return 1
+    students, unavailable = [], {}
+    for s in args.student:
+        try:
+            students.append((s, resolve_model(s)))
+        except Exception as e:
+            unavailable[s] = ModelFailure(s, TRANSIENT, "download", f"{type(e).__name__}: {e}")
+    try:
+        result = run_round(teacher_path, students, ids, spec, continuations=conts)
+    except Exception as e:
+        logger.exception("teacher pass failed")
+        print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    result.results = {s: result.results.get(s) or unavailable[s] for s in args.student}
+    doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print(format_table(doc))
+    return 0 if all(r.ok for r in result.results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""Scoring a round: the teacher pass, then each student against the cached teacher.
+
+`run_round` = load teacher → `build_teacher_cache` → free teacher → `score_models`.
+`score_models` scores each student alone: a failure fails that student only, and is
+classified `invalid` (the model is at fault: bad config, weights, vocabulary, non-finite
+KL — the validator disqualifies) or `transient` (out of memory, timeout, missing local
+files, any error we cannot pin on the model — retried later, never a disqualification).
+Unattributable errors are transient on purpose: a transient failure never earns a
+score, so it cannot crown a model, while an `invalid` is final and must be certain.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from loguru import logger
+
+from distil.eval.kl import kl_block, kl_from_hidden
+from distil.eval.models import (InvalidModel, final_hidden, free_memory, head_of, load_causal_lm,
+                                own_logits_reason)
+from distil.eval.spec import EvalSpec
+from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
+
+INVALID = "invalid"
+TRANSIENT = "transient"
+COPY_CHECK_PROMPTS = 2  # per-position KL vectors kept for the functional-copy check
+
+
+class StudentTimeout(TimeoutError):
+    """A student took longer than `spec.student_timeout_s` (transient)."""
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """A scored model. KL in nats. per_prompt_kl[i] = mean KL over prompt i's positions;
+    kl_mean = mean of per_prompt_kl; kl_se = sample std (ddof 1) / sqrt(n) (None if n < 2);
+    kl_median, kl_p99 over all positions pooled (numpy linear interpolation);
+    top1_agreement = fraction of positions with equal argmax; position_kl = per-position KL
+    of the first COPY_CHECK_PROMPTS prompts (functional-copy check); head = "hidden"
+    (cached teacher head × student lm_head) or "own_logits" (the student's logits)."""
+
+    key: str
+    kl_mean: float
+    kl_se: float | None
+    kl_median: float
+    kl_p99: float
+    top1_agreement: float
+    per_prompt_kl: list[float]
+    n_positions: int
+    position_kl: list[list[float]]
+    head: str
+    seconds: float
+    ok: bool = field(default=True, init=False)
+
+    def to_dict(self) -> dict:
+        """JSON form (without `seconds`, so the same round gives the same JSON)."""
+        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds")}}
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model that could not be scored: kind is "invalid" (disqualify) or "transient" (retry)."""
+
+    key: str
+    kind: str
+    phase: str
+    detail: str
+    seconds: float = 0.0
+    ok: bool = field(default=False, init=False)
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail}}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+def classify_failure(exc: BaseException, phase: str) -> str:
+    """`invalid` if the model is at fault, else `transient`.
+
+    InvalidModel ⇒ invalid. OOM, timeouts, connection errors, a missing local directory ⇒
+    transient. While loading ("load"), errors from reading the model's own files (bad or
+    inconsistent config, unreadable weights: ValueError, KeyError, TypeError, OSError,
+    RuntimeError such as size mismatches, JSON and safetensors errors) ⇒ invalid. Anything
+    else, and any unexpected error while scoring ⇒ transient.
+    """
+    if isinstance(exc, InvalidModel):
+        return INVALID
+    if _is_oom(exc) or isinstance(exc, (TimeoutError, ConnectionError, FileNotFoundError)):
+        return TRANSIENT
+    if phase == "load":
+        from safetensors import SafetensorError
+
+        if isinstance(exc, (ValueError, KeyError, TypeError, OSError, RuntimeError, json.JSONDecodeError, SafetensorError)):
+            return INVALID
+    return TRANSIENT
+
+
+def summarize(key: str, position_kl: list[np.ndarray], agree: list[np.ndarray], head: str, seconds: float) -> ModelScore:
+    """Statistics of one model from per-prompt arrays of per-position KL and agreement."""
+    per_prompt = [float(np.mean(k, dtype=np.float64)) for k in position_kl]
+    pooled = np.concatenate(position_kl).astype(np.float64)
+    n = len(per_prompt)
+    se = float(np.std(per_prompt, ddof=1) / math.sqrt(n)) if n > 1 else None
+    return ModelScore(
+        key=key,
+        kl_mean=float(np.mean(per_prompt)),
+        kl_se=se,
+        kl_median=float(np.median(pooled)),
+        kl_p99=float(np.percentile(pooled, 99)),
+        top1_agreement=float(np.concatenate(agree).mean()),
+        per_prompt_kl=per_prompt,
+        n_positions=int(pooled.size),
+        position_kl=[k.astype(np.float64).tolist() for k in position_kl[:COPY_CHECK_PROMPTS]],
+        head=head,
+        seconds=seconds,
+    )
+
+
+@torch.no_grad()
+def own_logits_kl(model, cache: TeacherCache, i: int, spec: EvalSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL of prompt i from the student's OWN logits, `spec.own_logits_chunk` positions per
+    forward (prefill of the unscored prefix, then chunks with the KV cache), so [T, V]
+    logits never exist; the teacher side is cached hidden × teacher lm_head."""
+    device = cache.hidden[i].device
+    x, first = scored_input(cache.prompt_ids[i], cache.continuation_ids[i])
+    ids = torch.tensor([x], device=spec.device)
+    past = None
+    if first > 0:
+        past = model(input_ids=ids[:, :first], use_cache=True, logits_to_keep=1).past_key_values
+    kls, agrees = [], []
+    for a in range(first, len(x), spec.own_logits_chunk):
+        out = model(input_ids=ids[:, a : a + spec.own_logits_chunk], past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        s_logits = out.logits[0]
+        for r in range(0, s_logits.shape[0], spec.chunk_size):
+            s = s_logits[r : r + spec.chunk_size].to(device).float()
+            start = a - first + r  # scored-position index of this block's first row
+            t = cache.head.logits(cache.hidden[i][start : start + s.shape[0]]).float()
+            kl, agree = kl_block(t, s)
+            kls.append(kl)
+            agrees.append(agree)
+    return torch.cat(kls), torch.cat(agrees)
+
+
+@torch.no_grad()
+def _probe_plain_head(model, cache: TeacherCache, spec: EvalSpec) -> str | None:
+    """Check on prompt 0 that lm_head(final hidden) reproduces the model's own logits."""
+    x, first = scored_input(cache.prompt_ids[0], cache.continuation_ids[0])
+    k = min(8, len(x) - first)
+    ids = torch.tensor([x], device=spec.device)
+    own = model(input_ids=ids, use_cache=False, logits_to_keep=k).logits[0].float()
+    mine = head_of(model).logits(final_hidden(model, ids)[-k:]).float()
+    scale = max(1.0, float(own.abs().max()))
+    tol = (1e-4 if model.dtype == torch.float32 else 2.0**-6) * scale
+    diff = float((own - mine).abs().max())
+    if not diff <= tol:
+        return f"lm_head(final hidden) differs from the model's logits by {diff:.3g} (tolerance {tol:.3g})"
+    return None
+
+
+@torch.no_grad()
+def score_student(model, cache: TeacherCache, spec: EvalSpec, key: str, deadline: float) -> ModelScore:
+    """Score one loaded student on every cached prompt (raises on failure)."""
+    started = time.perf_counter()
+    reason = own_logits_reason(model.config) or _probe_plain_head(model, cache, spec)
+    head = "hidden" if reason is None else "own_logits"
+    if reason:
+        logger.info(f"{key}: scoring from its own logits ({reason})")
+    s_head = head_of(model)
+    kls, agrees = [], []
+    for i in range(len(cache.prompt_ids)):
+        if time.monotonic() > deadline:
+            raise StudentTimeout(f"{key} exceeded {spec.student_timeout_s}s after {i} of {len(cache.prompt_ids)} prompts")
+        if head == "hidden":
+            x, first = scored_input(cache.prompt_ids[i], cache.continuation_ids[i])
+            s_hidden = final_hidden(model, torch.tensor([x], device=spec.device))[first:]
+            kl, agree = kl_from_hidden(cache.hidden[i], cache.head, s_hidden, s_head, spec.chunk_size, spec.compile_kl)
+        else:
+            kl, agree = own_logits_kl(model, cache, i, spec)
+        kl = kl.cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(kl))
+        if bad.size:
+            raise InvalidModel(f"non-finite KL ({kl[bad[0]]}) at prompt {i}, position {int(bad[0])}")
+        kls.append(kl)
+        agrees.append(agree.cpu().numpy())
+    return summarize(key, kls, agrees, head, time.perf_counter() - started)
+
+
+def score_models(cache: TeacherCache, students: list[tuple[str, str]], spec: EvalSpec) -> dict[str, ModelScore | ModelFailure]:
+    """Score each (key, local path) student against `cache`; one result per key, in order.
+
+    Every student is loaded (pinned local path, `spec.torch_dtype` on `spec.device`),
+    scored, and freed before the next. A failure is caught, classified and returned.
+    """
+    keys = [k for k, _ in students]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"student keys must be unique, got {keys}")
+    results: dict[str, ModelScore | ModelFailure] = {}
+    for n, (key, path) in enumerate(students, 1):
+        logger.info(f"student {n}/{len(students)}: {key}")
+        started = time.perf_counter()
+        deadline = time.monotonic() + spec.student_timeout_s
+        phase, model = "load", None
+        try:
+            model = load_causal_lm(path, spec.device, spec.torch_dtype, cache.vocab_size)
+            phase = "score"
+            results[key] = score_student(model, cache, spec, key, deadline)
+            r = results[key]
+            logger.info(f"{key}: KL {r.kl_mean:.6f} ± {r.kl_se or 0:.6f}, top-1 {r.top1_agreement:.4f} "
+                        f"({r.n_positions} positions, {time.perf_counter() - started:.1f}s)")
+        except Exception as exc:  # one student failing fails that student alone
+            kind = classify_failure(exc, phase)
+            detail = f"{type(exc).__name__}: {exc}"
+            results[key] = ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
+            logger.warning(f"{key}: {kind} failure while {phase}ing: {detail}")
+            if kind == TRANSIENT:
+                logger.debug("".join(traceback.format_exception(exc)))
+        finally:
+            model = None
+            free_memory()
+    return results
+
+
+@dataclass
+class RoundResult:
+    """A scored round: the cache's ids, one result per student, phase timings (seconds)."""
+
+    prompt_ids: list[list[int]]
+    continuation_ids: list[list[int]]
+    eos_ids: list[int]
+    results: dict[str, ModelScore | ModelFailure]
+    timings: dict
+
+
+def run_round(teacher_path: str, students: list[tuple[str, str]], prompts: list[list[int]], spec: EvalSpec,
+              continuations: list[list[int]] | None = None) -> RoundResult:
+    """Teacher pass → free the teacher → score every student on the same token ids.
+
+    `prompts` are token ids (see prompts.tokenize_prompts); `continuations`, when given,
+    are used instead of generating (re-scoring a published round). Errors of the teacher
+    pass propagate (it is our side: the whole round is transient).
+    """
+    timings = {}
+    started = time.perf_counter()
+    teacher = load_causal_lm(teacher_path, spec.device, spec.torch_dtype, spec.vocab_size, allow_unexpected=True)
+    timings["teacher_load_s"] = time.perf_counter() - started
+    cache = build_teacher_cache(teacher, prompts, spec.max_new_tokens, spec.generation_batch_size, continuations)
+    timings.update(cache.timings)
+    teacher = None
+    free_memory()
+    started = time.perf_counter()
+    results = score_models(cache, students, spec)
+    timings["students_s"] = time.perf_counter() - started
+    timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})
+    logger.info("round timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    return RoundResult(cache.prompt_ids, cache.continuation_ids, cache.eos_ids, results, timings)

@@ -1,0 +1,92 @@
+"""`distil-eval` end to end on tiny models: JSON agrees with an independent float64
+computation over the ids it reports, same seed ⇒ same JSON, `--round` reproduces it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distil.eval import cli
+from eval_helpers import float64_logits, model_dir, new_dir, reference_kl, reference_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = "0x" + "5e" * 32
+
+
+@pytest.fixture(scope="module")
+def prompts_file():
+    path = new_dir("cli") / "prompts.jsonl"
+    lines = [{"text": f"Paragraph {i}: the validator scores students on block-seeded prompts."} for i in range(6)]
+    lines.append({"input_ids": [7, 8, 9, 10]})
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return str(path)
+
+
+def args(prompts_file, *extra):
+    return ["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--student", model_dir("student"),
+            "--prompts-file", prompts_file, "--seed", SEED, "--n-prompts", "3", "--max-new-tokens", "5",
+            "--chunk-size", "4", *extra]
+
+
+@pytest.fixture(scope="module")
+def round_json(prompts_file):
+    """One real `python -m distil.eval.cli ... --json` subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "distil.eval.cli", *args(prompts_file, "--json")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_json_agrees_with_float64_computation_over_reported_ids(round_json):
+    doc = json.loads(round_json)
+    assert doc["scoring_version"] == 1 and doc["seed"] == "5e" * 32
+    assert doc["spec"]["n_prompts"] == 3 and doc["spec"]["versions"]["torch"]
+    assert doc["prompt_source"]["kind"] == "jsonl"
+    prompts = [p["prompt_ids"] for p in doc["prompts"]]
+    conts = [p["continuation_ids"] for p in doc["prompts"]]
+    assert len(prompts) == 3 and all(1 <= len(c) <= 5 for c in conts)
+    teacher = float64_logits(model_dir("teacher"), prompts, conts)
+    for t, c in zip(teacher, conts):
+        assert t.argmax(-1).tolist() == c  # reported continuations are the teacher's greedy tokens
+    for model in doc["models"]:
+        assert model["status"] == "ok"
+        student = float64_logits(model["key"], prompts, conts)
+        ref = reference_stats(*reference_kl(teacher, student))
+        for name in ("kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"):
+            np.testing.assert_allclose(model[name], ref[name], rtol=1e-4, atol=5e-7, err_msg=name)
+        np.testing.assert_allclose(model["per_prompt_kl"], ref["per_prompt_kl"], rtol=1e-4, atol=5e-7)
+
+
+def test_same_seed_same_json_and_round_rescoring_reproduces_it(round_json, prompts_file, capsys, tmp_path):
+    assert cli.main(args(prompts_file, "--json")) == 0  # in-process run: same JSON as the subprocess
+    assert capsys.readouterr().out == round_json
+    assert cli.main([a if a != SEED else "0x1234" for a in args(prompts_file, "--json")]) == 0
+    assert json.loads(capsys.readouterr().out)["prompts"] != json.loads(round_json)["prompts"]  # other seed
+    path = tmp_path / "round.json"
+    path.write_text(round_json)
+    rescore = ["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--student", model_dir("student"),
+               "--round", str(path), "--json"]
+    assert cli.main(rescore) == 0
+    assert capsys.readouterr().out == round_json  # the same numbers, from the file's ids alone
+
+
+def test_table_output_and_exit_codes(prompts_file, capsys, tmp_path):
+    code = cli.main(["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--student",
+                     model_dir("wrong_vocab"), "--prompts-file", prompts_file, "--seed", SEED, "--n-prompts", "2",
+                     "--max-new-tokens", "3"])
+    out = capsys.readouterr().out
+    assert code == 1  # a model failed
+    assert "KL mean" in out and "INVALID (load)" in out and "vocab_size 151936" in out
+    assert cli.main(args(prompts_file)[:-2] + ["--seed", "block 12"]) == 2
+    assert "not a hex block hash" in capsys.readouterr().err
+    assert cli.main(args(prompts_file)[:-2] + ["--n-prompts", "99"]) == 2
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"format": "distil-eval-round"}))
+    assert cli.main(["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--round", str(path)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--teacher", "x", "--student", "y", "--seed", "ab"])  # no prompt source
+    assert exc.value.code == 2
