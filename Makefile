@@ -24,8 +24,20 @@ $(STAMP): setup.py constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+DEMO_DIR ?= demo-output
+DEMO_EPOCHS ?= 3
+
+# The validator in mock mode: a tiny teacher and graded students (plus a copy, a re-sharded
+# copy, a hostile repo and an untrained model) committed on the in-memory chain; a few
+# epochs on CPU; the final state; a W&B offline run under $(DEMO_DIR)/validator/wandb.
 demo: $(STAMP)
-	$(PY) neurons/miner.py --dry-run --model-repo distil-demo/tiny-student --revision 0123456789abcdef0123456789abcdef01234567
+	rm -rf $(DEMO_DIR)
+	$(PY) -m distil.demo build $(DEMO_DIR)
+	$(PY) neurons/validator.py --mock --mock.scenario $(DEMO_DIR)/scenario.json \
+		--neuron.epochs $(DEMO_EPOCHS) --neuron.full_path $(DEMO_DIR)/validator --neuron.axon_off \
+		--wandb.offline --eval.prompts_file $(DEMO_DIR)/prompts.jsonl \
+		--eval.n_prompts 8 --eval.max_new_tokens 32 --checks.max_params 100000000
+	$(PY) -m distil.state_cli show --state-dir $(DEMO_DIR)/validator
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis site

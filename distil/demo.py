@@ -86,6 +86,24 @@ def build(directory: str | Path, seed: int = 0) -> Path:
     }
     path = root / "scenario.json"
     path.write_text(json.dumps(scenario, indent=1))
+    write_prompts(root / "prompts.jsonl")
+    return path
+
+
+_SUBJECTS = ["The river", "A small robot", "The old library", "Every spring the valley", "The night train",
+             "Our neighbour's garden", "The lighthouse keeper", "A forgotten recipe", "The city council", "The comet"]
+_VERBS = ["remembers", "carries", "hides", "explains", "changes", "waits for", "discovers", "repairs"]
+_ENDS = ["what nobody expected.", "a letter from far away.", "the sound of distant bells.",
+         "how the bridge was built.", "the colour of the morning sky.", "a map with no names."]
+
+
+def write_prompts(path: Path, n: int = 64) -> Path:
+    """A JSONL of short raw-text prompts (the mock's stand-in for the pretraining corpus)."""
+    lines = []
+    for i in range(n):
+        text = f"{_SUBJECTS[i % len(_SUBJECTS)]} {_VERBS[(i * 3) % len(_VERBS)]} {_ENDS[(i * 5) % len(_ENDS)]}"
+        lines.append(json.dumps({"text": f"{text} It was day {i + 1} of the year, and"}))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 

@@ -8,7 +8,7 @@ Shape (version 1)::
                          "reason": null | "COPY" | "REMOVED" | "INVALID" | "KL_TOO_HIGH",
                          "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
                          "checked": bool, "seen_public": bool, ...}},
-     "hash_owners": {HASH: {"hotkey": ..., "commit_block": ...}},
+     "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null}
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
@@ -63,7 +63,7 @@ class MinerRecord:
     detail: str | None = None
     kl: dict | None = None  # {"mean", "se", "median", "p99", "top1", "seed_block"}
     content_hash: str | None = None
-    file_hashes: str | None = None
+    files_hash: str | None = None
     params: int | None = None
     checked: bool = False  # pre-checks passed: ready for (or done with) evaluation
     seen_public: bool = False

@@ -94,13 +94,16 @@ def build_model(config, seed: int = 0, dtype: torch.dtype = torch.bfloat16, logi
 
 def build_tokenizer():
     """A byte-level BPE `PreTrainedTokenizerFast` with the Qwen special tokens at high ids."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     # Qwen's specials sit far above the BPE vocabulary, as they do in the real tokenizer.
     vocab.update(SPECIAL_TOKENS)
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    # NFC as the real tokenizer does; carried in tokenizer.json so that every loader class
+    # (AutoTokenizer picks one from the model's config) encodes alike.
+    tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])

@@ -20,15 +20,7 @@ from distil.scoring.epoch import (
     requeue,
     weights_for,
 )
-from distil.scoring.rules import (
-    HashClaim,
-    cosine,
-    dethrones,
-    functional_copies,
-    hash_owner,
-    kl_failure,
-    paired_t_pvalue,
-)
+from distil.scoring.rules import cosine, dethrones, functional_copies, kl_failure, paired_t_pvalue
 from distil.state import COPY, DISQUALIFIED, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, MinerRecord, ValidatorState
 
 SHA = "ab" * 20
@@ -111,13 +103,6 @@ def test_cosine_and_functional_copies():
     assert functional_copies({"a": base, "b": near}, {"a": 3, "b": 3}) == {"b": "a"}  # same block: hotkey order
 
 
-def test_hash_owner_earliest_block_then_hotkey():
-    assert hash_owner([HashClaim("z", 5), HashClaim("a", 9)]) == HashClaim("z", 5)
-    assert hash_owner([HashClaim("z", 5), HashClaim("a", 5)]) == HashClaim("a", 5)
-    with pytest.raises(ValueError):
-        hash_owner([])
-
-
 # -- epoch ------------------------------------------------------------------------------
 
 
@@ -149,7 +134,7 @@ def checked(uid, block, status=PENDING, kl=None):
 
 def test_reconcile_new_malformed_changed_and_replaced_hotkeys():
     state = state_with({"old": checked(1, 5, KING, 0.2), "keep": checked(2, 6, EVALUATED, 0.3)}, king="old")
-    state.hash_owners["sha256:x"] = {"hotkey": "old", "commit_block": 5}
+    state.hash_owners["sha256:x"] = {"hotkey": "old", "commit_block": 5, "commitment": commitment(1)}
     uids = {"new": 1, "keep": 2, "bad": 3}
     on_chain = {"new": (commitment(7), 50), "keep": (f"other/model@{SHA}", 60), "bad": ("not a commitment", 51)}
     new_state, events = reconcile(state, uids, on_chain, now_block=100)
@@ -301,8 +286,8 @@ def test_missing_results_are_an_error():
 
 def test_hash_claims_earliest_commit_owns():
     state = state_with({"first": checked(1, 10), "second": checked(2, 20)})
-    state, _ = mark_checked(state, "first", "sha256:w", "files:f", 100)
-    state, events = mark_checked(state, "second", "sha256:w", "files:g", 100)
+    state, _ = mark_checked(state, "first", "sha256:w", "sha256:f", 100)
+    state, events = mark_checked(state, "second", "sha256:w", "sha256:g", 100)
     assert state.miners["second"].reason == COPY and "first" in state.miners["second"].detail
     assert state.hash_owners["sha256:w"]["hotkey"] == "first"
     # an earlier commitment checked later (it was private at first) takes the hash over, even from a king

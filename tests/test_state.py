@@ -26,7 +26,7 @@ def example_state():
                                       kl={"mean": 0.12, "se": 0.01, "median": 0.1, "p99": 0.9, "top1": 0.8, "seed_block": 100},
                                       content_hash="sha256:" + "0" * 64, checked=True, seen_public=True)
     state.miners["hk2"] = MinerRecord(uid=4, commitment=f"c/d@{SHA}", commit_block=11, status=EVALUATED, checked=True)
-    state.hash_owners["sha256:" + "0" * 64] = {"hotkey": "hk1", "commit_block": 10}
+    state.hash_owners["sha256:" + "0" * 64] = {"hotkey": "hk1", "commit_block": 10, "commitment": f"a/b@{SHA}"}
     state.last_round = {"seed_block": 100, "seed": "0x" + "1" * 64, "models": ["hk1", "hk2"]}
     return state
 

@@ -1,17 +1,14 @@
 """King-of-the-hill decisions as pure functions over plain data: no I/O, no chain, no GPU.
 
-`rules` holds the scoring spec's decisions (dethrone rule, KL limit, functional copies,
-hash ownership); `epoch` applies them to the validator's state (who is a challenger, what
+`rules` holds the scoring spec's decisions (dethrone rule, KL limit, functional copies); `epoch` applies them to the validator's state (who is a challenger, what
 a finished round changes, which weights to set).
 """
 
 from distil.scoring.rules import (
     DethroneDecision,
-    HashClaim,
     cosine,
     dethrones,
     functional_copies,
-    hash_owner,
     kl_failure,
     paired_t_pvalue,
     rank_key,
@@ -19,11 +16,9 @@ from distil.scoring.rules import (
 
 __all__ = [
     "DethroneDecision",
-    "HashClaim",
     "cosine",
     "dethrones",
     "functional_copies",
-    "hash_owner",
     "kl_failure",
     "paired_t_pvalue",
     "rank_key",

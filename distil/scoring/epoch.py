@@ -10,18 +10,17 @@ saves the state once a whole round is done.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from distil.commitment import CommitmentError, parse_commitment
+from distil.checks.hashing import Claim, DuplicateRegistry
 from distil.scoring.rules import (
     ALPHA,
     COPY_COSINE,
     EPSILON,
     KL_LIMIT,
-    HashClaim,
     dethrones,
     functional_copies,
-    hash_owner,
     kl_failure,
     rank_key,
 )
@@ -195,7 +194,7 @@ def mark_checked(
     state: ValidatorState,
     hotkey: str,
     content_hash: str | None,
-    file_hashes: str | None,
+    files_hash: str | None,
     params: int | None,
 ) -> tuple[ValidatorState, list[Event]]:
     """A commitment passed its pre-checks: claim its hashes (the earliest commit owns one).
@@ -206,11 +205,11 @@ def mark_checked(
     state = state.copy()
     record = state.miners[hotkey]
     state.miners[hotkey] = replace(
-        record, checked=True, seen_public=True, content_hash=content_hash, file_hashes=file_hashes, params=params,
+        record, checked=True, seen_public=True, content_hash=content_hash, files_hash=files_hash, params=params,
         detail=None, code=None,
     )
     events = [Event("checked", hotkey, f"pre-checks passed ({params} parameters)")]
-    for digest in (h for h in (file_hashes, content_hash) if h):
+    for digest in (h for h in (files_hash, content_hash) if h):
         state, more = claim_hash(state, hotkey, digest)
         events.extend(more)
         if state.miners[hotkey].status == DISQUALIFIED:
@@ -218,33 +217,33 @@ def mark_checked(
     return state, events
 
 
+def registry_of(state: ValidatorState) -> DuplicateRegistry:
+    """The state's hash owners as a `DuplicateRegistry` (earliest commit block owns a hash)."""
+    return DuplicateRegistry(
+        {d: Claim(int(o["commit_block"]), o["hotkey"], o["commitment"]) for d, o in state.hash_owners.items()}
+    )
+
+
+def claim_of(state: ValidatorState, hotkey: str) -> Claim:
+    record = state.miners[hotkey]
+    return Claim(record.commit_block, hotkey, record.commitment)
+
+
 def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[ValidatorState, list[Event]]:
     state = state.copy()
-    record = state.miners[hotkey]
-    claim = HashClaim(hotkey, record.commit_block)
-    current = state.hash_owners.get(digest)
-    if current is None:
-        state.hash_owners[digest] = {"hotkey": hotkey, "commit_block": record.commit_block}
+    claim = claim_of(state, hotkey)
+    registry, owner, displaced = registry_of(state).claim(digest, claim)
+    state.hash_owners[digest] = {"hotkey": owner.hotkey, "commit_block": owner.commit_block, "commitment": owner.commitment}
+    loser = displaced if owner == claim else claim
+    if loser is None or loser.hotkey == owner.hotkey or loser.hotkey not in state.miners:
         return state, []
-    owner_claim = HashClaim(current["hotkey"], int(current["commit_block"]))
-    if owner_claim.hotkey == hotkey:
-        return state, []
-    winner = hash_owner([owner_claim, claim])
-    loser = claim if winner == owner_claim else owner_claim
-    state.hash_owners[digest] = {"hotkey": winner.hotkey, "commit_block": winner.commit_block}
-    events = []
-    if loser.hotkey in state.miners:
-        detail = (
-            f"same weights as {winner.hotkey}, committed earlier (block {winner.commit_block} < {loser.commit_block})"
-            if winner.commit_block < loser.commit_block
-            else f"same weights as {winner.hotkey}, committed in the same block {winner.commit_block}"
-        )
-        state.miners[loser.hotkey] = _disqualify(state.miners[loser.hotkey], COPY, "DUPLICATE_HASH", detail)
-        events.append(Event("disqualified", loser.hotkey, f"COPY: {detail}"))
-        if state.king == loser.hotkey:
-            state.king = None
-            events.append(Event("king_lost", loser.hotkey, "the king was found to be a copy"))
-    return state, events
+    detail = (
+        f"same weights as {owner.commitment} of {owner.hotkey}, committed earlier "
+        f"(block {owner.commit_block} < {loser.commit_block})"
+        if owner.commit_block < loser.commit_block
+        else f"same weights as {owner.commitment} of {owner.hotkey}, committed in the same block {owner.commit_block}"
+    )
+    return disqualify(state, loser.hotkey, COPY, "DUPLICATE_CONTENT", detail)
 
 
 def disqualify(state: ValidatorState, hotkey: str, reason: str, code: str, detail: str) -> tuple[ValidatorState, list[Event]]:
@@ -267,23 +266,29 @@ def note_pending(state: ValidatorState, hotkey: str, code: str, detail: str) -> 
 # -- who reaches the GPU ----------------------------------------------------------------
 
 
-def challengers(state: ValidatorState, limit: int) -> list[str]:
+def challengers(state: ValidatorState, limit: int, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Valid, never evaluated, earliest commit block first; at most `limit`."""
-    ready = [hk for hk, m in state.miners.items() if m.status == PENDING and m.checked and not m.evaluated]
+    ready = [
+        hk for hk, m in state.miners.items()
+        if m.status == PENDING and m.checked and not m.evaluated and hk not in exclude
+    ]
     ready.sort(key=lambda hk: (state.miners[hk].commit_block, hk))
     return ready[: max(0, int(limit))]
 
 
-def plan_round(state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4) -> RoundPlan:
+def plan_round(
+    state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4, exclude: frozenset[str] = frozenset()
+) -> RoundPlan:
     """King + new challengers; without a king, also the best few evaluated models.
 
     Scores from different prompt sets are never compared, so when there is no king the
     best evaluated models are scored again beside the challengers and the round decides.
+    `exclude`: models to leave out this epoch (their integrity check could not run).
     """
-    new = tuple(challengers(state, max_challengers))
+    new = tuple(challengers(state, max_challengers, exclude))
     if state.king is not None:
         return RoundPlan(state.king, new)
-    evaluated = [hk for hk, m in state.miners.items() if m.status == EVALUATED and m.kl is not None]
+    evaluated = [hk for hk, m in state.miners.items() if m.status == EVALUATED and m.kl is not None and hk not in exclude]
     evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
     return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]))
 

@@ -125,16 +125,3 @@ def functional_copies(
                 copies[later] = earlier
                 break
     return copies
-
-
-@dataclass(frozen=True)
-class HashClaim:
-    hotkey: str
-    commit_block: int
-
-
-def hash_owner(claims: Sequence[HashClaim]) -> HashClaim:
-    """The earliest commitment owns a hash; the same block is broken by hotkey (lexicographic)."""
-    if not claims:
-        raise ValueError("no claims")
-    return min(claims, key=lambda c: (c.commit_block, c.hotkey))

@@ -1,0 +1,1 @@
+"""Pieces the validator neuron wires together: the round scorer and the status answers."""

@@ -1,0 +1,119 @@
+"""Scoring a round on the GPU: prompts from the seed, pinned downloads, the engine, results.
+
+`EngineScorer.score(models, seed_block, seed)` is the only place where models reach the
+GPU: everything before it (pre-checks, integrity, the round plan) runs on CPU, and what
+it returns is plain data for `distil.scoring.epoch.apply_round`. Tests swap it for a
+stub to count which models would reach the GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from loguru import logger
+
+from distil.commitment import Commitment
+from distil.eval.engine import ModelFailure, ModelScore, run_round
+from distil.eval.prompts import PromptSource, tokenize_prompts
+from distil.eval.report import round_to_json
+from distil.eval.spec import EvalSpec
+from distil.hub.store import HubError, HubTransientError, ModelStore, RepoUnavailable
+from distil.scoring.epoch import FailedModel, ScoredModel
+
+
+@dataclass
+class RoundScores:
+    """What a scored round hands back: one result per model, the round document, timings."""
+
+    results: dict[str, ScoredModel | FailedModel]
+    round_json: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RoundScorer(Protocol):
+    def score(self, models: Sequence[tuple[str, Commitment]], seed_block: int, seed: str) -> RoundScores: ...
+
+
+def to_scored(score: ModelScore) -> ScoredModel:
+    copy_vector = tuple(float(x) for prompt in score.position_kl for x in prompt)
+    return ScoredModel(
+        kl_mean=score.kl_mean,
+        kl_se=score.kl_se if score.kl_se is not None else 0.0,
+        kl_median=score.kl_median,
+        kl_p99=score.kl_p99,
+        top1_agreement=score.top1_agreement,
+        per_prompt_kl=tuple(score.per_prompt_kl),
+        copy_vector=copy_vector,
+    )
+
+
+def to_failed(failure: ModelFailure) -> FailedModel:
+    return FailedModel(failure.kind, f"EVAL_{failure.phase.upper()}", failure.detail)
+
+
+class EngineScorer:
+    """Score king and challengers on the same block-seeded prompts and teacher continuations.
+
+    `teacher_dir` is a local directory holding the teacher (downloaded once at start-up
+    for the real hub); `prompt_source` draws the round's prompts from the seed.
+    """
+
+    def __init__(self, store: ModelStore, spec: EvalSpec, teacher_dir: str | Path, teacher_name: str, prompt_source: PromptSource):
+        self.store = store
+        self.spec = spec
+        self.teacher_dir = str(teacher_dir)
+        self.teacher_name = teacher_name
+        self.prompt_source = prompt_source
+        self._tokenizer = None
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.teacher_dir, trust_remote_code=False)
+        return self._tokenizer
+
+    def score(self, models: Sequence[tuple[str, Commitment]], seed_block: int, seed: str) -> RoundScores:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        prompts = self.prompt_source.sample(seed, self.spec.n_prompts)
+        prompt_ids = tokenize_prompts(
+            prompts, self.tokenizer(), self.spec.max_prompt_chars, self.spec.max_prompt_tokens, self.spec.vocab_size
+        )
+        timings["prompts_s"] = time.perf_counter() - started
+        logger.info(f"round {seed_block}: {len(prompt_ids)} prompts from seed {seed[:18]}…")
+
+        results: dict[str, ScoredModel | FailedModel] = {}
+        students: list[tuple[str, str]] = []
+        started = time.perf_counter()
+        for hotkey, commitment in models:
+            try:
+                path = self.store.download(commitment)
+            except RepoUnavailable as e:
+                # integrity passed moments ago: treat as a hub hiccup, decide next epoch
+                results[hotkey] = FailedModel("transient", "DOWNLOAD_UNAVAILABLE", f"download of {commitment}: {e}")
+                continue
+            except (HubTransientError, HubError, OSError) as e:
+                results[hotkey] = FailedModel("transient", "DOWNLOAD", f"download of {commitment}: {e}")
+                continue
+            students.append((hotkey, str(path)))
+        timings["download_s"] = time.perf_counter() - started
+
+        result = run_round(self.teacher_dir, students, prompt_ids, self.spec)
+        timings.update({k: float(v) for k, v in result.timings.items() if not k.startswith("student_s.")})
+        for key, outcome in result.results.items():
+            results[key] = to_scored(outcome) if isinstance(outcome, ModelScore) else to_failed(outcome)
+        doc = round_to_json(
+            seed,
+            self.spec.to_dict(),
+            self.prompt_source.describe(),
+            self.teacher_name,
+            [p.source_id for p in prompts],
+            result,
+        )
+        doc["seed_block"] = seed_block
+        doc["commitments"] = {hotkey: str(c) for hotkey, c in models}
+        return RoundScores(results, doc, timings)
