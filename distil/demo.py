@@ -71,13 +71,14 @@ def build(directory: str | Path, seed: int = 0) -> Path:
     tiny.save_model(random_student, tiny.student_config("qwen3_5"), seed=seed + 99, logit_scale=TEACHER_LOGIT_SCALE)
     miners.append({"name": "random", "model": random_student, "commit_block": 93})
 
+    # paths relative to the scenario file, so the directory can be moved
     scenario = {
-        "teacher": str(teacher_dir),
+        "teacher": "teacher",
         "start_block": 100,
         "miners": [
             {
                 "hotkey": demo_hotkey(m["name"]),
-                "model": str(m["model"]),
+                "model": str(Path(m["model"]).relative_to(root)),
                 "repo": f"demo/{m['name']}",
                 "commit_block": m["commit_block"],
             }

@@ -91,6 +91,10 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.copy_cosine", type=float, default=COPY_COSINE, help="functional-copy cosine threshold (default: %(default)s)")
 
 
+class ScenarioError(ValueError):
+    """A mock scenario that cannot be used; the message says what is wrong."""
+
+
 def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_length: int, chain_path: str | None = None):
     """A mock world from a scenario file: the in-memory chain and a local model store.
 
@@ -100,18 +104,24 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
     block, so every commitment is visible to the first epoch). With `chain_path`, an
     existing chain file is resumed instead of rebuilt (a restarted validator).
     """
-    scenario = json.loads(Path(path).read_text())
-    base = Path(path).resolve().parent
-    store = LocalModelStore()
-    miners = scenario.get("miners", [])
-    commitments = []
-    for i, miner in enumerate(miners):
-        model = (base / miner["model"]).resolve() if not os.path.isabs(miner["model"]) else Path(miner["model"])
-        repo = miner.get("repo") or f"mock/{model.name}"
-        revision = store.add(repo, model)
-        commitments.append((miner["hotkey"], f"{repo}@{revision}", int(miner["commit_block"])))
-    teacher = scenario["teacher"]
-    teacher = str((base / teacher).resolve()) if not os.path.isabs(teacher) else teacher
+    try:
+        scenario = json.loads(Path(path).read_text())
+        base = Path(path).resolve().parent
+        teacher = base / scenario["teacher"]  # an absolute path stays as it is
+        miners = scenario.get("miners", [])
+        store = LocalModelStore()
+        commitments = []
+        for miner in miners:
+            model = base / miner["model"]
+            if not model.is_dir():
+                raise ScenarioError(f"miner {miner.get('hotkey')}: model directory {model} does not exist")
+            repo = miner.get("repo") or f"mock/{model.name}"
+            commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"])))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ScenarioError(f"cannot use scenario {path}: {type(e).__name__}: {e}") from None
+    if not teacher.is_dir():
+        raise ScenarioError(f"scenario {path}: teacher directory {teacher} does not exist")
+    teacher = str(teacher)
     if chain_path and Path(chain_path).exists():
         return InMemoryChain(netuid=netuid, path=chain_path), store, teacher
     start = int(scenario.get("start_block", max([b for _, _, b in commitments], default=0)))
@@ -418,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(parser, argv)
     try:
         validator = Validator(config)
-    except (StateError, ChainError) as e:
+    except (StateError, ChainError, ScenarioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
