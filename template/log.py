@@ -46,17 +46,20 @@ def _patch(record) -> None:
 _FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | <cyan>{name}</cyan> | {message}"
 
 
-def setup_logging(debug: bool = False, trace: bool = False, logfile: str | None = None) -> None:
-    """Configure loguru (stderr, optionally a file) and bittensor's logging level."""
-    level = "TRACE" if trace else "DEBUG" if debug else "INFO"
+def setup_logging(debug: bool = False, trace: bool = False, logfile: str | None = None, level: str | None = None) -> None:
+    """Configure loguru (stderr, optionally a file), secrets masked; and bittensor's level if it is loaded."""
+    level = (level or ("TRACE" if trace else "DEBUG" if debug else "INFO")).upper()
     logger.remove()
     logger.configure(patcher=_patch)
-    logger.add(sys.stderr, level=level, format=_FORMAT, backtrace=False, diagnose=False)
+    # sys.stderr is looked up at each write, so a replaced stderr (pytest, daemons) is followed
+    logger.add(lambda message: sys.stderr.write(message), level=level, format=_FORMAT, colorize=sys.stderr.isatty(),
+               backtrace=False, diagnose=False)
     if logfile:
         logger.add(logfile, level="DEBUG", rotation="50 MB", retention=5, backtrace=False, diagnose=False)
+    bt = sys.modules.get("bittensor")  # never imported just for this (the CLIs do not need it)
+    if bt is None:
+        return
     try:
-        import bittensor as bt
-
         # bittensor prints "... enabled." on stdout when its level changes, so it is only
         # touched when asked: stdout stays clean for the commands whose output is data.
         if trace:

@@ -23,6 +23,8 @@ import sys
 
 from loguru import logger
 
+from template.log import setup_logging
+
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
 
 # Settings `--round` may change: where and how fast it runs, not what is scored.
@@ -159,8 +161,7 @@ def format_table(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on a usage error
-    logger.remove()
-    logger.add(sys.stderr, level=args.log_level.upper(), format="{time:HH:mm:ss} | {level: <7} | {message}")
+    setup_logging(level=args.log_level)
     try:
         import transformers
 

@@ -1,0 +1,358 @@
+"""The validator end to end on the in-memory chain and local model store, with tiny models.
+
+The demo world (`distil.demo.build`) holds a tiny teacher and graded students: `fair`,
+`good`, `better` (committed at block 140, so it appears in the second epoch), `copy`
+(good's files), `resharded` (good's tensors in two shards), `hostile` (a tokenizer.py)
+and `random` (an untrained model of another architecture).
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import Tuple
+
+import bittensor as bt
+import pytest
+
+from conftest import ROOT, free_port, wait_for_port
+from distil import demo, tiny
+from distil.commitment import Commitment
+from distil.protocol import DistilStatus
+from distil.scoring.epoch import FailedModel, ScoredModel
+from distil.state import COPY, DISQUALIFIED, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, load_state, request_requeue
+from distil.validator.scorer import RoundScores
+from template.chain import InMemoryChain
+from template.config import parse_config
+from template.wallet import MockWallet
+
+sys.path.insert(0, str(ROOT / "neurons"))
+import validator as validator_script  # noqa: E402
+
+N_PROMPTS, NEW_TOKENS = "3", "8"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    demo.build(root)
+    return root
+
+
+def hotkey(name):
+    return demo.demo_hotkey(name)
+
+
+def argv(world, state_dir, *extra, scenario=None, wandb="--wandb.off"):
+    return [
+        "--mock", "--mock.scenario", str(scenario or world / "scenario.json"),
+        "--wallet.name", "validator", "--wallet.hotkey", "v",
+        "--neuron.full_path", str(state_dir), "--neuron.axon_off", wandb,
+        "--eval.prompts_file", str(world / "prompts.jsonl"),
+        "--eval.n_prompts", N_PROMPTS, "--eval.max_new_tokens", NEW_TOKENS,
+        "--checks.max_params", "100000000", *extra,
+    ]
+
+
+def make_validator(world, state_dir, *extra, scenario=None, wandb="--wandb.off", **kwargs):
+    config = parse_config(validator_script.Validator.build_parser(), argv(world, state_dir, *extra, scenario=scenario, wandb=wandb))
+    return validator_script.Validator(config, setup_logs=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def demo_run(world, tmp_path_factory):
+    """Three epochs of the demo world, uninterrupted, with W&B in offline mode."""
+    state_dir = tmp_path_factory.mktemp("demo-run")
+    v = make_validator(world, state_dir, wandb="--wandb.offline")
+    assert v.run(epochs=3) == 3
+    v.metrics.finish()
+    return v, state_dir
+
+
+def test_demo_world_ends_with_the_right_king_and_disqualifications(demo_run):
+    v, state_dir = demo_run
+    state = load_state(state_dir)
+    miners = state.miners
+    assert state.king == hotkey("better")
+    assert miners[hotkey("better")].status == KING
+    assert miners[hotkey("good")].status == EVALUATED and miners[hotkey("fair")].status == EVALUATED
+    assert miners[hotkey("better")].kl["mean"] < miners[hotkey("good")].kl["mean"] < miners[hotkey("fair")].kl["mean"]
+    assert (miners[hotkey("copy")].reason, miners[hotkey("copy")].code) == (COPY, "DUPLICATE_FILES")
+    assert (miners[hotkey("resharded")].reason, miners[hotkey("resharded")].code) == (COPY, "DUPLICATE_CONTENT")
+    assert (miners[hotkey("hostile")].reason, miners[hotkey("hostile")].code) == (INVALID, "REMOTE_CODE")
+    assert miners[hotkey("random")].reason == KL_TOO_HIGH
+    assert state.last_epoch_block == 200
+    # weights: the king of each epoch got everything, with the spec version as version key
+    last = v.chain.weight_sets[-1]
+    assert dict(zip(last.uids, last.weights))[miners[hotkey("better")].uid] == 1.0
+    assert sum(last.weights) == 1.0 and last.version_key == validator_script.Validator.spec_version
+    first = v.chain.weight_sets[0]
+    assert dict(zip(first.uids, first.weights))[miners[hotkey("good")].uid] == 1.0
+
+
+def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, capsys):
+    v, state_dir = demo_run
+    artifact = v.metrics.artifacts[-1]
+    with open(artifact.manifest.entries["round.json"].local_path) as f:
+        round_json = json.load(f)
+    state = load_state(state_dir)
+    assert round_json["seed_block"] == state.last_round["seed_block"] == 150
+    assert round_json["seed"] == state.last_round["seed"]
+    assert len(round_json["prompts"]) == int(N_PROMPTS)
+    assert all(p["prompt_ids"] and p["continuation_ids"] for p in round_json["prompts"])
+    by_key = {m["key"]: m for m in round_json["models"]}
+    king_kl = state.miners[hotkey("better")].kl["mean"]
+    assert by_key[hotkey("better")]["kl_mean"] == pytest.approx(king_kl, abs=0)
+    logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]  # epoch 200 had no round
+    assert [row[2] for row in logged["leaderboard"].data][0] == hotkey("better")
+    # the audit: distil-eval --round re-scores the king on exactly that round's tokens
+    path = tmp_path / "round.json"
+    path.write_text(json.dumps(round_json))
+    from distil.eval.cli import main as distil_eval
+
+    assert distil_eval(["--teacher", str(world / "teacher"), "--student", str(world / "miners" / "better"),
+                        "--round", str(path), "--json"]) == 0
+    rescored = json.loads(capsys.readouterr().out)
+    assert rescored["models"][0]["kl_mean"] == pytest.approx(king_kl, rel=1e-6)
+
+
+class CountingScorer:
+    """Stands in for the GPU: records which models a round would load, scores them by a table."""
+
+    def __init__(self, kl_by_hotkey, fail=None):
+        self.kl = kl_by_hotkey
+        self.fail = fail or {}
+        self.rounds = []
+
+    def score(self, models, seed_block, seed):
+        self.rounds.append([hk for hk, _ in models])
+        results = {}
+        for hk, _ in models:
+            if hk in self.fail:
+                failure = self.fail[hk]
+                if isinstance(failure, Exception):
+                    raise failure
+                results[hk] = failure
+                continue
+            kl = self.kl.get(hk, 0.5)
+            per_prompt = tuple(kl + 0.001 * ((i % 3) - 1) for i in range(12))
+            rng = random.Random(hk)  # every model its own per-position profile: no functional copies
+            results[hk] = ScoredModel(kl, 0.001, kl, kl, 0.5, per_prompt, tuple(rng.random() for _ in range(6)))
+        return RoundScores(results, {"seed": seed, "seed_block": seed_block}, {})
+
+
+def scenario_with(world, tmp_path, miners, start_block=None):
+    data = {"teacher": str(world / "teacher"), "miners": miners}
+    if start_block is not None:
+        data["start_block"] = start_block
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_hundred_miners_and_one_new_challenger_put_two_models_on_the_gpu(world, tmp_path):
+    from distil.hub import LocalModelStore
+    from distil.state import MinerRecord, ValidatorState, save_state
+
+    # 100 miners evaluated by earlier epochs (the king among them), and one newcomer.
+    wallet = MockWallet("validator", "v")
+    chain = InMemoryChain(start_block=500)
+    chain.register(wallet.hotkey.ss58_address, validator_permit=True)
+    store = LocalModelStore()
+    king_revision = store.add("old/m000", world / "miners" / "good")
+    state = ValidatorState(king="5Old000")
+    for i in range(100):
+        data = f"old/m{i:03d}@" + (king_revision if i == 0 else f"{i:040x}")
+        uid = chain.register(f"5Old{i:03d}")
+        chain.put_commitment(f"5Old{i:03d}", data, block=i)
+        state.miners[f"5Old{i:03d}"] = MinerRecord(
+            uid=uid, commitment=data, commit_block=i, status=KING if i == 0 else EVALUATED, checked=True, seen_public=True,
+            kl={"mean": 0.3 + i / 1000, "se": 0.0, "median": 0.3, "p99": 0.5, "top1": 0.5, "seed_block": 400},
+        )
+    chain.register(hotkey("better"))
+    chain.put_commitment(hotkey("better"), f"demo/better@{store.add('demo/better', world / 'miners' / 'better')}", block=499)
+    state_dir = tmp_path / "state"
+    save_state(state, state_dir)
+    scorer = CountingScorer({"5Old000": 0.30, hotkey("better"): 0.10})
+    v = make_validator(world, state_dir, "--checks.teacher", str(world / "teacher"),
+                       scenario=None, chain=chain, store=store, wallet=wallet, scorer=scorer)
+    assert v.run(epochs=1) == 1
+    assert scorer.rounds == [["5Old000", hotkey("better")]]
+    assert load_state(state_dir).king == hotkey("better")
+    # with nothing new, the next epoch puts nothing on the GPU
+    assert v.run(epochs=1) == 1
+    assert len(scorer.rounds) == 1
+
+
+def test_a_hair_from_the_king_is_a_functional_copy(world, tmp_path):
+    teacher = tiny.build_model(tiny.teacher_config(), seed=0, logit_scale=demo.TEACHER_LOGIT_SCALE)
+    king_model = tiny.perturbed_copy(teacher, seed=11, scale=0.05)
+    tiny.save_model(tmp_path / "king", teacher.config, model=king_model)
+    # the king's weights nudged by a hair: other bytes (no hash matches), the same function
+    tiny.save_model(tmp_path / "twin", teacher.config, model=tiny.perturbed_copy(king_model, seed=12, scale=0.002))
+    scenario = scenario_with(world, tmp_path, [
+        {"hotkey": hotkey("king"), "model": str(tmp_path / "king"), "commit_block": 10},
+        {"hotkey": hotkey("twin"), "model": str(tmp_path / "twin"), "commit_block": 60},
+    ], start_block=50)
+    v = make_validator(world, tmp_path / "state", scenario=scenario)
+    assert v.run(epochs=2) == 2
+    state = load_state(tmp_path / "state")
+    assert state.king == hotkey("king")
+    twin = state.miners[hotkey("twin")]
+    assert (twin.reason, twin.code) == (COPY, "FUNCTIONAL_COPY") and hotkey("king") in twin.detail
+
+
+@pytest.mark.parametrize(
+    "challenger_kl, epsilon, king_after",
+    [(0.0995, "0.01", "good"), (0.0985, "0.01", "better"), (0.0995, "0.001", "better"), (0.1, "0.0", "good")],
+)
+def test_dethrone_needs_the_epsilon_margin(world, tmp_path, challenger_kl, epsilon, king_after):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): challenger_kl})
+    v = make_validator(world, tmp_path / "state", "--eval.epsilon", epsilon, scorer=scorer)
+    assert v.run(epochs=2) == 2
+    assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
+    assert load_state(tmp_path / "state").king == hotkey(king_after)
+
+
+def test_faults_keep_the_loop_going_and_never_write_a_partial_round(world, tmp_path):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): 0.05})
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, "--neuron.weights_retries", "2", scorer=scorer)
+    chain, store = v.chain, v.store
+    # epoch 100: the hub is down for `fair`, and every weight set is rejected
+    store.fail_transient("demo/fair", times=1)
+    chain.fail_next("set_weights", "reject", times=2)
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    fair = state.miners[hotkey("fair")]
+    assert fair.status == PENDING and not fair.checked and "retried next epoch" in fair.detail
+    assert state.king == hotkey("good") and chain.weight_sets == []
+    # epoch 150: the chain times out at the start of the epoch: nothing happens, nothing breaks
+    chain.fail_next("metagraph", "timeout")
+    assert v.run(epochs=1) == 1
+    assert load_state(state_dir).last_epoch_block == 100
+    # next epoch: a crash in the middle of the round (better is new): the round changes nothing
+    scorer.fail[hotkey("better")] = RuntimeError("CUDA error: an illegal memory access")
+    before = load_state(state_dir).to_json()
+    assert v.run(epochs=1) == 1
+    after = load_state(state_dir)
+    assert after.king == hotkey("good")
+    assert after.miners[hotkey("better")].kl is None and after.miners[hotkey("better")].checked
+    assert after.last_epoch_block == before["last_epoch_block"] == 100
+    # next epoch: a student that runs out of memory is retried later, the others are scored
+    scorer.fail[hotkey("better")] = FailedModel("transient", "EVAL_SCORE", "CUDA out of memory")
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    assert state.miners[hotkey("better")].status == PENDING and "out of memory" in state.miners[hotkey("better")].detail
+    assert state.miners[hotkey("fair")].status == EVALUATED  # checked once the hub came back
+    assert chain.weight_sets  # the king's weights are set again
+    # next epoch: it works now and takes the crown
+    del scorer.fail[hotkey("better")]
+    assert v.run(epochs=1) == 1
+    assert load_state(state_dir).king == hotkey("better")
+
+
+def test_commitment_changes_are_ignored_and_operator_requeue_is_applied(world, tmp_path):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, scorer=scorer)
+    assert v.run(epochs=1) == 1
+    original = load_state(state_dir).miners[hotkey("fair")].commitment
+    v.chain.put_commitment(hotkey("fair"), "demo/better@" + "0" * 40)  # a second commitment from the same hotkey
+    request_requeue(state_dir, hotkey("hostile"))
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    assert state.miners[hotkey("fair")].commitment == original
+    assert any(e.kind == "commitment_change_ignored" and e.hotkey == hotkey("fair") for e in v.events)
+    # the requeued hostile repo was checked again (and is still INVALID: it still ships code)
+    assert any(e.kind == "requeued" for e in v.events)
+    assert state.miners[hotkey("hostile")].reason == INVALID
+    assert not list((state_dir / "requests").glob("*.json"))
+
+
+def test_deregistered_king_is_replaced_and_its_uid_inherits_nothing(world, tmp_path):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, scorer=scorer)
+    assert v.run(epochs=1) == 1
+    king_uid = load_state(state_dir).miners[hotkey("good")].uid
+    newcomer = MockWallet("newcomer", "n").hotkey.ss58_address
+    v.chain.register(newcomer, uid=king_uid)
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    assert hotkey("good") not in state.miners and newcomer not in state.miners
+    # no king: the best evaluated models were re-scored beside the new challenger, one was crowned
+    assert scorer.rounds[-1] == [hotkey("fair"), hotkey("random"), hotkey("better")]
+    assert state.king == hotkey("fair")
+
+
+def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
+    port = free_port()
+    config = parse_config(
+        validator_script.Validator.build_parser(),
+        [a for a in argv(world, tmp_path / "state") if a != "--neuron.axon_off"] + ["--axon.port", str(port), "--axon.ip", "127.0.0.1"],
+    )
+    v = validator_script.Validator(config, setup_logs=False, scorer=scorer)
+    try:
+        wait_for_port(port)
+        assert v.run(epochs=1) == 1
+        miner = MockWallet("demo-miner", "fair")
+        assert miner.hotkey.ss58_address == hotkey("fair")
+        dendrite = bt.Dendrite(wallet=miner.hotkey)
+        axons = [a.to_axon_info() for a in v.chain.validator_axons()]
+        (answer,) = dendrite.query(axons, DistilStatus(), timeout=10, deserialize=False)
+        assert answer.dendrite.status_code == 200, answer.dendrite.status_message
+        info = answer.deserialize()
+        assert info["status"] == "evaluated" and info["kl"] == pytest.approx(0.2) and info["rank"] == 2
+        assert info["king_hotkey"] == hotkey("good") and info["round_seed_block"] == 100
+        (other,) = dendrite.query(axons, DistilStatus(hotkey=hotkey("copy")), timeout=10, deserialize=False)
+        assert other.deserialize()["reason"] == COPY
+        stranger = bt.Dendrite(wallet=MockWallet("stranger", "s").hotkey)
+        (refused,) = stranger.query(axons, DistilStatus(), timeout=10, deserialize=False)
+        assert refused.dendrite.status_code == 403
+    finally:
+        v.stop()
+
+
+def test_unreadable_state_stops_the_validator_with_a_clear_error(world, tmp_path, capsys):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "state.json").write_text('{"version": 99}')
+    assert validator_script.main(argv(world, state_dir, "--neuron.epochs", "1")) == 1
+    assert "newer than this validator" in capsys.readouterr().err
+    assert (state_dir / "state.json").read_text() == '{"version": 99}'
+
+
+def test_killed_mid_round_and_restarted_ends_like_an_uninterrupted_run(world, tmp_path, demo_run):
+    """SIGKILL while the second epoch's round runs; the restarted validator ends where the demo run ended."""
+    _, reference_dir = demo_run
+    state_dir, chain_file = tmp_path / "state", tmp_path / "chain.json"
+    args = argv(world, state_dir, "--mock.chain_state", str(chain_file))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "neurons" / "validator.py"), *args, "--neuron.epochs", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 240
+    killed = False
+    for line in process.stdout:
+        if "round 150: king" in line:  # the second epoch's round has started
+            time.sleep(0.5)
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        assert time.monotonic() < deadline, "the validator never reached the second round"
+    process.wait(timeout=60)
+    assert killed, "the run ended before it could be killed"
+    interrupted = load_state(state_dir)
+    assert interrupted.last_epoch_block == 100 and interrupted.king == hotkey("good")  # nothing of round 150
+    restart = subprocess.run(
+        [sys.executable, str(ROOT / "neurons" / "validator.py"), *args, "--neuron.epochs", "2"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+    assert restart.returncode == 0, restart.stdout[-2000:] + restart.stderr[-2000:]
+    assert load_state(state_dir).to_json() == load_state(reference_dir).to_json()
