@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loguru import logger  # noqa: E402
 
-from distil import SPEC_VERSION, TEACHER_REPO, __version__  # noqa: E402
+from distil import SCORING_VERSION, SPEC_VERSION, TEACHER_REPO, __version__  # noqa: E402
 from distil.checks import (  # noqa: E402
     COPY,
     INVALID,
@@ -184,7 +184,10 @@ class Validator(BaseValidatorNeuron):
     # -- state ---------------------------------------------------------------------------
 
     def load_state(self) -> None:
-        self.state: ValidatorState = load_state(self.config.neuron.full_path)
+        state, events = ep.migrate_scoring_version(load_state(self.config.neuron.full_path), SCORING_VERSION)
+        for event in events:
+            logger.warning(event.detail)
+        self.state: ValidatorState = state
         self.last_epoch_block = self.state.last_epoch_block
         logger.info(
             f"state: {len(self.state.miners)} miners, king {self.state.king or '-'}, last epoch {self.state.last_epoch_block}"

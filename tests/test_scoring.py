@@ -317,3 +317,22 @@ def test_requeue_after_a_wrong_disqualification():
     assert "sha256:a" not in again.hash_owners
     with pytest.raises(KeyError):
         requeue(state, "nobody")
+
+
+def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
+    from distil.scoring.epoch import migrate_scoring_version
+
+    state = state_with({
+        "k": checked(1, 1, KING, 0.1), "e": checked(2, 2, EVALUATED, 0.2),
+        "c": dict(uid=3, commitment=commitment(3), commit_block=3, status=DISQUALIFIED, reason=COPY, checked=True),
+        "h": dict(uid=4, commitment=commitment(4), commit_block=4, status=DISQUALIFIED, reason=KL_TOO_HIGH, checked=True),
+    }, king="k")
+    state.scoring_version = 1
+    same, events = migrate_scoring_version(state, 1)
+    assert same is state and events == []
+    new, events = migrate_scoring_version(state, 2)
+    assert new.scoring_version == 2 and new.king is None and events[0].kind == "scoring_version"
+    assert [new.miners[h].status for h in ("k", "e", "h")] == [PENDING] * 3
+    assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("k", "e", "h"))
+    assert new.miners["c"].reason == COPY
+    assert challengers(new, 8) == ["k", "e", "h"]

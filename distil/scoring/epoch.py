@@ -444,3 +444,26 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
     if state.king == hotkey:
         state.king = None
     return state
+
+
+def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tuple[ValidatorState, list[Event]]:
+    """A state scored under another `SCORING_VERSION`: its KLs are not comparable any more.
+
+    Every evaluated model (the king too) goes back to `pending` with its pre-checks kept,
+    so the next rounds score them again under the new spec; KL_TOO_HIGH verdicts are
+    lifted for the same reason. COPY, REMOVED and INVALID verdicts do not depend on the
+    scoring spec and stay.
+    """
+    if state.scoring_version == scoring_version:
+        return state, []
+    state = state.copy()
+    events = [Event("scoring_version", None, f"state was scored under v{state.scoring_version}; re-scoring under v{scoring_version}")]
+    for hotkey, record in list(state.miners.items()):
+        if record.status in (KING, EVALUATED) or record.reason == KL_TOO_HIGH:
+            state.miners[hotkey] = replace(
+                record, status=PENDING, reason=None, code=None, kl=None,
+                detail=f"re-scored under scoring version {scoring_version}",
+            )
+    state.king = None
+    state.scoring_version = scoring_version
+    return state, events
