@@ -48,6 +48,10 @@ class ExtrinsicRejected(ChainError):
     """An extrinsic was submitted and the chain answered `success=False`."""
 
 
+class WeightsRateLimited(ExtrinsicRejected):
+    """Weights were set too recently (`weights_rate_limit`): retrying before then is pointless."""
+
+
 class NotRegisteredError(ChainError):
     """The wallet's hotkey is not registered on the subnet."""
 
@@ -440,7 +444,7 @@ class InMemoryChain(ChainClient):
                 raise ExtrinsicRejected(f"weights name uids that do not exist: {uids}")
             last = self._last_weights_block.get(hotkey)
             if last is not None and self._block - last < self.weights_rate_limit:
-                raise ExtrinsicRejected(
+                raise WeightsRateLimited(
                     f"weights rate limit: last set at block {last}, now {self._block}, "
                     f"limit {self.weights_rate_limit} blocks"
                 )
@@ -655,6 +659,7 @@ class BittensorChain(ChainClient):
 
     def set_weights(self, wallet, uids, weights, version_key: int) -> None:
         uids, weights = normalize_weights(uids, weights)
+        self._check_weights_rate_limit(wallet)
         response = self._call(
             "set_weights",
             self.subtensor.set_weights,
@@ -665,6 +670,22 @@ class BittensorChain(ChainClient):
             version_key=int(version_key),
         )
         self._check("set_weights", response)
+
+    def _check_weights_rate_limit(self, wallet) -> None:
+        """Refuse early when the chain would: the SDK only says "perhaps it is too soon"."""
+        try:
+            uid = self.subtensor.get_uid_for_hotkey_on_subnet(wallet.hotkey.ss58_address, self.netuid)
+            if uid is None:
+                return  # the extrinsic answers with the clear "not registered" message
+            since = self.subtensor.blocks_since_last_update(self.netuid, uid)
+            limit = self.subtensor.weights_rate_limit(self.netuid)
+        except Exception as e:  # the probe is an optimisation: never fail the write because of it
+            logger.debug(f"weights rate limit probe failed: {e}")
+            return
+        if since is not None and limit is not None and int(since) <= int(limit):
+            raise WeightsRateLimited(
+                f"weights were set {since} blocks ago; the subnet allows one set per {limit} blocks"
+            )
 
     def serve_axon(self, wallet, axon) -> None:
         response = self._call("serve_axon", self.subtensor.serve_axon, netuid=self.netuid, axon=axon)

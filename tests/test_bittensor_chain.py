@@ -71,6 +71,17 @@ class FakeSubtensor:
     def is_hotkey_registered(self, hotkey, netuid=None):
         return hotkey == "5Val"
 
+    since_last_update = 500
+
+    def get_uid_for_hotkey_on_subnet(self, hotkey, netuid):
+        return 0
+
+    def blocks_since_last_update(self, netuid, uid):
+        return self.since_last_update
+
+    def weights_rate_limit(self, netuid):
+        return 100
+
 
 @pytest.fixture
 def fake():
@@ -118,6 +129,15 @@ def test_failed_extrinsic_is_an_error_even_though_the_response_is_truthy(chain, 
     fake.responses.clear()
     chain.set_weights(MockWallet(), [0, 1], [0.0, 1.0], version_key=5)
     assert fake.calls[-1] == ("set_weights", 97, [0, 1], [0.0, 1.0], 5)
+
+
+def test_weights_too_soon_are_refused_before_submitting(chain, fake):
+    from template.chain import WeightsRateLimited
+
+    fake.since_last_update = 40
+    with pytest.raises(WeightsRateLimited, match="40 blocks ago"):
+        chain.set_weights(MockWallet(), [0], [1.0], version_key=1)
+    assert not any(c[0] == "set_weights" for c in fake.calls)
 
 
 def test_errors_are_classified(chain, fake):

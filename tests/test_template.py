@@ -150,6 +150,18 @@ def test_set_weights_retries_then_succeeds(tmp_path):
     assert len(chain.weight_sets) == 1
 
 
+def test_rate_limited_weights_are_not_retried(tmp_path):
+    wallet = MockWallet("v", "h")
+    chain = registered_chain(wallet, start_block=10, weights_rate_limit=100)
+    v = Validator(mock_config(tmp_path, ["--neuron.weights_retries", "3"]), chain=chain, setup_logs=False)
+    assert v.set_weights([0], [1.0]) is True
+    chain.advance(50)
+    assert v.set_weights([0], [1.0]) is False
+    assert chain.calls["set_weights"] == 2 and chain.block() == 60  # no retries, no blocks waited
+    chain.advance(50)
+    assert v.set_weights([0], [1.0]) is True
+
+
 def test_disable_set_weights(tmp_path):
     wallet = MockWallet("v", "h")
     chain = registered_chain(wallet)

@@ -16,7 +16,7 @@ from typing import Sequence
 from loguru import logger
 
 from template.base.neuron import BaseNeuron
-from template.chain import ChainError, TransientChainError
+from template.chain import ChainError, TransientChainError, WeightsRateLimited
 from template.config import add_wandb_args
 
 
@@ -121,6 +121,9 @@ class BaseValidatorNeuron(BaseNeuron):
                 self.chain.set_weights(self.wallet, uids, weights, version_key=self.spec_version)
                 logger.info(f"weights set: {dict(zip(uids, weights))}")
                 return True
+            except WeightsRateLimited as e:
+                logger.info(f"weights not set this epoch: {e}")
+                return False
             except ChainError as e:
                 logger.warning(f"set_weights attempt {attempt}/{attempts} failed: {e}")
                 if attempt < attempts:
