@@ -64,7 +64,7 @@ from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
 from template.chain import ChainError, InMemoryChain  # noqa: E402
 from template.config import parse_config  # noqa: E402
-from template.wallet import MockWallet  # noqa: E402
+from template.wallet import MockWallet, WalletError  # noqa: E402
 
 # EvalSpec fields the validator exposes as --eval.<field> (the rest keep the spec's defaults).
 EVAL_SPEC_FLAGS = (
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(parser, argv)
     try:
         validator = Validator(config)
-    except (StateError, ChainError, ScenarioError) as e:
+    except (StateError, ChainError, ScenarioError, WalletError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
