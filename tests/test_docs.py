@@ -126,16 +126,21 @@ def all_commands() -> list[Command]:
 
 def split_pipeline(line: str) -> list[list[str]]:
     """Simple commands of a shell line: split on &&, ||, ;, |; comments dropped."""
-    lexer = shlex.shlex(substitute(line), posix=True, punctuation_chars=";&|")
+    line = re.sub(r"(?<=\s)\d*>&\d+", " ", substitute(line))  # `2>&1`: & here is no separator
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.commenters = "#"
-    commands, current = [], []
+    commands, current, redirect = [], [], False
     for token in lexer:
         if token in ("&&", "||", ";", "|", "&"):
             if current:
                 commands.append(current)
-            current = []
-        else:
+            current, redirect = [], False
+        elif redirect:  # the file of a `> FILE` redirection
+            redirect = False
+        elif re.fullmatch(r"\d*(>>?|<)(&\d+)?", token):
+            redirect = "&" not in token
+        elif not re.fullmatch(r"\d*(>>?|<)\S+", token):  # `2>/dev/null`
             current.append(token)
     if current:
         commands.append(current)
@@ -375,6 +380,8 @@ def test_placeholders_and_extraction():
     ]
     assert [c.where for c in commands] == ["t.md:2", "t.md:4", "t.md:10"]
     assert split_pipeline(commands[0].text) == [["distil-check", f"you/m@{SHA}", "--json"]]
+    assert split_pipeline("distil-eval --json > out.json 2>/dev/null; make demo 2>&1 | tail") == [
+        ["distil-eval", "--json"], ["make", "demo"], ["tail"]]
     assert [program_of(a)[0] for a in split_pipeline(commands[1].text)] == ["make", None]
     with pytest.raises(ValueError, match="unknown placeholder"):
         substitute("distil-check <your thing>")
