@@ -67,14 +67,16 @@ def requeue(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distil-state", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="distil-state", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_show = sub.add_parser("show", help="print the validator's state")
+    p_show = sub.add_parser("show", help="print the validator's state", allow_abbrev=False)
     p_show.add_argument("--state-dir", required=True, help="the validator's --neuron.full_path")
     p_show.add_argument("--hotkey", default=None, help="only this hotkey")
     p_show.add_argument("--json", action="store_true", help="print the state as JSON")
     p_show.set_defaults(func=show)
-    p_requeue = sub.add_parser("requeue", help="send a hotkey back to pending after a wrong disqualification")
+    p_requeue = sub.add_parser(
+        "requeue", help="send a hotkey back to pending after a wrong disqualification", allow_abbrev=False
+    )
     p_requeue.add_argument("hotkey")
     p_requeue.add_argument("--state-dir", required=True, help="the validator's --neuron.full_path")
     p_requeue.set_defaults(func=requeue)

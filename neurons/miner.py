@@ -54,7 +54,7 @@ class Miner(BaseMinerNeuron):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         super().add_args(parser)
         parser.add_argument("--model-repo", dest="model_repo", default=None, help="Hugging Face repo id, namespace/name")
-        add_alias(parser, "--model_repo", dest="model_repo")
+        add_alias(parser, "--model_repo", dest="model_repo", help="alias of --model-repo")
         parser.add_argument(
             "--revision", default=None, help="40-hex commit sha to pin (default: the repo's current commit)"
         )
@@ -102,11 +102,7 @@ class Miner(BaseMinerNeuron):
                 f"hotkey {self.hotkey} already committed {existing.data!r} at block {existing.block}. "
                 "One commitment per hotkey, forever: to submit another model, register a new hotkey."
             )
-        if not self.chain.is_registered(self.hotkey):
-            raise NotRegisteredError(
-                f"hotkey {self.hotkey} is not registered on netuid {self.config.netuid}; register it first "
-                "(btcli subnet register)"
-            )
+        self.sync()  # still registered? (raises NotRegisteredError saying how to register)
         if precheck is not None:
             precheck(commitment)
         data = str(commitment)
@@ -177,6 +173,34 @@ def run_prechecks(config, commitment: Commitment, store: ModelStore):
     return result
 
 
+class StatusUnavailable(ChainError):
+    """The validators cannot be asked from here."""
+
+
+def make_dendrite(wallet, mock: bool = False):
+    """bittensor's Dendrite, which asks the internet for this machine's external IP.
+
+    With `--mock` everything runs on this machine, so the address is 127.0.0.1 and nothing
+    is looked up; without it, a failed lookup is a clear error instead of a traceback.
+    """
+    import bittensor as bt
+    from bittensor.utils import networking
+
+    if not mock:
+        try:
+            return bt.Dendrite(wallet=wallet.hotkey)
+        except networking.ExternalIPNotFound:
+            raise StatusUnavailable(
+                "--status needs internet access: bittensor's Dendrite could not find this machine's external IP"
+            ) from None
+    lookup = networking.get_external_ip
+    networking.get_external_ip = lambda: "127.0.0.1"
+    try:
+        return bt.Dendrite(wallet=wallet.hotkey)
+    finally:
+        networking.get_external_ip = lookup
+
+
 def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | None]]:
     """Ask each validator's axon about this hotkey: [(validator hotkey, answer or None, error)]."""
     import bittensor as bt
@@ -184,7 +208,7 @@ def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | No
     axons = chain.validator_axons()
     if not axons:
         return []
-    dendrite = bt.Dendrite(wallet=wallet.hotkey)
+    dendrite = make_dendrite(wallet, mock=bool(config.mock))
     infos = [a.to_axon_info() for a in axons]
     responses = dendrite.query(
         infos, DistilStatus(hotkey=wallet.hotkey.ss58_address), timeout=config.status_timeout, deserialize=False

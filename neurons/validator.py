@@ -2,8 +2,10 @@
 
     python neurons/validator.py --wallet.name W --wallet.hotkey H --netuid 97 \\
         --neuron.device cuda --wandb.project distil
-    python neurons/validator.py --mock --mock.scenario demo/scenario.json --neuron.epochs 3 \\
-        --neuron.full_path demo/validator --wandb.off
+    python -m distil.demo build demo-output
+    python neurons/validator.py --mock --mock.scenario demo-output/scenario.json --neuron.epochs 3 \\
+        --neuron.full_path demo-output/validator --wandb.off --eval.prompts_file demo-output/prompts.jsonl \\
+        --eval.n_prompts 8 --eval.max_new_tokens 32 --checks.max_params 100000000
 
 Each epoch (`--neuron.epoch_length` blocks): sync; read commitments; pre-check new ones on
 CPU; check that the king and the models about to be scored are still public; if there is
@@ -151,7 +153,9 @@ class Validator(BaseValidatorNeuron):
                  setup_logs: bool = True):
         self.events: list[ep.Event] = []
         teacher = config.eval.teacher
-        if config.mock and config.mock_scenario and chain is None:
+        if config.mock and chain is None and not config.mock_scenario:
+            raise ScenarioError("--mock needs --mock.scenario FILE (a mock chain and models to serve; see docs/validators.md)")
+        if config.mock and chain is None:
             wallet = wallet or MockWallet(str(config.wallet.name), str(config.wallet.hotkey))
             chain, store, teacher = load_scenario(
                 config.mock_scenario, int(config.netuid), wallet.hotkey.ss58_address,
@@ -173,6 +177,7 @@ class Validator(BaseValidatorNeuron):
             vocab_size=int(config.checks.vocab_size),
         )
         self._teacher = teacher
+        self._teacher_commitment: Commitment | None = None
         self._teacher_ref = None
         self.scorer = scorer
         self.metrics = make_logger(config, config.neuron.full_path, self._run_config())
@@ -207,6 +212,7 @@ class Validator(BaseValidatorNeuron):
         """One epoch (DESIGN.md §4). Saved twice: after the CPU work, and after a finished round."""
         started = time.monotonic()
         self.events = []
+        self.protect_snapshots()
         now = self.chain.block()
         hotkey_uids = {n.hotkey: n.uid for n in self.metagraph.neurons}
         state = self.apply_requests(self.state)
@@ -229,6 +235,7 @@ class Validator(BaseValidatorNeuron):
             logger.info(f"no challenger: no GPU work this epoch (king {state.king or '-'})")
         state.last_epoch_block = epoch_block
         self.commit(state)
+        self.protect_snapshots()
         self.report(epoch_block, plan, scores, time.monotonic() - started)
         weights = ep.weights_for(state, hotkey_uids)
         if weights is None:
@@ -339,18 +346,32 @@ class Validator(BaseValidatorNeuron):
         self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, source)
         return self.scorer
 
+    def teacher_commitment(self) -> Commitment | None:
+        """The teacher's repo at its pinned revision (resolved once, then logged); None for a directory."""
+        if os.path.isdir(self._teacher):
+            return None
+        if self._teacher_commitment is None:
+            revision = self.config.eval.teacher_revision or self.store.resolve_revision(self._teacher)
+            self._teacher_commitment = Commitment(self._teacher, revision)
+            logger.info(f"teacher pinned at {self._teacher_commitment}")
+        return self._teacher_commitment
+
     def teacher_dir(self) -> tuple[str, str]:
         """A local directory with the teacher, downloaded once at its pinned revision."""
-        teacher = self._teacher
-        if os.path.isdir(teacher):
-            return teacher, teacher
-        revision = self.config.eval.teacher_revision or self.store.resolve_revision(teacher)
-        commitment = Commitment(teacher, revision)
-        logger.info(f"teacher {commitment}: downloading (once)")
-        path = self.store.download(commitment)
-        if hasattr(self.store, "pin"):
-            self.store.pin(commitment)
-        return str(path), str(commitment)
+        commitment = self.teacher_commitment()
+        if commitment is None:
+            return self._teacher, self._teacher
+        logger.info(f"teacher {commitment}: downloading (once; kept out of cache eviction)")
+        return str(self.store.download(commitment)), str(commitment)
+
+    def protect_snapshots(self) -> None:
+        """The teacher and the king are needed every round: keep them out of cache eviction."""
+        teacher = self.teacher_commitment()
+        if teacher is not None:
+            self.store.pin(teacher)
+        king = self.state.miners.get(self.state.king) if self.state.king else None
+        if king is not None:
+            self.store.pin(parse_commitment(king.commitment))
 
     def round_info(self, epoch_block: int, scores: RoundScores) -> dict:
         doc = scores.round_json or {}
@@ -429,9 +450,12 @@ class Validator(BaseValidatorNeuron):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Validator.build_parser(__doc__.split("\n\n")[0])
     config = parse_config(parser, argv)
+    if config.mock and config.neuron.epochs <= 0:
+        # the in-memory chain jumps to the next epoch at once: without a bound, it never stops
+        parser.error("--mock needs --neuron.epochs N (the mock chain does not wait for blocks)")
     try:
         validator = Validator(config)
-    except (StateError, ChainError, ScenarioError, WalletError) as e:
+    except (StateError, ChainError, ScenarioError, WalletError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:

@@ -39,6 +39,9 @@ def add_chain_args(parser: argparse.ArgumentParser, netuid: int = DEFAULT_NETUID
     bt.Wallet.add_args(parser)
     bt.Subtensor.add_args(parser)
     bt.logging.add_args(parser)
+    for action in parser._actions:
+        if action.dest == "subtensor._mock":  # the SDK's broken MockSubtensor; ours is --mock
+            action.help = argparse.SUPPRESS
     parser.add_argument("--netuid", type=int, default=netuid, help="subnet netuid (default: %(default)s)")
     parser.add_argument(
         "--mock",

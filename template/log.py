@@ -71,4 +71,8 @@ def setup_logging(debug: bool = False, trace: bool = False, logfile: str | None 
 
 
 def setup_logging_from_config(config, logfile: str | None = None) -> None:
+    """Levels from `--logging.debug` / `--logging.trace`; `--logging.record_log` also writes
+    `<neuron.full_path>/logs/distil.log` (rotated at 50 MB, 5 kept)."""
+    if logfile is None and config.logging.record_log and config.get("neuron") and config.neuron.full_path:
+        logfile = os.path.join(config.neuron.full_path, "logs", "distil.log")
     setup_logging(bool(config.logging.debug), bool(config.logging.trace), logfile)

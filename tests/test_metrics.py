@@ -24,13 +24,14 @@ def round_payload():
 def test_round_is_logged_with_tables_summary_and_artifact(tmp_path):
     wb = WandbLogger(tmp_path, project="distil-test", mode="offline")
     leaderboard, disqualified, round_json = round_payload()
-    wb.log_round(7, {"king": "hk3", "king_kl": 0.12}, leaderboard, disqualified, {"teacher": 1.5, "students": 2.5}, round_json)
+    wb.log_round(7, {"king": "hk3", "king_kl": 0.12}, leaderboard, disqualified, {"teacher": 1.5, "students_s": 2.5}, round_json)
     payload = wb.logged[-1]
     assert payload["leaderboard"].columns == LEADERBOARD_COLUMNS
     assert [row[2] for row in payload["leaderboard"].data] == ["hk3", "hk5"]
     assert payload["disqualified"].columns == DISQUALIFIED_COLUMNS
     assert payload["disqualified"].data[0][3:5] == ["COPY", "DUPLICATE_HASH"]
     assert payload["models/hk5/kl_mean"] == 0.2 and payload["timings/teacher_s"] == 1.5
+    assert payload["timings/students_s"] == 2.5 and "timings/students_s_s" not in payload
     assert wb.run.summary["king"] == "hk3" and wb.run.summary["king_kl"] == 0.12
     artifact = wb.artifacts[-1]
     assert artifact.name.startswith("round-4200") and artifact.type == "round"

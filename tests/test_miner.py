@@ -203,3 +203,17 @@ def test_prechecks_run_on_the_pinned_revision(mock_world, capsys):
     rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--revision", SHA, "--yes"])
     err = capsys.readouterr().err
     assert rc == 1 and "REVISION_NOT_FOUND" in err
+
+
+def test_status_without_internet_is_a_clear_error_and_mock_needs_none(monkeypatch):
+    from bittensor.utils import networking
+
+    def offline():
+        raise networking.ExternalIPNotFound("no route")
+
+    monkeypatch.setattr(networking, "get_external_ip", offline)
+    with pytest.raises(miner_script.StatusUnavailable, match="needs internet access"):
+        miner_script.make_dendrite(MockWallet("m", "h"))
+    dendrite = miner_script.make_dendrite(MockWallet("m", "h"), mock=True)
+    assert dendrite.external_ip == "127.0.0.1"
+    assert networking.get_external_ip is offline  # the lookup is restored

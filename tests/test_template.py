@@ -188,3 +188,23 @@ def test_base_neuron_is_abstract_free_of_exit(tmp_path):
 
     neuron = Plain(mock_config(tmp_path, cls=BaseMinerNeuron), chain=chain, setup_logs=False)
     assert neuron.uid == 0 and neuron.block == 0
+
+
+def test_flags_are_never_abbreviated(capsys):
+    from template.base import BaseValidatorNeuron
+
+    with pytest.raises(SystemExit):
+        parse_config(BaseValidatorNeuron.build_parser(), ["--wallet.nam", "w"])
+    assert "--wallet.nam" in capsys.readouterr().err
+
+
+def test_record_log_writes_a_log_file(tmp_path):
+    from loguru import logger
+
+    from template.log import setup_logging_from_config
+
+    config = check_config(parse_config(parser(), ["--logging.record_log", "--neuron.full_path", str(tmp_path)]))
+    setup_logging_from_config(config)
+    logger.info("hello from the test")
+    logger.remove()
+    assert "hello from the test" in (tmp_path / "logs" / "distil.log").read_text()

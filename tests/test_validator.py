@@ -177,7 +177,7 @@ def test_hundred_miners_and_one_new_challenger_put_two_models_on_the_gpu(world, 
     state_dir = tmp_path / "state"
     save_state(state, state_dir)
     scorer = CountingScorer({"5Old000": 0.30, hotkey("better"): 0.10})
-    v = make_validator(world, state_dir, "--checks.teacher", str(world / "teacher"),
+    v = make_validator(world, state_dir, "--checks.teacher", str(world / "teacher"), "--eval.teacher", str(world / "teacher"),
                        scenario=None, chain=chain, store=store, wallet=wallet, scorer=scorer)
     assert v.run(epochs=1) == 1
     assert scorer.rounds == [["5Old000", hotkey("better")]]
@@ -356,3 +356,13 @@ def test_killed_mid_round_and_restarted_ends_like_an_uninterrupted_run(world, tm
     )
     assert restart.returncode == 0, restart.stdout[-2000:] + restart.stderr[-2000:]
     assert load_state(state_dir).to_json() == load_state(reference_dir).to_json()
+
+
+def test_mock_needs_a_scenario_and_a_bounded_number_of_epochs(world, tmp_path, capsys):
+    args = argv(world, tmp_path / "state")
+    no_scenario = [a for i, a in enumerate(args) if a != "--mock.scenario" and (i == 0 or args[i - 1] != "--mock.scenario")]
+    assert validator_script.main([*no_scenario, "--neuron.epochs", "1"]) == 1
+    assert "--mock needs --mock.scenario" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        validator_script.main(args)  # no --neuron.epochs: the mock chain never waits
+    assert "--mock needs --neuron.epochs" in capsys.readouterr().err

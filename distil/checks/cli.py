@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="Check codes: see docs/checks.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("target", help="model directory, or namespace/name@<40-hex revision> on the hub")
     parser.add_argument(

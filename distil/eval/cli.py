@@ -45,7 +45,7 @@ def _flag(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
     parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@revision] (repeatable)")

@@ -148,3 +148,9 @@ class ModelStore(ABC):
     def fetch_file(self, commitment: Commitment, filename: str) -> Path:
         """One (small) file at the pinned revision, as a local path."""
         return self.download(commitment, allow_patterns=[filename]) / filename
+
+    def pin(self, commitment: Commitment) -> None:
+        """Keep this snapshot out of cache eviction until `unpin` (no-op where nothing is evicted)."""
+
+    def unpin(self, commitment: Commitment) -> None:
+        """Let this snapshot be evicted again."""

@@ -106,7 +106,7 @@ class WandbLogger:
                 if row.get(stat) is not None:
                     payload[f"models/{row['hotkey']}/{stat}"] = row[stat]
         for phase, seconds in timings.items():
-            payload[f"timings/{phase}_s"] = seconds
+            payload[f"timings/{phase.removesuffix('_s')}_s"] = seconds
         self.run.log(payload, step=step)
         for key, value in summary.items():
             self.run.summary[key] = value

@@ -9,6 +9,7 @@ stub to count which models would reach the GPU.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -20,7 +21,7 @@ from distil.eval.engine import ModelFailure, ModelScore, run_round
 from distil.eval.prompts import PromptSource, tokenize_prompts
 from distil.eval.report import round_to_json
 from distil.eval.spec import EvalSpec
-from distil.hub.store import HubError, HubTransientError, ModelStore, RepoUnavailable
+from distil.hub.store import HubError, ModelStore, RepoUnavailable
 from distil.scoring.epoch import FailedModel, ScoredModel
 
 
@@ -77,6 +78,10 @@ class EngineScorer:
         return self._tokenizer
 
     def score(self, models: Sequence[tuple[str, Commitment]], seed_block: int, seed: str) -> RoundScores:
+        with pinned(self.store, [c for _, c in models]):  # a tight cache must not evict a student before it is scored
+            return self._score(models, seed_block, seed)
+
+    def _score(self, models: Sequence[tuple[str, Commitment]], seed_block: int, seed: str) -> RoundScores:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         prompts = self.prompt_source.sample(seed, self.spec.n_prompts)
@@ -96,7 +101,7 @@ class EngineScorer:
                 # integrity passed moments ago: treat as a hub hiccup, decide next epoch
                 results[hotkey] = FailedModel("transient", "DOWNLOAD_UNAVAILABLE", f"download of {commitment}: {e}")
                 continue
-            except (HubTransientError, HubError, OSError) as e:
+            except (HubError, OSError) as e:
                 results[hotkey] = FailedModel("transient", "DOWNLOAD", f"download of {commitment}: {e}")
                 continue
             students.append((hotkey, str(path)))
@@ -117,3 +122,15 @@ class EngineScorer:
         doc["seed_block"] = seed_block
         doc["commitments"] = {hotkey: str(c) for hotkey, c in models}
         return RoundScores(results, doc, timings)
+
+
+@contextmanager
+def pinned(store: ModelStore, commitments: Sequence[Commitment]):
+    """Keep these snapshots out of cache eviction for the duration of the block."""
+    for commitment in commitments:
+        store.pin(commitment)
+    try:
+        yield
+    finally:
+        for commitment in commitments:
+            store.unpin(commitment)

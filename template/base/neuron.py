@@ -39,7 +39,8 @@ class BaseNeuron(ABC):
 
     @classmethod
     def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(description=description or cls.__doc__)
+        # allow_abbrev=False: a mistyped or shortened flag is an error, never another flag
+        parser = argparse.ArgumentParser(description=description or cls.__doc__, allow_abbrev=False)
         cls.add_args(parser)
         return parser
 
