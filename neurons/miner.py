@@ -29,7 +29,7 @@ from distil.commitment import Commitment, CommitmentError, validate_repo, valida
 from distil.hub import HubError, HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from template.base import BaseMinerNeuron  # noqa: E402
-from template.chain import ChainError, NotRegisteredError  # noqa: E402
+from template.chain import ChainError  # noqa: E402
 from template.config import add_alias, parse_config  # noqa: E402
 from template.log import setup_logging_from_config  # noqa: E402
 from template.wallet import WalletError, load_wallet  # noqa: E402
@@ -203,8 +203,6 @@ def make_dendrite(wallet, mock: bool = False):
 
 def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | None]]:
     """Ask each validator's axon about this hotkey: [(validator hotkey, answer or None, error)]."""
-    import bittensor as bt
-
     axons = chain.validator_axons()
     if not axons:
         return []

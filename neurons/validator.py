@@ -178,6 +178,7 @@ class Validator(BaseValidatorNeuron):
         )
         self._teacher = teacher
         self._teacher_commitment: Commitment | None = None
+        self._pinned_king: Commitment | None = None
         self._teacher_ref = None
         self.scorer = scorer
         self.metrics = make_logger(config, config.neuron.full_path, self._run_config())
@@ -370,8 +371,12 @@ class Validator(BaseValidatorNeuron):
         if teacher is not None:
             self.store.pin(teacher)
         king = self.state.miners.get(self.state.king) if self.state.king else None
-        if king is not None:
-            self.store.pin(parse_commitment(king.commitment))
+        current = parse_commitment(king.commitment) if king is not None else None
+        if self._pinned_king is not None and self._pinned_king != current:
+            self.store.unpin(self._pinned_king)  # a dethroned king may be evicted again
+        if current is not None:
+            self.store.pin(current)
+        self._pinned_king = current
 
     def round_info(self, epoch_block: int, scores: RoundScores) -> dict:
         doc = scores.round_json or {}

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from distil.metrics import DISQUALIFIED_COLUMNS, LEADERBOARD_COLUMNS, NullLogger, WandbLogger, make_logger
 from template.config import namespace_to_config

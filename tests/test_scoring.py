@@ -1,6 +1,5 @@
 """King-of-the-hill decisions: pure functions, exhaustive cases, independent references."""
 
-import math
 import random
 
 import pytest

@@ -13,17 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Tuple
 
 import bittensor as bt
 import pytest
 
 from conftest import ROOT, free_port, wait_for_port
 from distil import demo, tiny
-from distil.commitment import Commitment
 from distil.protocol import DistilStatus
 from distil.scoring.epoch import FailedModel, ScoredModel
-from distil.state import COPY, DISQUALIFIED, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, load_state, request_requeue
+from distil.state import COPY, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, load_state, request_requeue
 from distil.validator.scorer import RoundScores
 from template.chain import InMemoryChain
 from template.config import parse_config
@@ -366,3 +364,15 @@ def test_mock_needs_a_scenario_and_a_bounded_number_of_epochs(world, tmp_path, c
     with pytest.raises(SystemExit):
         validator_script.main(args)  # no --neuron.epochs: the mock chain never waits
     assert "--mock needs --neuron.epochs" in capsys.readouterr().err
+
+
+def test_only_the_current_king_stays_pinned_in_the_model_cache(world, tmp_path):
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): 0.05})
+    v = make_validator(world, tmp_path / "state", scorer=scorer)
+    pinned = set()
+    v.store.pin = lambda c: pinned.add(str(c))
+    v.store.unpin = lambda c: pinned.discard(str(c))
+    assert v.run(epochs=1) == 1
+    assert pinned == {v.state.miners[hotkey("good")].commitment}
+    assert v.run(epochs=1) == 1  # better dethrones good
+    assert pinned == {v.state.miners[hotkey("better")].commitment}

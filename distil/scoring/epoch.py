@@ -32,7 +32,6 @@ from distil.state import (
     KING,
     KL_TOO_HIGH,
     PENDING,
-    REMOVED,
     MinerRecord,
     ValidatorState,
 )
