@@ -38,8 +38,10 @@ from distil.bench.gpu_limits import (WeightCensus, device_peaks, generation_limi
                                      teacher_forward_limit)
 
 # Qwen/Qwen3.5-35B-A3B config.json, "text_config" (model_type qwen3_5_moe_text). transformers
-# 5.23's Qwen3_5MoeTextConfig defaults agree on every shape below; they differ only in
-# max_position_embeddings (32768) and the rope parameters, set here as the repo has them.
+# 5.23's Qwen3_5MoeTextConfig defaults agree on every shape below (checked); they differ only
+# in eos_token_id (None), max_position_embeddings (32768) and the rope parameters (rope_theta
+# 10,000, no mrope section), set here as the repo has them. Shapes cross-checked against
+# copies of the repo's config.json in public code (no hub access here).
 REAL_TEACHER = dict(
     vocab_size=248_320, hidden_size=2048, num_hidden_layers=40, num_attention_heads=16, num_key_value_heads=2,
     head_dim=256, linear_conv_kernel_dim=4, linear_key_head_dim=128, linear_value_head_dim=128,

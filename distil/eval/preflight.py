@@ -64,7 +64,8 @@ def device_problem(facts: DeviceFacts, flag: str) -> str | None:
     if not facts.available:
         import torch
 
-        built = "" if torch.version.cuda or facts.kind != "cuda" else "; this torch is built without CUDA"
+        # torch.version.cuda (.hip, .xpu) is None in a build without that backend
+        built = f"; this torch is built without {kind}" if getattr(torch.version, facts.kind, "") is None else ""
         return f"{flag} {facts.name}: {kind} is not available (torch {torch.__version__}{built})"
     if facts.index >= facts.count:
         return (f"{flag} {facts.name}: no such device, this machine has {facts.count} {kind} device(s) "
