@@ -174,8 +174,14 @@ def instrumented(meter: Meter, keys_by_path: dict[str, str]):
             setattr(module, name, fn)
 
 
-def bench_gpu(scale: str, device: str, challengers: int, n_prompts: int, prompt_tokens: int, max_new_tokens: int,
-              teacher_weights: str, bandwidth: float | None, flops: float | None, seed: int = 0) -> dict:
+def bench_gpu(*args, **kwargs) -> dict:
+    """`_bench` in a temporary directory that is removed afterwards (students are GBs at the real scale)."""
+    with tempfile.TemporaryDirectory(prefix="distil-bench-gpu-") as root:
+        return _bench(Path(root), *args, **kwargs)
+
+
+def _bench(root: Path, scale: str, device: str, challengers: int, n_prompts: int, prompt_tokens: int,
+           max_new_tokens: int, teacher_weights: str, bandwidth: float | None, flops: float | None, seed: int = 0) -> dict:
     from distil.eval.engine import score_models
     from distil.eval.fastpaths import assess, facts_of
     from distil.eval.models import free_memory, load_causal_lm
@@ -186,7 +192,6 @@ def bench_gpu(scale: str, device: str, challengers: int, n_prompts: int, prompt_
     spec = EvalSpec(n_prompts=n_prompts, max_new_tokens=max_new_tokens, max_prompt_tokens=prompt_tokens, device=device,
                     vocab_size=teacher_cfg.vocab_size)
     dtype = spec.torch_dtype
-    root = Path(tempfile.mkdtemp(prefix="distil-bench-gpu-"))
     keys = ["king"] + [f"challenger{i}" for i in range(1, challengers + 1)]
     students, student_census = [], None
     for i, key in enumerate(keys):  # saved in bf16, as committed models are
