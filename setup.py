@@ -32,7 +32,10 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
-        "gpu": ["flash-linear-attention>=0.3", "causal-conv1d>=1.5"],
+        # Fast kernels of the teacher's gated-delta-net layers (and Qwen3.5 students'), pure-Python
+        # wheels (Triton kernels, compiled at first use). causal-conv1d ships no wheel: it is built
+        # from source by hand (needs nvcc), see docs/validators.md. See distil/eval/fastpaths.py.
+        "gpu": ["flash-linear-attention==0.6.0", "fla-core==0.6.0", "einops==0.8.2"],
     },
     entry_points={
         "console_scripts": [

@@ -464,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
+        from distil.eval.preflight import check_validator
+
+        if (code := check_validator(validator)) is not None:  # device, teacher, memory plan, disk: before epoch 1
+            return code
         validator.run()
     finally:
         validator.metrics.finish()

@@ -154,6 +154,7 @@ MODULES = {
     "distil.checks.cli": "distil-check",
     "distil.state_cli": "distil-state",
     "distil.demo": "distil.demo",
+    "distil.bench": "distil.bench",
 }
 CONSOLE_SCRIPTS = {"distil-eval", "distil-check", "distil-state"}
 
@@ -288,6 +289,19 @@ def check_demo(args: list[str], monkeypatch):
         raise Rejected(f"python -m distil.demo exited {parser_exit}")
 
 
+def check_bench(args: list[str]):
+    """The real `python -m distil.bench` parser (its subcommands' `register`), parsed only."""
+    import importlib
+
+    from distil.bench.__main__ import SUBCOMMANDS
+
+    parser = argparse.ArgumentParser(prog="python -m distil.bench")
+    sub = parser.add_subparsers(dest="which", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"distil.bench.{name}").register(sub)
+    _parse(strict(parser), args)
+
+
 def make_targets() -> set[str]:
     return set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
 
@@ -310,6 +324,8 @@ def check(command: str, monkeypatch=None) -> str | None:
             check_neuron(program, args)
         elif program == "distil.demo":
             check_demo(args, monkeypatch)
+        elif program == "distil.bench":
+            check_bench(args)
         else:
             check_cli(program, args)
     return " ".join(seen) or None

@@ -170,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # pragma: no cover - cosmetics only
         pass
     from distil.eval.engine import TRANSIENT, ModelFailure, run_round
+    from distil.eval.preflight import check_eval
     from distil.eval.report import round_to_json
 
+    if (code := check_eval(args)) is not None:  # device, model sources, memory plan, disk: before any teacher work
+        return code
     try:
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
