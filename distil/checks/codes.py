@@ -102,7 +102,8 @@ _TABLE = [
     # -- bounded parsing, our own disk (issue 9 §2, §4, §6) -----------------------------
     Code("MALFORMED_JSON", INVALID, "A JSON file of the repo (config, generation config, tokenizer files, the "
          "index) cannot be parsed within bounds: invalid JSON, not UTF-8, nested deeper than 64, a number "
-         "longer than 100 characters or overflowing, NaN/Infinity, a repeated key, a lone surrogate escape.",
+         "longer than 100 characters or overflowing, more than 4 million values, NaN/Infinity, a repeated key, "
+         "a lone surrogate escape.",
          "Re-save the file with transformers / `json.dump` (standard JSON, UTF-8)."),
     Code("HEADER_METADATA", INVALID, "A safetensors `__metadata__` is not a string-to-string map, or the "
          "metadata of all shards together is larger than 64 KiB.",
