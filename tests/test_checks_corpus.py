@@ -262,6 +262,11 @@ def broken_tokenizer(v: Path, d: Path):
     replace_file(d / "tokenizer.json", "{not json")
 
 
+def tokenizer_json_not_a_tokenizer(v: Path, d: Path):
+    clone(v, d)
+    replace_file(d / "tokenizer.json", '{"version": "1.0", "model": {"type": "NoSuchModel"}}')
+
+
 def missing_tensor(v: Path, d: Path):
     rewrite_weights(v, d, lambda s: {k: t for k, t in s.items() if k != "model.norm.weight"})
 
@@ -343,7 +348,8 @@ CASES = [
     (nan_filled_weights, "NONFINITE"),
     (one_infinite_weight, "NONFINITE"),
     (different_tokenizer, "TOKENIZER_MISMATCH"),
-    (broken_tokenizer, "TOKENIZER_INVALID"),
+    (broken_tokenizer, "MALFORMED_JSON"),
+    (tokenizer_json_not_a_tokenizer, "TOKENIZER_INVALID"),
     (missing_tensor, "LOAD_KEYS"),
     (unexpected_tensor, "LOAD_KEYS"),
     (config_breaks_loading, "LOAD_FAILED"),
@@ -354,7 +360,7 @@ CASES = [
     (missing(WEIGHTS), "MISSING_FILE"),
     (stray_shard_without_index, "WEIGHT_INDEX"),
     (decoy_beside_index, "WEIGHT_INDEX"),
-    (config_not_json, "CONFIG_INVALID"),
+    (config_not_json, "MALFORMED_JSON"),
 ]
 
 

@@ -119,10 +119,10 @@ def test_index_rules():
 
 def test_parse_json_object_names_the_problem():
     assert parse_json_object(b'{"a": 1}', "config.json") == {"a": 1}
-    for data in (b"\xff\xfe", b"[1, 2]", b"{oops}"):
+    for data, code in ((b"\xff\xfe", "MALFORMED_JSON"), (b"[1, 2]", "CONFIG_INVALID"), (b"{oops}", "MALFORMED_JSON")):
         with pytest.raises(CheckFailure) as e:
             parse_json_object(data, "config.json")
-        assert e.value.code == "CONFIG_INVALID" and "config.json" in e.value.detail
+        assert e.value.code == code and "config.json" in e.value.detail
 
 
 GOOD_CONFIG = {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "vocab_size": 16, "hidden_size": 8}
@@ -186,7 +186,7 @@ def test_parse_valid_header_with_padding_metadata_and_empty_tensor():
         (b" {}", 0, "HEADER_INVALID"),
         (b"{", 0, "HEADER_INVALID"),
         ({}, 0, "HEADER_INVALID"),
-        ({"__metadata__": {"a": 1}, "a": entry()}, 4, "HEADER_INVALID"),
+        ({"__metadata__": {"a": 1}, "a": entry()}, 4, "HEADER_METADATA"),
         ({"": entry()}, 4, "HEADER_INVALID"),
         ({"a": {**entry(), "extra": 1}}, 4, "HEADER_INVALID"),
         ({"a": entry(dtype="Q4")}, 4, "HEADER_INVALID"),
@@ -504,8 +504,9 @@ class BrokenStore(ModelStore):
     "exc, reason, code",
     [
         (RuntimeError("bug"), "TRANSIENT", "CHECKER_ERROR"),
-        (MemoryError(), "TRANSIENT", "CHECKER_ERROR"),
+        (MemoryError(), "TRANSIENT", "CHECKER_OUT_OF_MEMORY"),
         (HubError("odd answer"), "TRANSIENT", "HUB_ERROR"),
+        (PermissionError(13, "Permission denied", "/cache/x"), "TRANSIENT", "LOCAL_IO_ERROR"),
     ],
 )
 def test_checker_failures_are_transient_never_invalid(teacher_reference, exc, reason, code):

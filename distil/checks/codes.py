@@ -45,7 +45,7 @@ _TABLE = [
          "Nothing: the check is retried later."),
     Code("HUB_ERROR", TRANSIENT, "The hub gave an answer the checker did not understand.",
          "Nothing usually; if it persists, report it with the detail."),
-    Code("CHECKER_ERROR", TRANSIENT, "The checker itself failed (out of memory, a bug).",
+    Code("CHECKER_ERROR", TRANSIENT, "The checker crashed on this repo (a bug the repo's files trigger).",
          "Nothing: the check is retried; report persistent failures."),
     # -- files ------------------------------------------------------------------------
     Code("SYMLINK", INVALID, "A file is a symlink leading out of the repo (or nowhere).",
@@ -66,7 +66,8 @@ _TABLE = [
     Code("DUPLICATE_FILES", COPY, "The weight files are byte-identical to an earlier commitment's.",
          "Nothing: submit your own model."),
     # -- config -----------------------------------------------------------------------
-    Code("CONFIG_INVALID", INVALID, "config.json (or tokenizer_config.json / the index) is not a JSON object.",
+    Code("CONFIG_INVALID", INVALID, "A JSON file of the repo parses but is not a JSON object, or a config "
+         "field has the wrong type.",
          "Re-save the config with transformers."),
     Code("QUANTIZED", INVALID, "quantization_config in config.json, quantisation tensors (qweight, absmax, "
          "SCB, weight_scale, ...) or integer / FP8 weights.", "Publish unquantised BF16 (or F16) weights."),
@@ -98,7 +99,35 @@ _TABLE = [
          "Check the model loads locally with `distil-check PATH`."),
     Code("LOAD_KEYS", INVALID, "Loading reports missing, unexpected or mismatched weights.",
          "Save with `save_pretrained` from the class transformers loads."),
+    # -- bounded parsing, our own disk (issue 9 §2, §4, §6) -----------------------------
+    Code("MALFORMED_JSON", INVALID, "A JSON file of the repo (config, generation config, tokenizer files, the "
+         "index) cannot be parsed within bounds: invalid JSON, not UTF-8, nested deeper than 64, a number "
+         "longer than 100 characters or overflowing, more than 4 million values, NaN/Infinity, a repeated key, "
+         "a lone surrogate escape.",
+         "Re-save the file with transformers / `json.dump` (standard JSON, UTF-8)."),
+    Code("HEADER_METADATA", INVALID, "A safetensors `__metadata__` is not a string-to-string map, or the "
+         "metadata of all shards together is larger than 64 KiB.",
+         "Save with `save_pretrained` (it writes only {\"format\": \"pt\"}); carry no data in metadata."),
+    Code("LOCAL_IO_ERROR", TRANSIENT, "The validator's own disk or cache could not be read or written "
+         "(permissions, I/O error, disk full).", "Nothing: the check is retried; the validator's operator "
+         "should fix the disk."),
+    Code("CHECKER_OUT_OF_MEMORY", TRANSIENT, "The checker ran out of memory on a repo whose declared size fits.",
+         "Nothing: the check is retried; the validator's operator should free memory."),
 ]
+
+# Whose trouble a TRANSIENT code is, for the validator's strikes (CHECK_FAILED_REPEATEDLY):
+# "repo": checking this repo's own files failed; counts as a strike.
+# "hub": the hub's answer; a strike only when other repos' checks in the same epoch got
+#   through (an outage everyone sees is nobody's fault).
+# "local": our machine (disk, cache, memory); never a strike.
+TRANSIENT_SCOPES = ("repo", "hub", "local")
+_TRANSIENT_SCOPE = {
+    "HUB_TRANSIENT": "hub",
+    "HUB_ERROR": "hub",
+    "CHECKER_ERROR": "repo",
+    "LOCAL_IO_ERROR": "local",
+    "CHECKER_OUT_OF_MEMORY": "local",
+}
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}
 
@@ -109,3 +138,10 @@ def reason_of(code: str) -> str:
         return CODES[code].reason
     except KeyError:
         raise KeyError(f"unknown check code {code!r}") from None
+
+
+def transient_scope(code: str) -> str | None:
+    """"repo", "hub" or "local" for a TRANSIENT code (see TRANSIENT_SCOPES); None for other codes."""
+    if reason_of(code) != TRANSIENT:
+        return None
+    return _TRANSIENT_SCOPE[code]

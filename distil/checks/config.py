@@ -3,23 +3,29 @@ vocabulary, an architecture transformers ships. Pure functions over parsed JSON.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from distil.checks.bounded_json import JsonBounds, JsonRejected, clip, load_bounded_json
 from distil.checks.result import CheckFailure, CheckLimits
 
 _QUANT_KEYS = ("quantization_config", "compression_config")
 
 
-def parse_json_object(data: bytes, name: str) -> dict:
-    """A JSON object from bytes, or CONFIG_INVALID naming the file and the problem."""
+def parse_json(data: bytes, name: str, max_bytes: int | None = None) -> Any:
+    """Any JSON value from a repo file's bytes, parsed within bounds (see bounded_json);
+    MALFORMED_JSON naming the file and the problem otherwise."""
+    bounds = JsonBounds(max_bytes=len(data) if max_bytes is None else max_bytes)
     try:
-        value = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CheckFailure("CONFIG_INVALID", f"{name} is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise CheckFailure("CONFIG_INVALID", f"{name} is not valid JSON: {e.msg} at line {e.lineno}") from None
+        return load_bounded_json(data, bounds)
+    except JsonRejected as e:
+        raise CheckFailure("MALFORMED_JSON", f"{name} {e.reason}") from None
+
+
+def parse_json_object(data: bytes, name: str, max_bytes: int | None = None) -> dict:
+    """A JSON object from bytes: MALFORMED_JSON when it does not parse, CONFIG_INVALID when
+    it parses to something else than an object."""
+    value = parse_json(data, name, max_bytes)
     if not isinstance(value, dict):
         raise CheckFailure("CONFIG_INVALID", f"{name} must be a JSON object, got {type(value).__name__}")
     return value
@@ -63,7 +69,7 @@ def _int_field(obj: dict, key: str) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise CheckFailure("CONFIG_INVALID", f"config.json {key} must be an integer, got {value!r}")
+        raise CheckFailure("CONFIG_INVALID", f"config.json {key} must be an integer, got {clip(repr(value))}")
     return value
 
 
@@ -113,21 +119,34 @@ def check_architecture(config: dict) -> tuple[str, tuple[str, ...]]:
         raise CheckFailure("ARCHITECTURE", "config.json has no model_type")
     if model_type not in CONFIG_MAPPING_NAMES:
         raise CheckFailure(
-            "ARCHITECTURE", f"model_type {model_type!r} is not an architecture transformers {transformers.__version__} ships"
+            "ARCHITECTURE",
+            f"model_type {clip(repr(model_type))} is not an architecture transformers {transformers.__version__} ships",
         )
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise CheckFailure(
-            "ARCHITECTURE", f"model_type {model_type!r} has no causal-LM class for AutoModelForCausalLM"
+            "ARCHITECTURE", f"model_type {clip(repr(model_type))} has no causal-LM class for AutoModelForCausalLM"
         )
     architectures = config.get("architectures")
     if architectures is None:
         return model_type, ()
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise CheckFailure("ARCHITECTURE", "config.json architectures must be a list of class names")
-    unknown = [a for a in architectures if not a.isidentifier() or not hasattr(transformers, a)]
+    unknown = [clip(a, 60) for a in architectures if not _ships_class(transformers, a)]
     if unknown:
-        raise CheckFailure("ARCHITECTURE", f"architectures {unknown} are not classes transformers ships")
+        raise CheckFailure("ARCHITECTURE", f"architectures {unknown[:5]} are not classes transformers ships")
     return model_type, tuple(architectures)
+
+
+def _ships_class(transformers, name: str) -> bool:
+    """transformers exports `name` as a class. Its lazy module imports on attribute access,
+    which can raise more than AttributeError (a backend missing here); a name it cannot
+    give us is not an architecture we can load."""
+    if not name.isidentifier() or name.startswith("_"):
+        return False
+    try:
+        return isinstance(getattr(transformers, name), type)
+    except Exception:
+        return False
 
 
 def check_tokenizer_config(tokenizer_config: dict) -> None:

@@ -7,8 +7,10 @@ weights cannot ride along as pickle, numpy, GGUF or ONNX, and no code can be loa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from distil.checks.bounded_json import clip
 from distil.checks.result import CheckFailure, CheckLimits
 from distil.hub.store import RepoMetadata
 
@@ -33,7 +35,14 @@ DOC_FILES = ("README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", ".gitattribute
 ALLOWED_NAMES = frozenset((CONFIG, GENERATION_CONFIG, WEIGHTS_INDEX, *TOKENIZER_FILES, *DOC_FILES))
 REQUIRED_TOKENIZER = (TOKENIZER_JSON, TOKENIZER_CONFIG)
 # Small JSON files read before any download: each is capped at `max_config_bytes`.
-CONFIG_FILES = (CONFIG, TOKENIZER_CONFIG, WEIGHTS_INDEX)
+CONFIG_FILES = (CONFIG, GENERATION_CONFIG, TOKENIZER_CONFIG, WEIGHTS_INDEX)
+# Every JSON file a repo may hold: each is parsed, bounded, before any weight is downloaded
+# (the others within `max_small_file_bytes`), so nothing later (transformers, tokenizers)
+# meets JSON we have not parsed.
+JSON_FILES = tuple(n for n in sorted(ALLOWED_NAMES) if n.endswith(".json"))
+# Weight file names: plain characters and a length no file system refuses (a name the
+# cache cannot create would fail our disk, not the repo).
+_WEIGHT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,115}\.safetensors")
 
 _CODE_SUFFIXES = (".py", ".pyc", ".pyo")
 _WHY = {
@@ -55,6 +64,8 @@ def is_weight_file(name: str) -> bool:
 def _why_forbidden(name: str) -> str:
     if "/" in name:
         return "in a subdirectory"
+    if is_weight_file(name):
+        return "a weight file name must be letters, digits, '.', '_' or '-', at most 128 characters"
     for suffixes, why in _WHY.items():
         if name.lower().endswith(suffixes):
             return why
@@ -63,7 +74,7 @@ def _why_forbidden(name: str) -> str:
 
 def _names(items, limit: int = 8) -> str:
     items = list(items)
-    shown = ", ".join(items[:limit])
+    shown = ", ".join(clip(str(i), 240) for i in items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
@@ -96,11 +107,11 @@ def check_files(meta: RepoMetadata, limits: CheckLimits) -> FileLayout:
             "so remove every .py file",
         )
 
-    forbidden = [n for n in names if not (n in ALLOWED_NAMES or is_weight_file(n))]
+    forbidden = [n for n in names if not (n in ALLOWED_NAMES or (is_weight_file(n) and _WEIGHT_NAME.fullmatch(n)))]
     if forbidden:
         raise CheckFailure(
             "FORBIDDEN_FILE",
-            "files not allowed: " + _names(f"{n} ({_why_forbidden(n)})" for n in forbidden)
+            "files not allowed: " + _names(f"{clip(n, 80)!r} ({_why_forbidden(n)})" for n in forbidden)
             + "; allowed: config.json, generation_config.json, *.safetensors and their index, "
             "tokenizer files, README.md, LICENSE, .gitattributes",
         )

@@ -81,7 +81,7 @@ def read_local_header(path: str | Path, limits: CheckLimits = CheckLimits()) -> 
         prefix = f.read(8)
         n = header_length(prefix, path.name, size, limits.max_header_bytes)
         raw = f.read(n)
-    return parse_header(raw, path.name, size)
+    return parse_header(raw, path.name, size, limits.max_metadata_bytes)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ skipped):
 1. revision — metadata at the pinned revision; public (UNAVAILABLE otherwise)
 2. files — symlinks, code, allow-list, required files, sizes, shard layout
 3. exact-file duplicates — the weight files' hash set against earlier commitments
-4. config — config.json and tokenizer_config.json (small files), the index
+4. config — every JSON file of the repo (config, generation config, tokenizer files, the
+   index) fetched alone and parsed within bounds; config.json and tokenizer_config.json judged
 5. weight index — shards vs model.safetensors.index.json
 6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
@@ -17,27 +18,50 @@ skipped):
 10. load — AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys
 
 Hub trouble is never a verdict: rate limits, 5xx and timeouts give TRANSIENT; a repo
-that cannot be read gives UNAVAILABLE (see `publication_verdict`); a checker failure
-(out of memory, a bug) gives TRANSIENT with code CHECKER_ERROR. Only a CheckFailure from
-a check gives INVALID or COPY.
+that cannot be read gives UNAVAILABLE (see `publication_verdict`). Failures on our side
+are TRANSIENT too: our disk or cache (LOCAL_IO_ERROR), out of memory
+(CHECKER_OUT_OF_MEMORY). Every repo file is parsed within bounds and what does not parse
+is the repo's (INVALID), so an exception no check classified is a checker bug this repo
+triggers: CHECKER_ERROR, one warning line, traceback at DEBUG. `CheckResult.transient_scope`
+says whose trouble a TRANSIENT is. Only a CheckFailure from a check gives INVALID or COPY.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 from loguru import logger
 
+from distil.checks.bounded_json import clip
 from distil.checks.config import check_config, check_tokenizer_config, parse_json_object
-from distil.checks.files import CONFIG, TOKENIZER_CONFIG, WEIGHTS_INDEX, FileLayout, check_files, check_index
+from distil.checks.files import (
+    CONFIG,
+    CONFIG_FILES,
+    JSON_FILES,
+    TOKENIZER_CONFIG,
+    WEIGHTS_INDEX,
+    FileLayout,
+    check_files,
+    check_index,
+)
 from distil.checks.hashing import ContentScan, files_hash, scan_weights
 from distil.checks.loading import check_loads
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
 from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, load_tokenizer
 from distil.commitment import Commitment
-from distil.hub.store import HubError, HubTransientError, ModelStore, RepoMetadata, RepoUnavailable
+from distil.hub.store import (
+    HubError,
+    HubTransientError,
+    LocalStorageError,
+    ModelStore,
+    RepoMetadata,
+    RepoUnavailable,
+    is_disk_error,
+    storage_error,
+)
 
 STEPS = (
     "revision",
@@ -81,6 +105,7 @@ class _Run:
     scan: ContentScan | None = None
     copy_of: str | None = None
     seen_public: bool = False
+    json_digests: dict[str, str] = field(default_factory=dict)  # sha256 of each JSON file parsed
 
     # -- steps (each returns the report line, raises CheckFailure / _Skipped) ----------
 
@@ -112,22 +137,29 @@ class _Run:
             )
         return f"files hash {self.files_hash[:23]}... owned by no earlier commitment"
 
-    def _small_json(self, name: str) -> dict:
-        path = self.store.fetch_file(self.commitment, name)
-        with open(path, "rb") as f:
-            data = f.read(self.limits.max_config_bytes + 1)
-        if len(data) > self.limits.max_config_bytes:
-            raise CheckFailure("FILE_SIZE", f"{name} is larger than {self.limits.max_config_bytes:,} bytes")
-        return parse_json_object(data, name)
+    def _json_cap(self, name: str) -> int:
+        return self.limits.max_config_bytes if name in CONFIG_FILES else self.limits.max_small_file_bytes
+
+    def _repo_json(self, name: str) -> dict:
+        """One JSON file of the repo, fetched alone (no weights) and parsed within bounds."""
+        cap = self._json_cap(name)
+        data = read_capped(self.store.fetch_file(self.commitment, name), cap, name)
+        self.json_digests[name] = hashlib.sha256(data).hexdigest()
+        return parse_json_object(data, name, cap)
 
     def config(self) -> str:
-        summary = check_config(self._small_json(CONFIG), self.limits)
-        check_tokenizer_config(self._small_json(TOKENIZER_CONFIG))
-        if self.layout.indexed:
-            self.index = self._small_json(WEIGHTS_INDEX)
+        # Every JSON file the repo holds is parsed here, bounded, before any weight byte is
+        # fetched: transformers and tokenizers later read only files that parsed.
+        parsed = {name: self._repo_json(name) for name in JSON_FILES if self.meta.file(name) is not None}
+        summary = check_config(parsed[CONFIG], self.limits)
+        check_tokenizer_config(parsed[TOKENIZER_CONFIG])
+        self.index = parsed.get(WEIGHTS_INDEX)
         self.hidden_size = summary.hidden_size
         arch = f" ({', '.join(summary.architectures)})" if summary.architectures else ""
-        return f"model_type {summary.model_type}{arch}, vocab_size {summary.vocab_size:,}, no remote code or quantization"
+        return (
+            f"model_type {summary.model_type}{arch}, vocab_size {summary.vocab_size:,}, no remote code or "
+            f"quantization; {len(parsed)} JSON files parse within bounds"
+        )
 
     def weight_index(self) -> str:
         if not self.layout.indexed:
@@ -148,7 +180,7 @@ class _Run:
                     f"the safetensors headers add up to more than {self.limits.max_total_header_bytes:,} bytes",
                 )
             raw = self.store.read_range(self.commitment, name, 8, 8 + n)
-            self.headers.append(parse_header(raw, name, size))
+            self.headers.append(parse_header(raw, name, size, self.limits.max_metadata_bytes))
         summary = check_tensors(self.headers, self.limits, self.weight_map, self.hidden_size)
         self.params = summary.params
         return (
@@ -193,6 +225,16 @@ class _Run:
         return f"content hash {self.scan.content_hash}, {self.scan.nbytes:,} bytes, all finite"
 
     def tokenizer(self) -> str:
+        # The snapshot's JSON files must be the bytes parsed in the config step (re-parsed,
+        # bounded, if not), and readable by us: a read error here is our disk's, which
+        # AutoTokenizer would otherwise report as the repo's TOKENIZER_INVALID.
+        from pathlib import Path
+
+        for name, digest in self.json_digests.items():
+            cap = self._json_cap(name)
+            data = read_capped(Path(self.path) / name, cap, name)
+            if hashlib.sha256(data).hexdigest() != digest:
+                parse_json_object(data, name, cap)
         compare_to_reference(load_tokenizer(self.path), self.teacher)
         return f"{len(BATTERY)} strings encode as with the teacher's tokenizer ({self.teacher.source})"
 
@@ -201,8 +243,19 @@ class _Run:
         return f"loads as {name} with no missing, unexpected or mismatched weights"
 
 
+def read_capped(path, cap: int, name: str) -> bytes:
+    """A repo file's bytes from our disk, FILE_SIZE when it is over `cap` (read stops there)."""
+    with open(path, "rb") as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise CheckFailure("FILE_SIZE", f"{name} is larger than {cap:,} bytes")
+    return data
+
+
 def hub_failure(e: HubError) -> tuple[str, str]:
-    """(code, detail) for a store error: UNAVAILABLE codes, HUB_TRANSIENT or HUB_ERROR."""
+    """(code, detail) for a store error: UNAVAILABLE codes, LOCAL_IO_ERROR, HUB_TRANSIENT or HUB_ERROR."""
+    if isinstance(e, LocalStorageError):
+        return "LOCAL_IO_ERROR", str(e)
     if isinstance(e, RepoUnavailable):
         if e.kind == "revision":
             return "REVISION_NOT_FOUND", str(e)
@@ -212,6 +265,18 @@ def hub_failure(e: HubError) -> tuple[str, str]:
     if isinstance(e, HubTransientError):
         return "HUB_TRANSIENT", str(e)
     return "HUB_ERROR", str(e)
+
+
+MAX_DETAIL_CHARS = 1000  # a failure's detail (logged, stored, shown to miners)
+
+
+def _crashed(step: str, commitment: Commitment, e: Exception) -> tuple[str, str]:
+    """CHECKER_ERROR for an exception no check classified. Every parse of a repo file is
+    bounded and turns its failures into the repo's verdict (bounded_json), so this is a bug
+    of ours that this repo triggers. It recurs each epoch until the validator's strikes end
+    it, so it is logged as the one result line (a warning), with the traceback at DEBUG."""
+    logger.opt(exception=e).debug(f"pre-check {step} of {commitment} crashed; traceback:")
+    return "CHECKER_ERROR", f"the {step} check crashed: {type(e).__name__}: {clip(str(e), 300)}"
 
 
 def check_commitment(
@@ -250,10 +315,15 @@ def check_commitment(
         except HubError as e:
             failure = hub_failure(e)
         except MemoryError:
-            failure = ("CHECKER_ERROR", f"out of memory during the {name} check; it will be retried")
+            failure = ("CHECKER_OUT_OF_MEMORY", f"out of memory during the {name} check; it will be retried")
+        except OSError as e:
+            if not is_disk_error(e):
+                failure = _crashed(name, commitment, e)
+            else:  # reading or writing our own disk (the snapshot, the cache): ours, not the repo's
+                failure = ("LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e)))
         except Exception as e:  # fail closed: a checker bug never passes a model, nor disqualifies it
-            logger.exception(f"pre-check {name} of {commitment} crashed")
-            failure = ("CHECKER_ERROR", f"the {name} check crashed: {type(e).__name__}: {str(e)[:300]}")
+            failure = _crashed(name, commitment, e)
+        failure = (failure[0], clip(failure[1], MAX_DETAIL_CHARS))
         steps.append(CheckStep(name, STEP_FAIL, failure[1], code=failure[0]))
 
     fields = dict(
@@ -268,6 +338,7 @@ def check_commitment(
         steps=tuple(steps),
     )
     if failure is not None:
-        logger.info(f"pre-check {commitment}: {failure[0]}: {failure[1]}")
+        level = "WARNING" if failure[0] == "CHECKER_ERROR" else "INFO"
+        logger.log(level, f"pre-check {commitment}: {failure[0]}: {failure[1]}")
         return CheckResult.failure(failure[0], failure[1], **fields)
     return CheckResult(ok=True, reason=None, code=None, detail="every pre-check passed", **fields)

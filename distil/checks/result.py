@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distil import MAX_PARAMS, VOCAB_SIZE
-from distil.checks.codes import reason_of
+from distil.checks.codes import reason_of, transient_scope
 
 STEP_PASS = "pass"
 STEP_FAIL = "fail"
@@ -37,6 +37,7 @@ class CheckLimits:
     max_header_bytes: int = 16 * 1024 * 1024  # one safetensors header
     max_total_header_bytes: int = 64 * 1024 * 1024  # all headers together
     max_weight_files: int = 256  # safetensors shards (a 5B model needs a handful)
+    max_metadata_bytes: int = 64 * 1024  # all shards' __metadata__ together, serialised
 
     def __post_init__(self) -> None:
         for name in (
@@ -47,6 +48,7 @@ class CheckLimits:
             "max_header_bytes",
             "max_total_header_bytes",
             "max_weight_files",
+            "max_metadata_bytes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -100,6 +102,13 @@ class CheckResult:
             raise ValueError("a failed CheckResult needs a reason and a code")
         if self.code is not None and reason_of(self.code) != self.reason:
             raise ValueError(f"code {self.code} implies reason {reason_of(self.code)}, not {self.reason}")
+
+    @property
+    def transient_scope(self) -> str | None:
+        """For a TRANSIENT result, whose trouble it is: "repo" (this repo's check failed; a
+        strike), "hub" (a strike only if other repos got through the hub this epoch) or
+        "local" (our disk, cache or memory; never a strike). None otherwise."""
+        return transient_scope(self.code) if self.code is not None else None
 
     @classmethod
     def failure(cls, code: str, detail: str, **fields) -> "CheckResult":

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Sequence
 
+from distil.checks.bounded_json import JsonBounds, JsonRejected, clip, load_bounded_json
 from distil.checks.result import CheckFailure, CheckLimits
 
 # Bits per element of every dtype safetensors 0.8 knows.
@@ -101,6 +102,7 @@ class SafetensorsHeader:
     filename: str
     header_size: int  # N, the JSON's length
     tensors: tuple[TensorInfo, ...]  # in file order
+    metadata_bytes: int = 0  # __metadata__, serialised
 
     @property
     def data_start(self) -> int:
@@ -124,39 +126,33 @@ def header_length(prefix: bytes, filename: str, file_size: int, max_header_bytes
     return n
 
 
-class _Duplicate(Exception):
-    pass
-
-
-def _no_duplicates(pairs):
-    seen = set()
-    for k, _ in pairs:
-        if k in seen:
-            raise _Duplicate(k)
-        seen.add(k)
-    return dict(pairs)
-
-
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def parse_header(raw: bytes, filename: str, file_size: int) -> SafetensorsHeader:
+# Real tensors have at most 5 dimensions; byte offsets and dimensions fit in a u64 (the
+# format's own integer type). Bounding both keeps `prod(shape)` a small computation.
+MAX_RANK = 8
+_U64 = 1 << 64
+
+
+def metadata_bytes(meta: dict[str, str]) -> int:
+    """The size `__metadata__` takes serialised (compact JSON, UTF-8)."""
+    return len(json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def parse_header(raw: bytes, filename: str, file_size: int, max_metadata_bytes: int = 64 * 1024) -> SafetensorsHeader:
     """Parse and validate the N header bytes of a `file_size`-byte safetensors file."""
     n = len(raw)
     bad = lambda why: CheckFailure("HEADER_INVALID", f"{filename}: {why}")  # noqa: E731
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise bad("header is not UTF-8") from None
-    if not text.startswith("{"):
+    if not raw.startswith(b"{"):
         raise bad("header does not start with '{'")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _Duplicate as e:
-        raise CheckFailure("DUPLICATE_TENSOR", f"{filename}: header repeats the key {str(e)!r}") from None
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise bad(f"header is not valid JSON ({getattr(e, 'msg', type(e).__name__)})") from None
+        obj = load_bounded_json(raw, JsonBounds(max_bytes=n))
+    except JsonRejected as e:
+        if e.duplicate_key is not None:
+            raise CheckFailure("DUPLICATE_TENSOR", f"{filename}: header repeats the key {clip(e.duplicate_key)!r}") from None
+        raise bad(f"header {e.reason}") from None
     if not isinstance(obj, dict):
         raise bad("header is not a JSON object")
 
@@ -164,7 +160,13 @@ def parse_header(raw: bytes, filename: str, file_size: int) -> SafetensorsHeader
     if meta is not None and not (
         isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
     ):
-        raise bad("__metadata__ must map strings to strings")
+        raise CheckFailure("HEADER_METADATA", f"{filename}: __metadata__ must map strings to strings")
+    meta_size = metadata_bytes(meta) if meta else 0
+    if meta_size > max_metadata_bytes:
+        raise CheckFailure(
+            "HEADER_METADATA",
+            f"{filename}: __metadata__ is {meta_size:,} bytes; at most {max_metadata_bytes:,} allowed (data rides in no metadata)",
+        )
     if not obj:
         raise bad("header declares no tensors")
 
@@ -173,21 +175,24 @@ def parse_header(raw: bytes, filename: str, file_size: int) -> SafetensorsHeader
         if not name:
             raise bad("a tensor has an empty name")
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise bad(f"tensor {name!r} must have exactly dtype, shape and data_offsets")
+            raise bad(f"tensor {clip(name)!r} must have exactly dtype, shape and data_offsets")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_BITS:
-            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise bad(f"tensor {name!r} has an invalid shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-            raise bad(f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        name_ = clip(name)
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise bad(f"tensor {name_!r} has unknown dtype {clip(repr(dtype))}")
+        if not (
+            isinstance(shape, list) and len(shape) <= MAX_RANK and all(_is_int(d) and 0 <= d < _U64 for d in shape)
+        ):
+            raise bad(f"tensor {name_!r} has an invalid shape {clip(repr(shape))} (at most {MAX_RANK} dimensions)")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o < _U64 for o in offsets)):
+            raise bad(f"tensor {name_!r} has invalid data_offsets {clip(repr(offsets))}")
         begin, end = offsets
         if not 0 <= begin <= end:
-            raise bad(f"tensor {name!r} has data_offsets {offsets} out of order")
+            raise bad(f"tensor {name_!r} has data_offsets {offsets} out of order")
         bits = prod(shape) * DTYPE_BITS[dtype]
         if bits % 8 or end - begin != bits // 8:
             need = f"{bits // 8:,}" if bits % 8 == 0 else f"{bits / 8:,.1f}"
-            raise bad(f"tensor {name!r} ({dtype} {shape}) needs {need} bytes but data_offsets span {end - begin:,}")
+            raise bad(f"tensor {name_!r} ({dtype} {shape}) needs {need} bytes but data_offsets span {end - begin:,}")
         tensors.append(TensorInfo(name, dtype, tuple(shape), begin, end, filename))
 
     # The buffer must be covered exactly: no holes, no overlaps, nothing after the last tensor.
@@ -196,14 +201,14 @@ def parse_header(raw: bytes, filename: str, file_size: int) -> SafetensorsHeader
     for t in sorted(tensors, key=lambda t: (t.begin, t.end)):
         if t.begin != position:
             what = "overlaps the previous tensor" if t.begin < position else "leaves a hole before it"
-            raise bad(f"tensor {t.name!r} at bytes {t.begin}-{t.end} {what}")
+            raise bad(f"tensor {clip(t.name)!r} at bytes {t.begin}-{t.end} {what}")
         position = t.end
     if position != buffer:
         raise bad(
             f"tensors cover {position:,} bytes but the data buffer is {buffer:,} bytes"
             + (" (trailing bytes after the last tensor)" if position < buffer else " (file truncated)")
         )
-    return SafetensorsHeader(filename=filename, header_size=n, tensors=tuple(tensors))
+    return SafetensorsHeader(filename=filename, header_size=n, tensors=tuple(tensors), metadata_bytes=meta_size)
 
 
 def _is_quant_name(name: str) -> bool:
@@ -226,13 +231,19 @@ def check_tensors(
 ) -> TensorSummary:
     """Across all shards: DUPLICATE_TENSOR, WEIGHT_INDEX (index vs headers), QUANTIZED, DTYPE,
     TOO_MANY_PARAMS (counted here, never from the config), EMBEDDING_SHAPE."""
+    metadata = sum(h.metadata_bytes for h in headers)
+    if metadata > limits.max_metadata_bytes:
+        raise CheckFailure(
+            "HEADER_METADATA",
+            f"the shards' __metadata__ add up to {metadata:,} bytes; at most {limits.max_metadata_bytes:,} allowed",
+        )
     owner: dict[str, str] = {}
     tensors: list[TensorInfo] = []
     for header in headers:
         for t in header.tensors:
             if t.name in owner:
                 raise CheckFailure(
-                    "DUPLICATE_TENSOR", f"tensor {t.name!r} is in both {owner[t.name]} and {header.filename}"
+                    "DUPLICATE_TENSOR", f"tensor {clip(t.name)!r} is in both {owner[t.name]} and {header.filename}"
                 )
             owner[t.name] = header.filename
             tensors.append(t)
@@ -243,26 +254,26 @@ def check_tensors(
         if wrong or unlisted:
             parts = []
             if wrong:
-                parts.append(f"tensor(s) not where the index says: {', '.join(wrong[:5])}")
+                parts.append(f"tensor(s) not where the index says: {', '.join(clip(n) for n in wrong[:5])}")
             if unlisted:
-                parts.append(f"index entries with no tensor: {', '.join(unlisted[:5])}")
+                parts.append(f"index entries with no tensor: {', '.join(clip(n) for n in unlisted[:5])}")
             raise CheckFailure("WEIGHT_INDEX", "model.safetensors.index.json disagrees with the shards: " + "; ".join(parts))
 
     quant_names = [t.name for t in tensors if _is_quant_name(t.name)]
     if quant_names:
         raise CheckFailure(
-            "QUANTIZED", f"quantisation tensors {', '.join(quant_names[:5])}: publish unquantised BF16 or F16 weights"
+            "QUANTIZED", f"quantisation tensors {', '.join(clip(n) for n in quant_names[:5])}: publish unquantised BF16 or F16 weights"
         )
     quant_dtypes = sorted({t.dtype for t in tensors if t.dtype in QUANTIZED_DTYPES})
     if quant_dtypes:
         example = next(t.name for t in tensors if t.dtype in QUANTIZED_DTYPES)
         raise CheckFailure(
-            "QUANTIZED", f"{'/'.join(quant_dtypes)} tensors (e.g. {example}) are quantised weights; publish BF16 or F16"
+            "QUANTIZED", f"{'/'.join(quant_dtypes)} tensors (e.g. {clip(example)}) are quantised weights; publish BF16 or F16"
         )
     bad = sorted({t.dtype for t in tensors if t.dtype not in ALLOWED_DTYPES})
     if bad:
         example = next(t.name for t in tensors if t.dtype not in ALLOWED_DTYPES)
-        raise CheckFailure("DTYPE", f"{'/'.join(bad)} tensors (e.g. {example}); only BF16 and F16 are allowed")
+        raise CheckFailure("DTYPE", f"{'/'.join(bad)} tensors (e.g. {clip(example)}); only BF16 and F16 are allowed")
 
     params = sum(t.numel for t in tensors)
     if params > limits.max_params:
@@ -284,14 +295,14 @@ def check_embeddings(tensors: Sequence[TensorInfo], vocab_size: int, hidden_size
     for t in inputs:
         if len(t.shape) != 2 or t.shape[0] != vocab_size:
             raise CheckFailure(
-                "EMBEDDING_SHAPE", f"{t.name} has shape {list(t.shape)}; expected [{vocab_size}, hidden_size]"
+                "EMBEDDING_SHAPE", f"{clip(t.name)} has shape {list(t.shape)}; expected [{vocab_size}, hidden_size]"
             )
         if hidden_size is not None and t.shape[1] != hidden_size:
             raise CheckFailure(
-                "EMBEDDING_SHAPE", f"{t.name} has shape {list(t.shape)} but config.json hidden_size is {hidden_size}"
+                "EMBEDDING_SHAPE", f"{clip(t.name)} has shape {list(t.shape)} but config.json hidden_size is {hidden_size}"
             )
     for t in tensors:
         if t.name.endswith(OUTPUT_EMBEDDING_SUFFIXES) and (len(t.shape) != 2 or t.shape[0] != vocab_size):
             raise CheckFailure(
-                "EMBEDDING_SHAPE", f"{t.name} has shape {list(t.shape)}; expected [{vocab_size}, hidden_size]"
+                "EMBEDDING_SHAPE", f"{clip(t.name)} has shape {list(t.shape)}; expected [{vocab_size}, hidden_size]"
             )

@@ -10,6 +10,7 @@ at a mirror or the test server); `LocalModelStore` serves directories as repos, 
 from distil.hub.store import (
     HubError,
     HubTransientError,
+    LocalStorageError,
     ModelStore,
     RepoFile,
     RepoMetadata,
@@ -21,6 +22,7 @@ from distil.hub.huggingface import HuggingFaceStore, translate_hub_error
 __all__ = [
     "HubError",
     "HubTransientError",
+    "LocalStorageError",
     "ModelStore",
     "RepoFile",
     "RepoMetadata",

@@ -17,7 +17,16 @@ from typing import Iterable
 
 from distil.commitment import Commitment
 from distil.hub.cache import evict_hf_cache, touch_snapshot
-from distil.hub.store import HubError, HubTransientError, ModelStore, RepoFile, RepoMetadata, RepoUnavailable
+from distil.hub.store import (
+    HubError,
+    HubTransientError,
+    ModelStore,
+    RepoFile,
+    RepoMetadata,
+    RepoUnavailable,
+    is_disk_error,
+    storage_error,
+)
 
 
 def _causes(exc: BaseException):
@@ -64,6 +73,8 @@ def translate_hub_error(repo: str, exc: Exception) -> HubError:
             return HubTransientError(f"HF_HUB_OFFLINE is set: cannot reach the hub for {repo}")
         if isinstance(e, (httpx2.TransportError, TimeoutError, ConnectionError)):
             return HubTransientError(f"hub unreachable for {repo}: {type(e).__name__}: {e}")
+        if is_disk_error(e):  # the cache: our disk, not the repo
+            return storage_error(f"in the download cache for {repo}", e)
     if isinstance(exc, hf_errors.LocalEntryNotFoundError):
         return HubTransientError(f"hub unreachable for {repo} and nothing cached: {exc}")
     return HubError(f"hub error for {repo}: {type(exc).__name__}: {exc}")
@@ -258,5 +269,8 @@ class HuggingFaceStore(ModelStore):
         return self.cache_dir if self.cache_dir is not None else Path(constants.HF_HUB_CACHE)
 
     def _evict(self, keep: set[str], incoming: int = 0) -> list[str]:
-        evicted = evict_hf_cache(self._cache_root(), self.max_cache_bytes, keep=keep, incoming=incoming)
-        return evicted
+        root = self._cache_root()
+        try:
+            return evict_hf_cache(root, self.max_cache_bytes, keep=keep, incoming=incoming)
+        except OSError as e:  # the cache is ours: an unreadable one is no verdict on any repo
+            raise storage_error(f"scanning the model cache {root}", e) from e

@@ -12,8 +12,11 @@ For tests of the validator the store can pretend a repo is missing, private or g
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -27,6 +30,7 @@ from distil.hub.store import (
     RepoMetadata,
     RepoUnavailable,
     UNAVAILABLE_KINDS,
+    storage_error,
 )
 
 _BLOCK = 8 << 20
@@ -63,10 +67,17 @@ def file_sha256(path: str | Path) -> str:
     return digest
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def _entries(root: Path) -> list[Path]:
-    """Regular files and symlinks (to anything) under `root`, never following links."""
+    """Regular files and symlinks (to anything) under `root`, never following links.
+
+    A directory that cannot be listed raises its OSError: skipping it silently (os.walk's
+    default) would hash an incomplete tree, and the revision would seem gone (REMOVED)."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
         base = Path(dirpath)
         for name in dirnames:
             if (base / name).is_symlink():
@@ -97,11 +108,30 @@ def _symlink_info(root: Path, link: Path) -> tuple[str, bool, Path | None]:
     target_text = str(link.readlink())
     try:
         resolved = link.resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (FileNotFoundError, NotADirectoryError, RuntimeError):  # dangling, or a loop
         return target_text, True, None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return target_text, True, None
+        raise  # a read error of ours (permissions, I/O), not the repo's link
     if not resolved.is_relative_to(root.resolve()) or not resolved.is_file():
         return target_text, True, None
     return target_text, False, resolved
+
+
+def _disk_errors_are_ours(method):
+    """An OSError while reading the directories (permissions, I/O, a file vanishing mid-read)
+    is our disk's trouble: LocalStorageError (transient), never RepoUnavailable. Only
+    `path_of` says a repo is gone, and only when its directory no longer exists."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            raise storage_error(f"in the local store's {method.__name__}", e) from e
+
+    return wrapper
 
 
 class LocalModelStore(ModelStore):
@@ -163,11 +193,23 @@ class LocalModelStore(ModelStore):
             raise RepoUnavailable(repo, kind, f"repository {repo} is {kind} (simulated by the local store)")
 
     def path_of(self, repo: str) -> Path:
+        """The repo's directory. RepoUnavailable only when it no longer exists (or is not a
+        directory); LocalStorageError when it cannot be looked at."""
         path = self.repos.get(repo)
-        if path is None or not path.is_dir():
-            raise RepoUnavailable(repo, "missing", f"repository {repo} not found in the local model store")
+        gone = RepoUnavailable(repo, "missing", f"repository {repo} not found in the local model store")
+        if path is None:
+            raise gone
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise gone from None
+        except OSError as e:
+            raise storage_error(f"looking at {path}", e) from e
+        if not stat.S_ISDIR(mode):
+            raise gone
         return path
 
+    @_disk_errors_are_ours
     def resolve_revision(self, repo: str) -> str:
         self._gate("resolve_revision", repo)
         return directory_revision(self.path_of(repo))
@@ -182,6 +224,7 @@ class LocalModelStore(ModelStore):
             return older
         raise RepoUnavailable(repo, "revision", f"revision {revision} not found in {repo}")
 
+    @_disk_errors_are_ours
     def repo_metadata(self, commitment: Commitment) -> RepoMetadata:
         self._gate("repo_metadata", commitment.repo)
         root = self._snapshot(commitment)
@@ -213,6 +256,7 @@ class LocalModelStore(ModelStore):
             raise RepoUnavailable(commitment.repo, "file", f"{filename} not found in {commitment}")
         return path
 
+    @_disk_errors_are_ours
     def read_range(self, commitment: Commitment, filename: str, start: int, end: int) -> bytes:
         self._gate("read_range", commitment.repo)
         if not 0 <= start <= end:
@@ -221,6 +265,7 @@ class LocalModelStore(ModelStore):
             f.seek(start)
             return f.read(end - start)
 
+    @_disk_errors_are_ours
     def download(
         self,
         commitment: Commitment,
@@ -232,6 +277,7 @@ class LocalModelStore(ModelStore):
         self._gate("download", commitment.repo)
         return self._snapshot(commitment)
 
+    @_disk_errors_are_ours
     def fetch_file(self, commitment: Commitment, filename: str) -> Path:
         self._gate("fetch_file", commitment.repo)
         return self._file(commitment, filename)

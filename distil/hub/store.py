@@ -7,12 +7,15 @@ and a local copy of the whole snapshot once the cheap checks have passed.
 
 Errors fall in three classes, because the validator treats them differently:
 `RepoUnavailable` (missing, private, gated, disabled, revision gone: the miner's doing),
-`HubTransientError` (429, 5xx, timeouts: nobody's fault, try again) and plain `HubError`
-(anything else; never taken as a verdict on the model).
+`HubTransientError` (429, 5xx, timeouts: nobody's fault, try again; its subclass
+`LocalStorageError` when our own disk or cache failed) and plain `HubError` (anything
+else; never taken as a verdict on the model). REMOVED is derived only from
+`RepoUnavailable`: an error reading our own disk must never look like a missing repo.
 """
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,40 @@ class HubError(Exception):
 
 class HubTransientError(HubError):
     """Rate limit (429), server error (5xx) or timeout: try again later, judge nothing."""
+
+
+class LocalStorageError(HubTransientError):
+    """Our own disk or cache could not be read or written (permissions, I/O error, disk
+    full): the validator's trouble, never a verdict on the repo (a king whose directory we
+    cannot read is not removed). `path` names what failed."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+# errno values that mean a file system refused us (not a socket: those are the hub's).
+DISK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EACCES", "EPERM", "EIO", "ENOSPC", "EROFS", "EDQUOT", "ENOENT", "ENOTDIR", "EISDIR",
+                 "EMFILE", "ENFILE", "ESTALE", "ENXIO", "EBUSY", "ETXTBSY", "EFBIG", "ENAMETOOLONG")
+    if hasattr(errno, name)
+)
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """An OSError from a file system call (an errno of DISK_ERRNOS), not a network error."""
+    import ssl
+
+    if not isinstance(e, OSError) or isinstance(e, (ConnectionError, TimeoutError, ssl.SSLError)):
+        return False
+    return e.errno in DISK_ERRNOS
+
+
+def storage_error(what: str, e: OSError) -> LocalStorageError:
+    """A LocalStorageError for an OSError met while `what` (e.g. "reading /cache/x")."""
+    why = e.strerror or type(e).__name__
+    return LocalStorageError(f"our own storage failed {what}: {why} (errno {e.errno}); retried later", e.filename)
 
 
 class RepoUnavailable(HubError):
