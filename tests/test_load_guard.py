@@ -175,7 +175,7 @@ def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
 # -- memory: bounded by the repo's weights ----------------------------------------------------
 
 _RSS_SCRIPT = """
-import resource, sys
+import sys
 import torch, transformers
 from transformers import AutoModelForCausalLM
 from distil.checks.loading import check_loads
@@ -185,7 +185,10 @@ for path in sys.argv[1:]:
         print("verdict", check_loads(path))
     except CheckFailure as f:
         print("verdict", f.code)
-print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM: this process's own peak RSS. (ru_maxrss would not do: Linux keeps it across
+# fork + exec, so a child starts at the peak of the test process that spawned it.)
+with open("/proc/self/status") as f:
+    print("maxrss", next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")))
 """
 FIXED_OVERHEAD = 256 * 1024 * 1024  # as stated in distil/eval/models.py and docs/checks.md
 
@@ -194,7 +197,7 @@ def _peak_rss(*paths) -> tuple[list[str], int]:
     """(the verdicts, the peak RSS in bytes) of one process checking `paths` one after another."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *map(str, paths)], capture_output=True, text=True,
-                         env=env, timeout=300, check=True).stdout
+                         env=env, cwd=ROOT, timeout=300, check=True).stdout
     lines = [line.split(" ", 1) for line in out.splitlines() if line.startswith(("verdict ", "maxrss "))]
     return [v for k, v in lines if k == "verdict"], int(dict(lines)["maxrss"])
 
