@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from arch_builders import real_teacher_headers, save_tiny_hub_teacher
 from distil import MAX_PARAMS, VOCAB_SIZE, tiny
-from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture, config_from_dict
+from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture
 from distil.checks.loading import check_loads
 from distil.checks.result import CheckFailure
 from distil.eval.models import InvalidModel, load_causal_lm
@@ -290,3 +290,17 @@ def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, 
     for name, device_map, frames in calls:
         assert device_map == "cpu", name
         assert ("models.py", "load_causal_lm") in frames, (name, frames)
+
+
+def test_header_level_pre_check_refuses_unused_tensors_before_download(models, tmp_path, teacher_reference):
+    from distil.checks import check_commitment
+    from distil.commitment import Commitment
+    from distil.hub import LocalModelStore
+
+    path = rewrite_weights(models / "qwen3_5", tmp_path / "m",
+                           lambda s: {**s, "mtp.fc.weight": torch.zeros(16, 64, dtype=torch.bfloat16)})
+    store = LocalModelStore()
+    result = check_commitment(store, Commitment("mallory/m", store.add("mallory/m", path)), teacher=teacher_reference)
+    steps = {s.name: s for s in result.steps}
+    assert result.code == "ARCH_UNUSED_TENSORS" and "mtp.fc.weight" in result.detail
+    assert steps["architecture"].status == "fail" and steps["download"].status == "skip"
