@@ -275,6 +275,44 @@ def unexpected_tensor(v: Path, d: Path):
     rewrite_weights(v, d, lambda s: {**s, "model.extra_head.weight": torch.zeros(8, 64, dtype=torch.bfloat16)})
 
 
+def vision_tensors_ride_along(v: Path, d: Path):
+    """transformers skips model.visual.* silently for Qwen3.5: data that is never scored."""
+    rewrite_weights(v, d, lambda s: {**s, "model.visual.blocks.0.mlp.weight": torch.zeros(64, 64, dtype=torch.bfloat16)})
+
+
+def mtp_tensors_ride_along(v: Path, d: Path):
+    rewrite_weights(v, d, lambda s: {**s, "mtp.fc.weight": torch.zeros(64, 128, dtype=torch.bfloat16)})
+
+
+def multimodal_wrapper_config(v: Path, d: Path):
+    """The review's reproduction: the multimodal model_type makes transformers build the 35B text model."""
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(model_type="qwen3_5_moe"))
+
+
+def config_asks_for_48_layers(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(num_hidden_layers=48, layer_types=c["layer_types"] * 24))
+
+
+def config_asks_for_12_layers(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(num_hidden_layers=12, layer_types=c["layer_types"] * 6))
+
+
+def config_wider_than_weights(v: Path, d: Path):
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(intermediate_size=256))
+
+
+def different_normalizer(v: Path, d: Path):
+    """Same vocabulary and merges, another normaliser (NFD): only the string battery sees it."""
+    clone(v, d)
+    data = json.loads((v / "tokenizer.json").read_text())
+    data["normalizer"] = {"type": "NFD"}
+    replace_file(d / "tokenizer.json", json.dumps(data))
+
+
 def unknown_model_type(v: Path, d: Path):
     clone(v, d)
     edit_json(d / "config.json", lambda c: c.update(model_type="evil_lm"))
@@ -347,11 +385,18 @@ CASES = [
     (duplicated_tensor_across_shards, "DUPLICATE_TENSOR"),
     (nan_filled_weights, "NONFINITE"),
     (one_infinite_weight, "NONFINITE"),
-    (different_tokenizer, "TOKENIZER_MISMATCH"),
+    (different_tokenizer, "TOKENIZER_VOCAB"),
+    (different_normalizer, "TOKENIZER_MISMATCH"),
     (broken_tokenizer, "MALFORMED_JSON"),
     (tokenizer_json_not_a_tokenizer, "TOKENIZER_INVALID"),
-    (missing_tensor, "LOAD_KEYS"),
-    (unexpected_tensor, "LOAD_KEYS"),
+    (missing_tensor, "ARCH_MISSING_TENSORS"),
+    (unexpected_tensor, "ARCH_UNUSED_TENSORS"),
+    (vision_tensors_ride_along, "ARCH_UNUSED_TENSORS"),
+    (mtp_tensors_ride_along, "ARCH_UNUSED_TENSORS"),
+    (multimodal_wrapper_config, "ARCH_TOO_LARGE"),
+    (config_asks_for_48_layers, "ARCH_TOO_LARGE"),  # 48 layers, 28 tensors: refused before the config is built
+    (config_asks_for_12_layers, "ARCH_MISSING_TENSORS"),
+    (config_wider_than_weights, "ARCH_SHAPE_MISMATCH"),
     (config_breaks_loading, "LOAD_FAILED"),
     (unknown_model_type, "ARCHITECTURE"),
     (unknown_architecture_class, "ARCHITECTURE"),
@@ -401,7 +446,7 @@ def test_valid_model_cli_report_and_json(valid_model, teacher_dir, capsys):
     assert result["ok"] is True and result["reason"] is None and result["code"] is None
     assert distil_check([str(valid_model), "--teacher", str(teacher_dir)]) == 0
     report = capsys.readouterr().out
-    for step in ("revision", "files", "config", "safetensors headers", "content", "tokenizer", "load"):
+    for step in ("revision", "files", "config", "safetensors headers", "architecture", "content", "tokenizer", "load"):
         assert f"[pass] {step}" in report
     assert "result: VALID" in report
 

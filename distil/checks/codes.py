@@ -87,12 +87,27 @@ _TABLE = [
          "(5.25B).", "Make the student smaller."),
     Code("EMBEDDING_SHAPE", INVALID, "No input embedding, or the embedding / lm_head rows are not the "
          "vocabulary size (or columns not hidden_size).", "Keep embed_tokens and lm_head at 248,320 rows."),
+    # -- architecture guard (config.json against the safetensors headers, meta device) --
+    Code("ARCH_TOO_LARGE", INVALID, "The model config.json describes exceeds the parameter cap (5.25B), or asks "
+         "for more layers or modules than the weight files could hold; refused before any weight is created.",
+         "Make config.json describe the model you saved (save it with `save_pretrained`)."),
+    Code("ARCH_MISSING_TENSORS", INVALID, "The model config.json describes needs tensors the weight files do not "
+         "hold (e.g. more layers, or the multimodal qwen3_5_moe wrapper).",
+         "Save the config and the weights together with `save_pretrained`; keep num_hidden_layers and model_type."),
+    Code("ARCH_UNUSED_TENSORS", INVALID, "The weight files hold tensors the model does not load (e.g. model.visual.*, "
+         "mtp.*, leftovers); data the scored model never reads is refused.",
+         "Save the causal LM alone (`AutoModelForCausalLM` + `save_pretrained`); drop vision and MTP weights."),
+    Code("ARCH_SHAPE_MISMATCH", INVALID, "A tensor's shape differs from the one config.json implies (or the "
+         "per-expert tensors cannot be fused, or the parameter totals differ).",
+         "Save the config and the weights together with `save_pretrained`."),
     # -- after download ---------------------------------------------------------------
     Code("NONFINITE", INVALID, "A weight is NaN or infinite.", "Fix the training run; publish finite weights."),
     Code("DUPLICATE_CONTENT", COPY, "The tensors (names, dtypes, shapes, bytes) equal an earlier "
          "commitment's, however sharded.", "Nothing: submit your own model."),
     Code("TOKENIZER_INVALID", INVALID, "The tokenizer does not load with AutoTokenizer (no remote code).",
          "Copy the teacher's tokenizer files unchanged."),
+    Code("TOKENIZER_VOCAB", INVALID, "The tokenizer's vocabulary (token → id), merges or added/special tokens "
+         "differ from the teacher's.", "Copy the teacher's tokenizer files unchanged."),
     Code("TOKENIZER_MISMATCH", INVALID, "The tokenizer encodes the fixed test strings differently from the "
          "teacher's.", "Copy the teacher's tokenizer files unchanged."),
     Code("LOAD_FAILED", INVALID, "AutoModelForCausalLM.from_pretrained (trust_remote_code=False) fails.",

@@ -11,11 +11,14 @@ skipped):
 5. weight index — shards vs model.safetensors.index.json
 6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
+7. architecture — config.json's model built on the meta device against the headers: within
+   the cap, every tensor it needs present, every tensor present used, shapes equal
    ---- nothing above downloads a weight byte ----
-7. download — the snapshot at the pinned revision
-8. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
-9. tokenizer — the battery against the teacher's reference
-10. load — AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys
+8. download — the snapshot at the pinned revision
+9. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
+10. tokenizer — the battery against the teacher's reference
+11. load — the validator's own load function (`load_causal_lm`: the architecture guard again,
+   then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys)
 
 Hub trouble is never a verdict: rate limits, 5xx and timeouts give TRANSIENT; a repo
 that cannot be read gives UNAVAILABLE (see `publication_verdict`). Failures on our side
@@ -70,6 +73,7 @@ STEPS = (
     "config",
     "weight index",
     "safetensors headers",
+    "architecture",
     "download",
     "content",
     "tokenizer",
@@ -188,6 +192,16 @@ class _Run:
             f"dtypes {'/'.join(summary.dtypes)}"
         )
 
+    def architecture(self) -> str:
+        from distil.checks.architecture import check_architecture, check_config_sizes, config_from_dict
+
+        raw = self._small_json(CONFIG)
+        tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
+        check_config_sizes(raw, len(tensors))
+        report = check_architecture(config_from_dict(raw), tensors, max_params=self.limits.max_params)
+        return (f"config.json describes a {report.model_class} of {report.params:,} parameters "
+                f"that uses exactly the {report.tensors} tensors of the weight files")
+
     def download(self) -> str:
         expected = sum(f.size or 0 for f in self.meta.files)
         # Every file passed the allow-list, so the whole snapshot is fetched (no patterns: a
@@ -236,11 +250,12 @@ class _Run:
             if hashlib.sha256(data).hexdigest() != digest:
                 parse_json_object(data, name, cap)
         compare_to_reference(load_tokenizer(self.path), self.teacher)
-        return f"{len(BATTERY)} strings encode as with the teacher's tokenizer ({self.teacher.source})"
+        return (f"vocabulary, merges and added tokens equal the teacher's; {len(BATTERY)} strings encode alike "
+                f"({self.teacher.source})")
 
     def load(self) -> str:
-        name = check_loads(self.path)
-        return f"loads as {name} with no missing, unexpected or mismatched weights"
+        name = check_loads(self.path, self.limits.max_params, self.limits.vocab_size)
+        return f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights"
 
 
 def read_capped(path, cap: int, name: str) -> bytes:

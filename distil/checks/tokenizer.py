@@ -1,13 +1,22 @@
-"""The tokenizer battery: a student's tokenizer must encode fixed strings exactly as the teacher's.
+"""The tokenizer check: a student's tokenizer must be the teacher's.
 
 Scores are computed on the teacher's token ids, so a student with another tokenizer is
 useless to anyone who runs it; a different tokenizer is also the cheapest way to smuggle a
-different vocabulary behind the right `vocab_size`. The teacher's answers are computed
-once into a `TokenizerReference` (plain data), then every student is compared against it.
+different vocabulary behind the right `vocab_size`. The teacher's tokenizer is read once
+into a `TokenizerReference` (plain data), then every student is compared against it twice:
+
+1. directly (TOKENIZER_VOCAB): the vocabulary (token → id), the BPE merges in order, the
+   added tokens (content → id) and the special tokens. Normalised so that an honest re-save
+   passes: merges written as ``"a b"`` strings or as ``["a", "b"]`` pairs are the same
+   merges, and added-token flags (``lstrip``, ``rstrip``, ``normalized``, ``single_word``,
+   ``special``) are not compared — the special tokens are compared as a set of names;
+2. by the string battery (TOKENIZER_MISMATCH): fixed strings must encode to the same ids.
+   It covers what the inventory does not (normaliser, pre-tokeniser, post-processor).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +48,84 @@ BATTERY: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class TokenizerInventory:
+    """A tokenizer's vocabulary, merges, added and special tokens, normalised for comparison."""
+
+    model_type: str | None
+    vocab: dict  # token → id (the model's own vocabulary, added tokens apart)
+    merges: tuple[tuple[str, ...], ...]  # in priority order; each merge as its pair of parts
+    added: dict  # added token content → id
+    special: tuple[str, ...]  # the special tokens' names, sorted
+
+
+@dataclass(frozen=True)
 class TokenizerReference:
-    """What the teacher's tokenizer answers: its length and the battery's encodings
-    (for each string: without, then with, special tokens added)."""
+    """What the teacher's tokenizer answers: its length, the battery's encodings (for each
+    string: without, then with, special tokens added) and its inventory (None: not compared,
+    for references built by hand)."""
 
     source: str
     vocab_length: int
     encodings: tuple[tuple[int, ...], ...]
+    inventory: TokenizerInventory | None = None
+
+
+def _merge_pair(merge) -> tuple[str, ...]:
+    """`"a b"` (the older notation) and `["a", "b"]` (the newer one) as the same pair."""
+    if isinstance(merge, str):
+        return tuple(merge.split(" ", 1))
+    return tuple(str(part) for part in merge)
+
+
+def inventory_of(tokenizer) -> TokenizerInventory:
+    """The inventory of a fast (tokenizer.json) tokenizer; TOKENIZER_INVALID for another kind."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise CheckFailure("TOKENIZER_INVALID", f"{type(tokenizer).__name__} is not a fast (tokenizer.json) tokenizer")
+    data = json.loads(backend.to_str())
+    model = data.get("model") or {}
+    vocab = model.get("vocab") or {}
+    if isinstance(vocab, list):  # Unigram: [[piece, score], ...], the id is the position
+        vocab = {entry[0]: i for i, entry in enumerate(vocab)}
+    return TokenizerInventory(
+        model_type=model.get("type"),
+        vocab=dict(vocab),
+        merges=tuple(_merge_pair(m) for m in model.get("merges") or ()),
+        added={t["content"]: t["id"] for t in data.get("added_tokens") or ()},
+        special=tuple(sorted(set(tokenizer.all_special_tokens))),
+    )
+
+
+def _first_vocab_difference(mine: dict, theirs: dict, what: str) -> str | None:
+    for token, i in theirs.items():
+        if token not in mine:
+            return f"{what} {token!r} (id {i}) of the teacher's is missing"
+        if mine[token] != i:
+            return f"{what} {token!r} has id {mine[token]}; the teacher's has {i}"
+    for token, i in mine.items():
+        if token not in theirs:
+            return f"{what} {token!r} (id {i}) is not the teacher's"
+    return None
+
+
+def inventory_difference(mine: TokenizerInventory, theirs: TokenizerInventory) -> str | None:
+    """The first difference between two inventories, as a sentence (None: the same)."""
+    if mine.model_type != theirs.model_type:
+        return f"the tokenizer model is {mine.model_type}; the teacher's is {theirs.model_type}"
+    problem = _first_vocab_difference(mine.vocab, theirs.vocab, "vocabulary entry")
+    if problem:
+        return problem
+    if mine.merges != theirs.merges:
+        for i, (a, b) in enumerate(zip(mine.merges, theirs.merges)):
+            if a != b:
+                return f"merge #{i} is {' '.join(a)!r}; the teacher's is {' '.join(b)!r}"
+        return f"{len(mine.merges):,} merges; the teacher's tokenizer has {len(theirs.merges):,}"
+    problem = _first_vocab_difference(mine.added, theirs.added, "added token")
+    if problem:
+        return problem
+    if mine.special != theirs.special:
+        return f"special tokens {list(mine.special)}; the teacher's are {list(theirs.special)}"
+    return None
 
 
 def _encodings(tokenizer) -> tuple[tuple[int, ...], ...]:
@@ -57,7 +137,8 @@ def _encodings(tokenizer) -> tuple[tuple[int, ...], ...]:
 
 
 def reference_from_tokenizer(tokenizer, source: str) -> TokenizerReference:
-    return TokenizerReference(source=source, vocab_length=len(tokenizer), encodings=_encodings(tokenizer))
+    return TokenizerReference(source=source, vocab_length=len(tokenizer), encodings=_encodings(tokenizer),
+                              inventory=inventory_of(tokenizer))
 
 
 def load_tokenizer(path: str | Path):
@@ -98,13 +179,18 @@ def _short(ids, limit: int = 12) -> str:
 
 
 def compare_to_reference(tokenizer, reference: TokenizerReference) -> None:
-    """TOKENIZER_MISMATCH naming the first string encoded differently."""
+    """TOKENIZER_VOCAB naming the first difference of vocabulary, merges or added/special
+    tokens; then TOKENIZER_MISMATCH naming the first string encoded differently."""
     length = len(tokenizer)
     if length != reference.vocab_length:
         raise CheckFailure(
             "TOKENIZER_MISMATCH",
             f"the tokenizer has {length:,} tokens; the teacher's ({reference.source}) has {reference.vocab_length:,}",
         )
+    if reference.inventory is not None:
+        problem = inventory_difference(inventory_of(tokenizer), reference.inventory)
+        if problem:
+            raise CheckFailure("TOKENIZER_VOCAB", f"{problem} ({reference.source})")
     encodings = _encodings(tokenizer)
     if len(encodings) != len(reference.encodings):
         raise ValueError("the tokenizer reference was built from another battery; rebuild it")

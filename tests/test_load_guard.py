@@ -1,0 +1,306 @@
+"""The one load function and its architecture guard (issues 9 §1, §6 and 10 §1).
+
+Every model the validator touches (pre-check, teacher, students) loads through
+`distil.eval.models.load_causal_lm`, the same call on every device; before any weight is
+created it builds config.json's model on the meta device and refuses a config that does not
+describe exactly the weight files, so memory is bounded by the repo, not by its config.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from arch_builders import real_teacher_headers, save_tiny_hub_teacher
+from distil import MAX_PARAMS, VOCAB_SIZE, tiny
+from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture
+from distil.checks.loading import check_loads
+from distil.checks.result import CheckFailure
+from distil.eval.models import InvalidModel, load_causal_lm
+from model_builders import clone, edit_json, rewrite_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("load-guard")
+    tiny.save_student(root / "qwen3_5", seed=1)
+    tiny.save_student(root / "qwen3", seed=2, arch="qwen3")
+    tiny.save_student(root / "tied", seed=3, arch="qwen3", tie_word_embeddings=True)
+    tiny.save_teacher(root / "teacher_text")
+    save_tiny_hub_teacher(root / "teacher_hub")
+    return root
+
+
+def refusal(path, **kwargs) -> tuple[str, str]:
+    with pytest.raises(CheckFailure) as e:
+        check_loads(path, **kwargs)
+    return e.value.code, e.value.detail
+
+
+# -- honest models pass --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cls", [("qwen3_5", "Qwen3_5ForCausalLM"), ("qwen3", "Qwen3ForCausalLM"),
+                                       ("tied", "Qwen3ForCausalLM"), ("teacher_text", "Qwen3_5MoeForCausalLM")])
+def test_honest_students_pass_the_load_check(models, name, cls):
+    assert check_loads(models / name) == cls
+
+
+def test_tied_student_stored_once_loads_tied(models):
+    assert "lm_head.weight" not in load_file(str(models / "tied" / "model.safetensors"))
+    model = load_causal_lm(models / "tied", "cpu", None, VOCAB_SIZE)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_teacher_in_the_hub_layout_loads_as_teacher_and_is_refused_as_student(models):
+    """The hub checkpoint is the multimodal class: `model.language_model.` prefix, per-expert
+    MoE tensors, `model.visual.*` and `mtp.*`. The teacher loads (experts fused, extras
+    ignored) with the same logits as the text-only save of the same weights; a student
+    carrying the same files is refused."""
+    names = set(load_file(str(models / "teacher_hub" / "model.safetensors")))
+    assert any(n.startswith("model.visual.") for n in names) and any(n.startswith("mtp.") for n in names)
+    assert any(".mlp.experts.0.gate_proj." in n and n.startswith("model.language_model.") for n in names)
+
+    teacher = load_causal_lm(models / "teacher_hub", "cpu", None, VOCAB_SIZE, allow_unexpected=True)
+    assert type(teacher).__name__ == "Qwen3_5MoeForCausalLM"
+    stored = load_file(str(models / "teacher_hub" / "model.safetensors"))
+    fused = teacher.model.layers[0].mlp.experts.gate_up_proj  # [experts, 2 × moe, hidden]
+    moe = tiny.teacher_config().moe_intermediate_size
+    torch.testing.assert_close(fused[1, :moe], stored["model.language_model.layers.0.mlp.experts.1.gate_proj.weight"])
+    torch.testing.assert_close(fused[1, moe:], stored["model.language_model.layers.0.mlp.experts.1.up_proj.weight"])
+
+    code, detail = refusal(models / "teacher_hub")
+    assert code == "ARCH_UNUSED_TENSORS" and "model.visual." in detail
+
+
+@pytest.mark.slow
+def test_full_size_teacher_hub_layout_passes_on_meta():
+    """The real Qwen3.5-35B-A3B configuration (transformers' defaults for the class are the
+    real repo's values) in its hub layout, headers synthesised on the meta device: the guard
+    accepts it as the teacher, with the model card's ~35B parameters (vision excluded), and
+    refuses it under the students' cap before mapping a single key."""
+    config, headers = real_teacher_headers()
+    report = check_architecture(config, headers, max_params=None, allowed_extra=TEACHER_EXTRA_PREFIXES)
+    assert report.model_class == "Qwen3_5MoeForCausalLM"
+    assert 34e9 < report.params < 35e9  # the card: 35B total with the vision encoder
+    assert all(n.startswith(TEACHER_EXTRA_PREFIXES) for n in report.ignored) and report.ignored
+    with pytest.raises(CheckFailure) as e:
+        check_architecture(config, headers, max_params=MAX_PARAMS)
+    assert e.value.code == "ARCH_TOO_LARGE"
+
+
+# -- configs that ask for more than the files hold -------------------------------------------
+
+
+def _variant(src: Path, dst: Path, **changes) -> Path:
+    clone(src, dst)
+    edit_json(dst / "config.json", lambda c: c.update(changes))
+    return dst
+
+
+def test_multimodal_wrapper_model_type_is_refused_before_building_weights(models, tmp_path):
+    path = _variant(models / "qwen3_5", tmp_path / "m", model_type="qwen3_5_moe")
+    code, detail = refusal(path)
+    assert code == "ARCH_TOO_LARGE", detail
+
+
+def test_48_layers_over_two_layers_of_weights_is_refused(models, tmp_path):
+    teacher = json.loads((models / "teacher_text" / "config.json").read_text())
+    path = _variant(models / "teacher_text", tmp_path / "m", num_hidden_layers=48,
+                    layer_types=teacher["layer_types"] * 24)
+    code, detail = refusal(path, max_params=None)
+    assert code == "ARCH_MISSING_TENSORS" and "model.layers.10." in detail  # names sort as strings
+
+
+def test_a_billion_layers_is_refused_before_the_config_is_built(models, tmp_path):
+    path = _variant(models / "qwen3", tmp_path / "m", num_hidden_layers=10**9)
+    code, detail = refusal(path)
+    assert code == "ARCH_TOO_LARGE" and "1,000,000,000" in detail
+
+
+def test_more_experts_than_stored_is_a_shape_mismatch(models, tmp_path):
+    path = _variant(models / "teacher_text", tmp_path / "m", num_experts=8)
+    assert refusal(path)[0] == "ARCH_SHAPE_MISMATCH"
+
+
+def test_wider_mlp_than_stored_is_a_shape_mismatch(models, tmp_path):
+    path = _variant(models / "qwen3", tmp_path / "m", intermediate_size=4096)
+    code, detail = refusal(path)
+    assert code == "ARCH_SHAPE_MISMATCH" and "mlp" in detail
+
+
+@pytest.mark.parametrize("extra", ["model.visual.blocks.0.attn.qkv.weight", "mtp.fc.weight", "model.lm_head2.weight"])
+def test_tensors_the_student_does_not_load_are_refused(models, tmp_path, extra):
+    """transformers skips `model.visual.*` and `mtp.*` silently for Qwen3.5; the guard does not."""
+    path = rewrite_weights(models / "qwen3_5", tmp_path / "m",
+                           lambda s: {**s, extra: torch.zeros(16, 64, dtype=torch.bfloat16)})
+    code, detail = refusal(path)
+    assert code == "ARCH_UNUSED_TENSORS" and extra in detail
+
+
+def test_missing_tensor_is_refused(models, tmp_path):
+    path = rewrite_weights(models / "qwen3", tmp_path / "m",
+                           lambda s: {k: v for k, v in s.items() if k != "model.layers.1.mlp.up_proj.weight"})
+    code, detail = refusal(path)
+    assert code == "ARCH_MISSING_TENSORS" and "model.layers.1.mlp.up_proj.weight" in detail
+
+
+def test_config_dtype_wider_than_the_weights_never_upcasts(models, tmp_path):
+    path = _variant(models / "qwen3", tmp_path / "m", dtype="float64", torch_dtype="float64")
+    model = load_causal_lm(path, "cpu", None, VOCAB_SIZE)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert check_loads(path) == "Qwen3ForCausalLM"
+
+
+def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
+    from distil.eval.engine import INVALID, classify_failure
+
+    path = _variant(models / "qwen3_5", tmp_path / "m", model_type="qwen3_5_moe")
+    with pytest.raises(InvalidModel) as e:
+        load_causal_lm(path, "cpu", torch.float32, VOCAB_SIZE)
+    assert e.value.code == "ARCH_TOO_LARGE" and classify_failure(e.value, "load") == INVALID
+
+
+# -- memory: bounded by the repo's weights ----------------------------------------------------
+
+_RSS_SCRIPT = """
+import sys
+import torch, transformers
+from transformers import AutoModelForCausalLM
+from distil.checks.loading import check_loads
+from distil.checks.result import CheckFailure
+for path in sys.argv[1:]:
+    try:
+        print("verdict", check_loads(path))
+    except CheckFailure as f:
+        print("verdict", f.code)
+# VmHWM: this process's own peak RSS. (ru_maxrss would not do: Linux keeps it across
+# fork + exec, so a child starts at the peak of the test process that spawned it.)
+with open("/proc/self/status") as f:
+    print("maxrss", next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")))
+"""
+FIXED_OVERHEAD = 256 * 1024 * 1024  # as stated in distil/eval/models.py and docs/checks.md
+
+
+def _peak_rss(*paths) -> tuple[list[str], int]:
+    """(the verdicts, the peak RSS in bytes) of one process checking `paths` one after another."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *map(str, paths)], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=300, check=True).stdout
+    lines = [line.split(" ", 1) for line in out.splitlines() if line.startswith(("verdict ", "maxrss "))]
+    return [v for k, v in lines if k == "verdict"], int(dict(lines)["maxrss"])
+
+
+@pytest.mark.slow
+def test_load_check_memory_is_bounded_by_the_weights(models, tmp_path):
+    """Peak RSS of the load check ≤ 2 × weight bytes + 256 MiB over a process that only
+    imports, for an honest student and for configs asking for ≥ 10× the weights (the
+    multimodal wrapper: ~35B parameters; 32,768 experts per layer: ~400M parameters)."""
+    weights = (models / "qwen3_5" / "model.safetensors").stat().st_size
+    bound = 2 * weights + FIXED_OVERHEAD
+    _, baseline = _peak_rss()
+    wrapper = _variant(models / "qwen3_5", tmp_path / "wrapper", model_type="qwen3_5_moe")
+    experts = _variant(models / "teacher_text", tmp_path / "experts", num_experts=32_768)
+    verdicts, peak = _peak_rss(wrapper, experts, models / "qwen3_5")
+    assert verdicts == ["ARCH_TOO_LARGE", "ARCH_SHAPE_MISMATCH", "Qwen3_5ForCausalLM"]
+    assert peak - baseline <= bound, f"{(peak - baseline) / 2**20:.0f} MiB over the baseline, bound {bound / 2**20:.0f}"
+
+
+# -- one load function, the same on every device ----------------------------------------------
+
+# Code that measures a device (peak memory, synchronisation) rather than computing with it.
+DEVICE_BRANCH_ALLOWED = {
+    "distil/bench/__init__.py": "reads CUDA memory statistics / synchronises when timing on a GPU",
+    "distil/eval/spec.py": "validates the --device flag and picks the documented default dtype",
+}
+_DEVICE_NAMES = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
+
+
+def _device_comparisons(source: str):
+    """Comparisons (==, !=, in, startswith) of anything with a device name literal."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            literals = [o.value for o in operands if isinstance(o, ast.Constant) and isinstance(o.value, str)]
+            for o in operands:
+                if isinstance(o, (ast.Tuple, ast.List, ast.Set)):
+                    literals += [e.value for e in o.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if any(_DEVICE_NAMES.match(v) for v in literals):
+                yield node.lineno
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and _DEVICE_NAMES.match(node.args[0].value)):
+            yield node.lineno
+
+
+def test_scanner_finds_device_branches():
+    assert list(_device_comparisons('if device != "cpu":\n    pass\n')) == [1]
+    assert list(_device_comparisons('x = d.type == "cuda"\n')) == [1]
+    assert list(_device_comparisons('ok = dev in ("cuda", "mps")\n')) == [1]
+    assert list(_device_comparisons('ok = dev.startswith("cuda")\n')) == [1]
+    assert list(_device_comparisons('ok = name == "cpu_count"\n')) == []
+
+
+def test_no_device_specific_branch_in_distil_or_neurons():
+    found = []
+    for top in ("distil", "neurons"):
+        for file in sorted((ROOT / top).rglob("*.py")):
+            rel = file.relative_to(ROOT).as_posix()
+            if rel in DEVICE_BRANCH_ALLOWED:
+                continue
+            found += [f"{rel}:{line}" for line in _device_comparisons(file.read_text())]
+    assert not found, f"device-specific branches (the CPU tests must run the GPU's code): {found}"
+
+
+def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, monkeypatch):
+    """Every `from_pretrained` of the pre-check's load step, the teacher and the students of a
+    round is made by `load_causal_lm`, with `device_map` set (the same call on every device)."""
+    from transformers import AutoModelForCausalLM
+
+    from distil.eval.engine import run_round
+    from distil.eval.spec import EvalSpec
+
+    import inspect
+
+    calls = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+
+    def spy(cls, path, *args, **kwargs):
+        callers = [(Path(f.filename).name, f.function) for f in inspect.stack()[1:4]]
+        calls.append((Path(path).name, kwargs.get("device_map"), callers))
+        return original(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
+    check_loads(models / "qwen3")
+    spec = EvalSpec(n_prompts=1, max_new_tokens=2, chunk_size=4)
+    result = run_round(str(models / "teacher_hub"), [("a", str(models / "qwen3_5"))], [[101, 102, 103]], spec)
+    assert set(result.results) == {"a"}
+    assert [name for name, _, _ in calls] == ["qwen3", "teacher_hub", "qwen3_5"]
+    for name, device_map, frames in calls:
+        assert device_map == "cpu", name
+        assert ("models.py", "load_causal_lm") in frames, (name, frames)
+
+
+def test_header_level_pre_check_refuses_unused_tensors_before_download(models, tmp_path, teacher_reference):
+    from distil.checks import check_commitment
+    from distil.commitment import Commitment
+    from distil.hub import LocalModelStore
+
+    path = rewrite_weights(models / "qwen3_5", tmp_path / "m",
+                           lambda s: {**s, "mtp.fc.weight": torch.zeros(16, 64, dtype=torch.bfloat16)})
+    store = LocalModelStore()
+    result = check_commitment(store, Commitment("mallory/m", store.add("mallory/m", path)), teacher=teacher_reference)
+    steps = {s.name: s for s in result.steps}
+    assert result.code == "ARCH_UNUSED_TENSORS" and "mtp.fc.weight" in result.detail
+    assert steps["architecture"].status == "fail" and steps["download"].status == "skip"
