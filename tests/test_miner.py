@@ -11,7 +11,7 @@ from conftest import ROOT, free_port, wait_for_port
 from model_builders import clone
 from distil.hub import directory_revision
 from distil.protocol import DistilStatus
-from template.chain import InMemoryChain
+from template.mock_chain import InMemoryChain
 from template.wallet import MockWallet, mock_hotkey
 
 sys.path.insert(0, str(ROOT / "neurons"))
