@@ -375,7 +375,7 @@ class InMemoryChain(ChainClient):
 # -- `python -m template.mock_chain register ...` ---------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m template.mock_chain",
         description="Work on a --mock chain file, as btcli does on the real chain.",
@@ -403,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from template.wallet import MockWallet
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     wallet = MockWallet(args.wallet_name, args.wallet_hotkey)
     try:
         chain = InMemoryChain(netuid=args.netuid, start_block=args.start_block, path=args.chain_state)
