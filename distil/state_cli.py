@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from distil.state import DISQUALIFIED, StateError, load_state, pending_requests, request_requeue, state_path
@@ -83,9 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def require_state_dir(state_dir: str) -> None:
+    """Refuse a --state-dir that holds no readable validator state (never show an empty one)."""
+    path = Path(state_dir).expanduser()
+    if not path.exists():
+        raise StateError(f"--state-dir {state_dir}: no such directory (give the validator's --neuron.full_path)")
+    if not path.is_dir():
+        raise StateError(f"--state-dir {state_dir}: not a directory (give the validator's --neuron.full_path)")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise StateError(f"--state-dir {state_dir}: cannot read the directory (permission denied)")
+    if not state_path(path).is_file():
+        raise StateError(
+            f"--state-dir {state_dir}: no {state_path(path).name} there; a validator writes it into its "
+            "--neuron.full_path after its first epoch"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        require_state_dir(args.state_dir)
         return args.func(args)
     except StateError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,9 +7,10 @@
 
 A hotkey commits exactly once, forever: to submit another model, register a new hotkey.
 The commitment pins `repo@revision`; without `--revision` the repo's current commit is
-asked from the hub and pinned. Before a real commitment the validators' pre-checks run
-on the model at that revision (`distil-check` runs them alone); a model that fails them
-is not committed. `--skip-checks` commits anyway (not recommended).
+asked from the hub and pinned. Before a commitment, and in a dry run, the validators'
+pre-checks run on the model at that revision (`distil-check` runs them alone); a model
+that fails them is not committed. `--skip-checks` commits anyway (not recommended).
+`--status` exits 1 when no validator answered.
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ class Miner(BaseMinerNeuron):
             "--dry-run",
             dest="dry_run",
             action="store_true",
-            help="validate and print the exact commitment string; no wallet, no chain",
+            help="validate, run the pre-checks and print the exact commitment string; no wallet, no chain",
         )
         parser.add_argument(
-            "--status", action="store_true", help="ask every validator what it knows about this hotkey"
+            "--status",
+            action="store_true",
+            help="show this hotkey's registration and commitment, and ask every validator about it "
+            "(exit 1 when none answers)",
         )
         parser.add_argument(
             "--status.timeout", dest="status_timeout", type=float, default=12.0, help="seconds per validator"
@@ -129,7 +133,14 @@ def model_store(config) -> ModelStore:
 
 def build_commitment(config, store: ModelStore | None = None) -> Commitment:
     """Validate `--model-repo` and `--revision`; ask the store for the revision when none is given."""
-    repo = validate_repo(config.model_repo)
+    try:
+        repo = validate_repo(config.model_repo)
+    except CommitmentError as e:
+        if "@" not in config.model_repo:
+            raise
+        # the `repo@revision` form this script prints, pasted back
+        repo, _, revision = config.model_repo.partition("@")
+        raise CommitmentError(f"{e}; to pin a revision, pass --model-repo {repo} --revision {revision}") from None
     if config.revision:
         revision = validate_revision(config.revision)
     else:
@@ -223,6 +234,30 @@ def query_status(config, wallet, chain) -> list[tuple[str, dict | None, str | No
     return out
 
 
+def format_own_status(hotkey: str, netuid: int, uid: int | None, record) -> str:
+    """What the chain itself says about this hotkey: registered (and its uid), its commitment."""
+    registration = (
+        f"registered as uid {uid} on netuid {netuid}"
+        if uid is not None
+        else f"NOT registered on netuid {netuid} (deregistered, or never registered)"
+    )
+    commitment = f"{record.data} (block {record.block})" if record is not None else "none"
+    return f"hotkey {hotkey}: {registration}; commitment: {commitment}"
+
+
+def show_status(config, wallet, chain) -> int:
+    """Print the hotkey's own chain record, then each validator's answer. 1 when none answered."""
+    hotkey = wallet.hotkey.ss58_address
+    uid = chain.metagraph().uid_of(hotkey)
+    print(format_own_status(hotkey, int(config.netuid), uid, chain.commitment_of(hotkey)))
+    rows = query_status(config, wallet, chain)
+    print(format_status(rows))
+    if not any(answer is not None for _, answer, _ in rows):
+        print("error: no validator answered; try again later", file=sys.stderr)
+        return 1
+    return 0
+
+
 def format_status(rows) -> str:
     if not rows:
         return "no validator is serving an axon on this subnet"
@@ -242,6 +277,25 @@ def format_status(rows) -> str:
     return "\n".join(lines)
 
 
+def dry_run(config, commitment: Commitment, store) -> int:
+    """What the real commit would do, short of the chain: the same pre-checks, then the string."""
+    if config.skip_checks:
+        print("dry run: --skip-checks: the pre-checks would not run", file=sys.stderr)
+    else:
+        try:
+            run_prechecks(config, commitment, store())
+        except PrecheckFailed as e:
+            print(f"dry run: the commit would be refused: {e}", file=sys.stderr)
+            return 1
+    print(
+        f"dry run: the commit would write {commitment} for your hotkey, once and forever, if it is registered "
+        "and has no commitment yet (not checked: a dry run uses no wallet and no chain)",
+        file=sys.stderr,
+    )
+    print(commitment)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Miner.build_parser(__doc__.split("\n\n")[0])
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -251,10 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.status:
             from template.base.neuron import make_chain
 
-            wallet = load_wallet(config)
-            rows = query_status(config, wallet, make_chain(config))
-            print(format_status(rows))
-            return 0
+            return show_status(config, load_wallet(config), make_chain(config))
         if not config.model_repo:
             parser.error("--model-repo is required (namespace/name of your model on Hugging Face)")
         stores: list[ModelStore] = []
@@ -267,8 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         commitment = build_commitment(config, store=None if config.revision else store())
         if config.dry_run:
-            print(commitment)
-            return 0
+            return dry_run(config, commitment, store)
+        if not config.yes and not sys.stdin.isatty():  # before the pre-checks, which download the model
+            raise NotConfirmed(
+                "not a terminal and --yes not given; refusing to commit without confirmation (nothing checked or written)"
+            )
         miner = Miner(config, setup_logs=False)
         if config.skip_checks:
             print(

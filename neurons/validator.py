@@ -64,7 +64,8 @@ from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # no
 from distil.validator.status import status_for  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
-from template.chain import ChainError, InMemoryChain  # noqa: E402
+from template.chain import ChainError  # noqa: E402
+from template.mock_chain import InMemoryChain  # noqa: E402
 from template.config import parse_config  # noqa: E402
 from template.wallet import MockWallet, WalletError  # noqa: E402
 

@@ -7,6 +7,8 @@ import time
 from collections import defaultdict, deque
 from typing import Callable
 
+from loguru import logger
+
 
 class RateLimiter:
     """At most `max_requests` per caller in any `window_s` seconds (sliding window)."""
@@ -35,7 +37,7 @@ def registered_only_blacklist(
 ) -> Callable:
     """A blacklist function for `Axon.attach`: refuse unknown hotkeys and callers over the limit."""
 
-    def blacklist(synapse) -> tuple[bool, str]:
+    def verdict(synapse) -> tuple[bool, str]:
         caller = getattr(getattr(synapse, "dendrite", None), "hotkey", None)
         if not caller:
             return True, "request carries no hotkey"
@@ -44,5 +46,11 @@ def registered_only_blacklist(
         if limiter is not None and not limiter.allow(caller):
             return True, f"hotkey {caller} is over the rate limit"
         return False, "registered hotkey"
+
+    def blacklist(synapse) -> tuple[bool, str]:
+        refused, reason = verdict(synapse)
+        if refused:  # routine (strangers, eager callers): DEBUG, never stdout
+            logger.debug(f"axon refused a {type(synapse).__name__} request: {reason}")
+        return refused, reason
 
     return blacklist

@@ -6,13 +6,11 @@ writing a commitment, setting weights, serving an axon and finding validators' a
 
 Two implementations:
 
-* `BittensorChain` talks to a real subtensor through bittensor 10.5's `Subtensor`. Every
-  write returns an `ExtrinsicResponse`, which is always truthy: we check `.success` and
-  raise instead.
-* `InMemoryChain` is the chain for `--mock` and tests (the SDK's `MockSubtensor` is
-  broken in 9.x and 10.x): registered hotkeys, blocks that advance when asked,
-  deterministic block hashes, the 128-byte commitment limit, a weights rate limit, a
-  record of every weight set, and failures that tests can inject.
+* `BittensorChain` (here) talks to a real subtensor through bittensor 10.5's `Subtensor`.
+  Every write returns an `ExtrinsicResponse`, which is always truthy: we check `.success`
+  and raise instead.
+* `InMemoryChain` (`template.mock_chain`) is the chain for `--mock` and tests (the SDK's
+  `MockSubtensor` is broken in 9.x and 10.x).
 
 Errors are split in two: `TransientChainError` (timeouts, lost connections: retry later)
 and `ChainError` / `ExtrinsicRejected` (the chain said no).
@@ -20,14 +18,9 @@ and `ChainError` / `ExtrinsicRejected` (the chain said no).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections import defaultdict, deque
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from loguru import logger
@@ -105,6 +98,11 @@ class MetagraphSnapshot:
     @property
     def hotkeys(self) -> list[str]:
         return [n.hotkey for n in self.neurons]
+
+    @property
+    def coldkeys(self) -> list[str]:
+        """The owning coldkey of each uid, like the real metagraph's `coldkeys`."""
+        return [n.coldkey for n in self.neurons]
 
     @property
     def n(self) -> int:
@@ -227,290 +225,13 @@ class ChainClient(ABC):
         pass
 
 
-def _check_commitment_size(data: str) -> None:
+def check_commitment_size(data: str) -> None:
+    """Refuse what the chain would: a commitment over 128 bytes of UTF-8."""
     size = len(data.encode("utf-8"))
     if size > MAX_COMMITMENT_BYTES:
         raise ExtrinsicRejected(
             f"commitment is {size} bytes; the chain stores at most {MAX_COMMITMENT_BYTES}"
         )
-
-
-# --------------------------------------------------------------------------------------
-# In-memory chain
-# --------------------------------------------------------------------------------------
-
-
-def mock_block_hash(block: int) -> str:
-    """Deterministic stand-in for a block hash: sha256 of a fixed label and the number."""
-    return "0x" + hashlib.sha256(f"distil-mock-chain/block/{block}".encode()).hexdigest()
-
-
-@dataclass
-class _MockNeuron:
-    uid: int
-    hotkey: str
-    coldkey: str
-    stake: float = 0.0
-    validator_permit: bool = False
-    axon: dict | None = None
-
-
-@dataclass
-class _Failure:
-    kind: str  # "timeout" | "reject"
-    message: str
-
-
-class InMemoryChain(ChainClient):
-    """A chain in one process, for `--mock` and tests.
-
-    Blocks advance only when asked (`advance`, `wait_for_block`). Block hashes are a
-    deterministic function of the block number. A commitment is stored like the real
-    `Commitments.CommitmentOf` map (a new one from the same hotkey replaces the old one,
-    with the new block); revealed commitments keep their history.
-
-    Failures are injected per method name with `fail_next("set_weights", "reject")`,
-    `"timeout"` raising `TransientChainError` and `"reject"` raising `ExtrinsicRejected`.
-
-    With `path`, the chain is loaded from and saved to a JSON file after each write, so
-    separate processes (`neurons/miner.py --mock`, `neurons/validator.py --mock`) share it.
-    """
-
-    def __init__(
-        self,
-        netuid: int = 97,
-        start_block: int = 0,
-        weights_rate_limit: int = 0,
-        max_uids: int = 256,
-        path: str | Path | None = None,
-    ):
-        self.netuid = netuid
-        self._block = int(start_block)
-        self.weights_rate_limit = int(weights_rate_limit)
-        self.max_uids = max_uids
-        self._neurons: dict[int, _MockNeuron] = {}
-        self._plain: dict[str, CommitmentRecord] = {}
-        self._revealed: dict[str, list[CommitmentRecord]] = defaultdict(list)
-        self._last_weights_block: dict[str, int] = {}
-        self.weight_sets: list[WeightSet] = []
-        self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._lock = threading.RLock()
-        self.path = Path(path) if path else None
-        if self.path and self.path.exists():
-            self._load(self.path)
-
-    # -- test and scenario controls -------------------------------------------------
-
-    def register(
-        self,
-        hotkey: str,
-        coldkey: str | None = None,
-        stake: float = 0.0,
-        validator_permit: bool = False,
-        uid: int | None = None,
-    ) -> int:
-        """Register `hotkey`; with `uid`, replace whoever holds that uid (deregistration)."""
-        with self._lock:
-            existing = self._uid_of(hotkey)
-            if existing is not None:
-                return existing
-            if uid is None:
-                if len(self._neurons) >= self.max_uids:
-                    raise ChainError("subnet is full; pass uid= to replace a neuron")
-                uid = next(i for i in range(self.max_uids + 1) if i not in self._neurons)
-            else:
-                old = self._neurons.get(uid)
-                if old is not None:
-                    self._plain.pop(old.hotkey, None)
-                    self._revealed.pop(old.hotkey, None)
-            self._neurons[uid] = _MockNeuron(uid, hotkey, coldkey or hotkey, stake, validator_permit)
-            self._save()
-            return uid
-
-    def deregister(self, hotkey: str) -> None:
-        with self._lock:
-            uid = self._uid_of(hotkey)
-            if uid is not None:
-                del self._neurons[uid]
-                self._plain.pop(hotkey, None)
-                self._revealed.pop(hotkey, None)
-                self._save()
-
-    def advance(self, blocks: int = 1) -> int:
-        with self._lock:
-            self._block += int(blocks)
-            self._save()
-            return self._block
-
-    def add_revealed_commitment(self, hotkey: str, data: str, block: int | None = None) -> None:
-        """A timelocked commitment that the chain has revealed (`RevealedCommitments`)."""
-        with self._lock:
-            _check_commitment_size(data)
-            rec = CommitmentRecord(hotkey, data, self._block if block is None else int(block), True)
-            self._revealed[hotkey].append(rec)
-            self._save()
-
-    def put_commitment(self, hotkey: str, data: str, block: int | None = None) -> None:
-        """Place a plain commitment as if `hotkey` had written it at `block` (visible from then on)."""
-        with self._lock:
-            _check_commitment_size(data)
-            self._plain[hotkey] = CommitmentRecord(hotkey, data, self._block if block is None else int(block))
-            self._save()
-
-    def fail_next(self, method: str, kind: str = "timeout", times: int = 1, message: str = "") -> None:
-        if kind not in ("timeout", "reject"):
-            raise ValueError("kind must be 'timeout' or 'reject'")
-        for _ in range(times):
-            self._failures[method].append(_Failure(kind, message or f"injected {kind} in {method}"))
-
-    def _maybe_fail(self, method: str) -> None:
-        self.calls[method] += 1
-        queue = self._failures.get(method)
-        if queue:
-            failure = queue.popleft()
-            if failure.kind == "timeout":
-                raise TransientChainError(failure.message)
-            raise ExtrinsicRejected(failure.message)
-
-    def _uid_of(self, hotkey: str) -> int | None:
-        for uid, neuron in self._neurons.items():
-            if neuron.hotkey == hotkey:
-                return uid
-        return None
-
-    def _require_registered(self, hotkey: str) -> None:
-        if self._uid_of(hotkey) is None:
-            raise ExtrinsicRejected(f"hotkey {hotkey} is not registered on netuid {self.netuid}")
-
-    # -- ChainClient -------------------------------------------------------------------
-
-    def block(self) -> int:
-        with self._lock:
-            self._maybe_fail("block")
-            return self._block
-
-    def block_hash(self, block: int) -> str:
-        with self._lock:
-            self._maybe_fail("block_hash")
-            if block < 0 or block > self._block:
-                raise ChainError(f"block {block} does not exist yet (current block {self._block})")
-            return mock_block_hash(block)
-
-    def metagraph(self) -> MetagraphSnapshot:
-        with self._lock:
-            self._maybe_fail("metagraph")
-            neurons = tuple(
-                Neuron(
-                    uid=n.uid,
-                    hotkey=n.hotkey,
-                    coldkey=n.coldkey,
-                    stake=n.stake,
-                    validator_permit=n.validator_permit,
-                    axon=AxonEndpoint(**n.axon) if n.axon else None,
-                )
-                for n in sorted(self._neurons.values(), key=lambda n: n.uid)
-            )
-            return MetagraphSnapshot(self.netuid, self._block, neurons)
-
-    def commitment_records(self) -> list[CommitmentRecord]:
-        with self._lock:
-            self._maybe_fail("commitment_records")
-            registered = {n.hotkey for n in self._neurons.values()}
-            records = [r for r in self._plain.values() if r.hotkey in registered]
-            for hotkey, revealed in self._revealed.items():
-                if hotkey in registered:
-                    records.extend(revealed)
-            # a commitment placed at a future block (a scenario) appears when the chain gets there
-            records = [r for r in records if r.block <= self._block]
-            return sorted(records, key=lambda r: (r.block, r.hotkey))
-
-    def set_commitment(self, wallet, data: str) -> None:
-        hotkey = wallet.hotkey.ss58_address
-        with self._lock:
-            self._maybe_fail("set_commitment")
-            self._require_registered(hotkey)
-            _check_commitment_size(data)
-            self._plain[hotkey] = CommitmentRecord(hotkey, data, self._block)
-            self._save()
-
-    def set_weights(self, wallet, uids, weights, version_key: int) -> None:
-        hotkey = wallet.hotkey.ss58_address
-        uids, weights = normalize_weights(uids, weights)
-        with self._lock:
-            self._maybe_fail("set_weights")
-            self._require_registered(hotkey)
-            if any(u not in self._neurons for u in uids):
-                raise ExtrinsicRejected(f"weights name uids that do not exist: {uids}")
-            last = self._last_weights_block.get(hotkey)
-            if last is not None and self._block - last < self.weights_rate_limit:
-                raise WeightsRateLimited(
-                    f"weights rate limit: last set at block {last}, now {self._block}, "
-                    f"limit {self.weights_rate_limit} blocks"
-                )
-            self._last_weights_block[hotkey] = self._block
-            self.weight_sets.append(WeightSet(self._block, hotkey, tuple(uids), tuple(weights), int(version_key)))
-            self._save()
-
-    def serve_axon(self, wallet, axon) -> None:
-        hotkey = wallet.hotkey.ss58_address
-        with self._lock:
-            self._maybe_fail("serve_axon")
-            self._require_registered(hotkey)
-            uid = self._uid_of(hotkey)
-            ip = getattr(axon, "external_ip", None) or "127.0.0.1"
-            port = int(getattr(axon, "external_port", None) or axon.port)
-            coldkey = self._neurons[uid].coldkey
-            self._neurons[uid].axon = asdict(AxonEndpoint(hotkey, coldkey, ip, port))
-            self._save()
-
-    def wait_for_block(self, block: int) -> int:
-        with self._lock:
-            if block > self._block:
-                self._block = int(block)
-                self._save()
-            return self._block
-
-    # -- persistence -------------------------------------------------------------------
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "netuid": self.netuid,
-            "block": self._block,
-            "weights_rate_limit": self.weights_rate_limit,
-            "neurons": [asdict(n) for n in sorted(self._neurons.values(), key=lambda n: n.uid)],
-            "commitments": [asdict(r) for r in self._plain.values()],
-            "revealed": [asdict(r) for rs in self._revealed.values() for r in rs],
-            "last_weights_block": dict(self._last_weights_block),
-            "weight_sets": [asdict(w) for w in self.weight_sets],
-        }
-
-    def _load(self, path: Path) -> None:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ChainError(f"cannot read mock chain state {path}: {e}") from None
-        self.netuid = data["netuid"]
-        self._block = data["block"]
-        self.weights_rate_limit = data.get("weights_rate_limit", self.weights_rate_limit)
-        self._neurons = {n["uid"]: _MockNeuron(**n) for n in data["neurons"]}
-        self._plain = {r["hotkey"]: CommitmentRecord(**r) for r in data["commitments"]}
-        self._revealed = defaultdict(list)
-        for r in data.get("revealed", []):
-            self._revealed[r["hotkey"]].append(CommitmentRecord(**r))
-        self._last_weights_block = dict(data.get("last_weights_block", {}))
-        self.weight_sets = [
-            WeightSet(w["block"], w["hotkey"], tuple(w["uids"]), tuple(w["weights"]), w["version_key"])
-            for w in data.get("weight_sets", [])
-        ]
-
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(self.path)
 
 
 # --------------------------------------------------------------------------------------
@@ -651,7 +372,7 @@ class BittensorChain(ChainClient):
         return sorted(records, key=lambda r: (r.block, r.hotkey))
 
     def set_commitment(self, wallet, data: str) -> None:
-        _check_commitment_size(data)
+        check_commitment_size(data)
         response = self._call(
             "set_commitment", self.subtensor.set_commitment, wallet=wallet, netuid=self.netuid, data=data
         )
@@ -712,3 +433,12 @@ class BittensorChain(ChainClient):
                 close()
             except Exception:
                 pass
+
+
+def __getattr__(name: str):
+    # `InMemoryChain` lived here before it got its own module; old imports keep working.
+    if name in ("InMemoryChain", "mock_block_hash"):
+        from template import mock_chain
+
+        return getattr(mock_chain, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

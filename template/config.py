@@ -34,6 +34,16 @@ def add_alias(parser: argparse.ArgumentParser, *flags: str, dest: str, help: str
     parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, help=help or f"alias of --{dest}", **kwargs)
 
 
+_LOGGING_HELP = {
+    "logging.debug": "log DEBUG lines on stderr too (the log file always has them)",
+    "logging.trace": "log TRACE lines too, bittensor's included (very verbose)",
+    "logging.info": "log at INFO (the default)",
+    "logging.record_log": "also write the log to <neuron.full_path>/logs/distil.log",
+    "logging.logging_dir": "write the log to DIR/distil.log (given on the command line); also the root of the "
+    "default --neuron.full_path (default: %(default)s)",
+}
+
+
 def add_chain_args(parser: argparse.ArgumentParser, netuid: int = DEFAULT_NETUID) -> None:
     """Wallet, subtensor, logging, `--netuid` and `--mock`, plus the live subnet's spellings."""
     bt.Wallet.add_args(parser)
@@ -42,6 +52,10 @@ def add_chain_args(parser: argparse.ArgumentParser, netuid: int = DEFAULT_NETUID
     for action in parser._actions:
         if action.dest == "subtensor._mock":  # the SDK's broken MockSubtensor; ours is --mock
             action.help = argparse.SUPPRESS
+        elif action.dest in _LOGGING_HELP:  # the SDK's help describes its own logger, not ours
+            action.help = _LOGGING_HELP[action.dest]
+            if action.dest == "logging.logging_dir":
+                action.metavar = "DIR"
     parser.add_argument("--netuid", type=int, default=netuid, help="subnet netuid (default: %(default)s)")
     parser.add_argument(
         "--mock",

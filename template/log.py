@@ -1,5 +1,10 @@
 """Logging through loguru, with bittensor's own logs still visible and secrets masked.
 
+Every log line goes to stderr (stdout is for a command's data and the validator's epoch
+summaries), coloured only when stderr is a terminal, and to the log file when there is
+one. bittensor's own `bt.logging` writes to stdout through a queue listener, with colour
+codes; its records are routed here instead (`route_bittensor_logs`).
+
 Secrets that could reach a log line (Hugging Face and W&B tokens, mostly through an
 exception message or a URL) are replaced by `***` in every record. Wallet paths are not
 secrets and stay visible.
@@ -7,6 +12,7 @@ secrets and stay visible.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -43,6 +49,43 @@ def _patch(record) -> None:
             record["extra"]["redacted_exception"] = redact(str(exc.value))
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# bittensor's axon logs every refused request at ERROR ("BlacklistedException#<uuid>: ...").
+# Refusing unregistered or over-eager callers is the blacklist doing its job, not an error.
+_ROUTINE_BITTENSOR_ERRORS = ("BlacklistedException#",)
+
+
+class _ToLoguru(logging.Handler):
+    """A `logging` handler that hands each record to loguru (level, logger name, message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = _ANSI.sub("", record.getMessage())
+            level: str | int = record.levelname
+            if message.startswith(_ROUTINE_BITTENSOR_ERRORS):
+                level = "DEBUG"
+            try:
+                logger.level(level)
+            except (ValueError, TypeError):
+                level = record.levelno
+            logger.patch(lambda r: r.update(name=record.name)).log(level, message)
+        except Exception:  # a log line must never raise into bittensor's listener thread
+            self.handleError(record)
+
+
+def route_bittensor_logs(bt) -> None:
+    """Send `bt.logging`'s records to loguru instead of its coloured stdout stream.
+
+    bittensor 10.5 funnels its loggers through a `QueueListener` whose handlers are a
+    `StreamHandler(sys.stdout)` (and a file handler with `--logging.record_log`); both are
+    replaced by one handler into loguru, which writes stderr and our log file.
+    """
+    machine = bt.logging
+    handler = _ToLoguru()
+    machine._handlers = [handler]  # what bittensor's own reconfiguration appends to
+    machine._listener.handlers = (handler,)
+
+
 _FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | <cyan>{name}</cyan> | {message}"
 
 
@@ -55,24 +98,43 @@ def setup_logging(debug: bool = False, trace: bool = False, logfile: str | None 
     logger.add(lambda message: sys.stderr.write(message), level=level, format=_FORMAT, colorize=sys.stderr.isatty(),
                backtrace=False, diagnose=False)
     if logfile:
-        logger.add(logfile, level="DEBUG", rotation="50 MB", retention=5, backtrace=False, diagnose=False)
+        file_level = "TRACE" if level == "TRACE" else "DEBUG"
+        logger.add(logfile, level=file_level, format=_FORMAT, colorize=False, rotation="50 MB", retention=5,
+                   backtrace=False, diagnose=False)
+    logger.debug(f"logging at {level} to stderr" + (f" and {os.path.abspath(logfile)}" if logfile else ""))
     bt = sys.modules.get("bittensor")  # never imported just for this (the CLIs do not need it)
     if bt is None:
         return
     try:
-        # bittensor prints "... enabled." on stdout when its level changes, so it is only
-        # touched when asked: stdout stays clean for the commands whose output is data.
+        route_bittensor_logs(bt)
         if trace:
             bt.logging.set_trace(True)
         elif debug:
             bt.logging.set_debug(True)
-    except Exception:  # logging setup must never stop a neuron
-        pass
+    except Exception as e:  # logging setup must never stop a neuron
+        logger.warning(f"could not route bittensor's logs: {type(e).__name__}: {e}")
+
+
+LOG_FILE_NAME = "distil.log"
+
+
+def log_file_for(config) -> str | None:
+    """Where a neuron's log file goes, if anywhere.
+
+    `--logging.logging_dir DIR` given on the command line: `DIR/distil.log`. Otherwise
+    `--logging.record_log`: `<neuron.full_path>/logs/distil.log`. Neither: no file.
+    """
+    from template.config import is_set  # here: it imports bittensor, which the CLIs never need
+
+    logging_dir = config.logging.get("logging_dir")
+    if logging_dir and is_set(config, "logging.logging_dir"):
+        return os.path.join(os.path.expanduser(logging_dir), LOG_FILE_NAME)
+    if config.logging.record_log and config.get("neuron") and config.neuron.full_path:
+        return os.path.join(config.neuron.full_path, "logs", LOG_FILE_NAME)
+    return None
 
 
 def setup_logging_from_config(config, logfile: str | None = None) -> None:
-    """Levels from `--logging.debug` / `--logging.trace`; `--logging.record_log` also writes
-    `<neuron.full_path>/logs/distil.log` (rotated at 50 MB, 5 kept)."""
-    if logfile is None and config.logging.record_log and config.get("neuron") and config.neuron.full_path:
-        logfile = os.path.join(config.neuron.full_path, "logs", "distil.log")
-    setup_logging(bool(config.logging.debug), bool(config.logging.trace), logfile)
+    """Levels from `--logging.debug` / `--logging.trace`; the log file of `log_file_for`
+    (DEBUG and up whatever the level on stderr; rotated at 50 MB, 5 kept)."""
+    setup_logging(bool(config.logging.debug), bool(config.logging.trace), logfile or log_file_for(config))

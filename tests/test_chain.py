@@ -8,12 +8,11 @@ from template.chain import (
     ChainError,
     CommitmentRecord,
     ExtrinsicRejected,
-    InMemoryChain,
     TransientChainError,
     _decode_commitment_fields,
     earliest_commitments,
-    mock_block_hash,
 )
+from template.mock_chain import InMemoryChain, mock_block_hash
 from template.wallet import MockWallet, mock_hotkey
 
 SHA = "ab" * 20

@@ -87,6 +87,6 @@ def test_table_output_and_exit_codes(prompts_file, capsys, tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"format": "distil-eval-round"}))
     assert cli.main(["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--round", str(path)]) == 2
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["--teacher", "x", "--student", "y", "--seed", "ab"])  # no prompt source
+    with pytest.raises(SystemExit) as exc:  # two prompt sources
+        cli.main(["--teacher", "x", "--student", "y", "--seed", "ab", "--round", "r.json", "--prompts-file", "p"])
     assert exc.value.code == 2

@@ -11,7 +11,7 @@ from conftest import ROOT, free_port, wait_for_port
 from model_builders import clone
 from distil.hub import directory_revision
 from distil.protocol import DistilStatus
-from template.chain import InMemoryChain
+from template.mock_chain import InMemoryChain
 from template.wallet import MockWallet, mock_hotkey
 
 sys.path.insert(0, str(ROOT / "neurons"))
@@ -26,9 +26,16 @@ def run_cli(*args):
 
 
 def test_dry_run_prints_the_exact_commitment_as_last_line():
-    result = run_cli("--dry-run", "--model-repo", "ns/model", "--revision", SHA)
+    result = run_cli("--dry-run", "--model-repo", "ns/model", "--revision", SHA, "--skip-checks")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"ns/model@{SHA}"
+    assert "the pre-checks would not run" in result.stderr
+
+
+def test_repo_at_revision_gets_a_hint_to_use_revision():
+    result = run_cli("--dry-run", "--model-repo", f"ns/model@{SHA}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"to pin a revision, pass --model-repo ns/model --revision {SHA}" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -134,6 +141,26 @@ def test_not_a_terminal_and_no_yes_refuses(mock_world, capsys, monkeypatch):
     assert rc == 1 and "--yes" in capsys.readouterr().err
 
 
+def test_not_a_terminal_and_no_yes_refuses_before_the_prechecks(mock_world, capsys, monkeypatch):
+    """The pre-checks download the model: no point when the commit will be refused anyway."""
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/bad"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--yes" in err and "nothing checked" in err
+    assert "pre-checks" not in err and "REMOTE_CODE" not in err
+
+
+def test_dry_run_runs_the_prechecks_the_commit_would(mock_world, capsys):
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/bad", "--dry-run"])
+    out = capsys.readouterr()
+    assert rc == 1 and out.out == ""
+    assert "the commit would be refused" in out.err and "REMOTE_CODE" in out.err
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--dry-run"])
+    out = capsys.readouterr()
+    assert rc == 0 and "pre-checks passed" in out.err and "the commit would write" in out.err
+    assert InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1")) is None
+
+
 def test_dry_run_in_mock_resolves_revision_from_the_local_store(mock_world, capsys):
     rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--dry-run"])
     assert rc == 0
@@ -165,11 +192,20 @@ def test_status_asks_each_validator_over_a_real_axon(mock_world, capsys, no_exte
     assert rc == 0
     assert validator.hotkey.ss58_address in out
     assert "status=pending" in out and "waiting for the next round" in out and "king=5King" in out
+    assert f"hotkey {mock_hotkey('miner', 'm1')}: registered as uid 0 on netuid 97; commitment: none" in out
 
 
-def test_status_with_no_validators(mock_world, capsys):
-    assert miner_script.main([*mock_world["args"], "--status"]) == 0
-    assert "no validator is serving" in capsys.readouterr().out
+def test_status_with_no_validators_shows_the_chain_record_and_fails(mock_world, capsys):
+    assert miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--yes"]) == 0
+    capsys.readouterr()
+    assert miner_script.main([*mock_world["args"], "--status"]) == 1
+    out = capsys.readouterr()
+    assert "no validator is serving" in out.out and "no validator answered" in out.err
+    own = f"hotkey {mock_hotkey('miner', 'm1')}: registered as uid 0 on netuid 97; "
+    assert own + f"commitment: alice/tiny@{mock_world['revision']} (block 500)" in out.out
+    InMemoryChain(path=mock_world["chain"]).deregister(mock_hotkey("miner", "m1"))
+    assert miner_script.main([*mock_world["args"], "--status"]) == 1
+    assert "NOT registered on netuid 97" in capsys.readouterr().out
 
 
 def test_a_model_failing_the_prechecks_is_not_committed(mock_world, capsys):

@@ -8,7 +8,8 @@ import pytest
 from conftest import free_port, wait_for_port
 from distil.protocol import DistilStatus
 from template.axon import RateLimiter, registered_only_blacklist
-from template.chain import AxonEndpoint, InMemoryChain
+from template.chain import AxonEndpoint
+from template.mock_chain import InMemoryChain
 from template.wallet import MockWallet
 
 

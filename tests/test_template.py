@@ -5,7 +5,8 @@ import argparse
 import pytest
 
 from template.base import BaseMinerNeuron, BaseNeuron, BaseValidatorNeuron
-from template.chain import InMemoryChain, NotRegisteredError
+from template.chain import NotRegisteredError
+from template.mock_chain import InMemoryChain
 from template.config import add_chain_args, add_neuron_args, check_config, is_set, parse_config
 from template.wallet import MockWallet
 

@@ -23,7 +23,7 @@ from distil.protocol import DistilStatus
 from distil.scoring.epoch import FailedModel, ScoredModel
 from distil.state import COPY, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, load_state, request_requeue
 from distil.validator.scorer import RoundScores
-from template.chain import InMemoryChain
+from template.mock_chain import InMemoryChain
 from template.config import parse_config
 from template.wallet import MockWallet
 

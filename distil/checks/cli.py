@@ -71,11 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def looks_like_a_path(target: str) -> bool:
+    """A target no hub repo id can be: `/abs`, `./rel`, `../rel`, `~/x`, `.`, or more than one '/'."""
+    return target in (".", "..") or target.startswith(("/", "./", "../", "~")) or target.count("/") > 1
+
+
 def resolve_target(target: str, hub_store_factory):
     """(store, commitment, description) for a directory or a hub repo; CommitmentError otherwise."""
     from distil.hub import LocalModelStore
 
-    path = Path(target)
+    if not target.strip():
+        raise CommitmentError("empty target: give a model directory or namespace/name[@<40-hex revision>]")
+    path = Path(target).expanduser()
+    if path.exists() and not path.is_dir():
+        raise CommitmentError(f"{target}: not a directory (give the model's directory, not a file in it)")
+    if looks_like_a_path(target) and not path.exists():
+        raise CommitmentError(f"{target}: no such directory")
     if path.is_dir():
         store = LocalModelStore()
         revision = store.add("local/model", path)

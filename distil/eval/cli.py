@@ -1,13 +1,17 @@
 """`distil-eval`: score students against the teacher exactly as validators do.
 
     distil-eval --teacher PATH_OR_REPO --student PATH_OR_REPO [--student ...]
-                (--prompts-file F | --dataset NAME) --seed HEX [--n-prompts N]
+                [--prompts-file F | --dataset NAME] --seed HEX [--n-prompts N]
                 [--max-new-tokens N] [--device cpu|cuda] [--json]
-    distil-eval --teacher PATH_OR_REPO --student ... --round ROUND.json [--json]
+    distil-eval --teacher PATH_OR_REPO --student ... --round ROUND.json [--force] [--json]
 
 Every EvalSpec field is a flag (`--chunk-size`, `--dataset-revision`, ...). `--round`
 re-scores students on exactly the prompts and teacher continuations of a previous run
-(the JSON that `--json` prints), so anyone can audit a validator's round. A
+(the JSON that `--json` prints), so anyone can audit a validator's round; it refuses a
+teacher other than the round's (judged by content: `repo@revision` on the hub, the
+content revision of a directory, so a copy of the round's teacher is the same teacher)
+unless `--force`, which records the mismatch in the output. Without `--prompts-file`,
+`--dataset` or `--round`, the prompts come from the validators' dataset. A
 PATH_OR_REPO that is not a local directory is downloaded from the hub
 (`namespace/name@<revision>` pins it). Logs go to stderr, the result to stdout.
 Exit status: 0 all scored, 1 a model failed, 2 usage error.
@@ -19,7 +23,9 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
+from pathlib import Path
 
 from loguru import logger
 
@@ -49,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
     parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@revision] (repeatable)")
-    src = parser.add_mutually_exclusive_group(required=True)
+    src = parser.add_mutually_exclusive_group()  # none of them: the validators' dataset
     src.add_argument("--prompts-file", help='JSONL of {"text": ...} or {"input_ids": [...]} lines')
     src.add_argument("--round", help="re-score on the prompts and continuations of this distil-eval JSON")
     parser.add_argument("--seed", help="the seed block's hash (hex); required unless --round")
+    parser.add_argument("--force", action="store_true",
+                        help="with --round: score even with a teacher other than the round's; the mismatch is "
+                        "recorded in the output")
     parser.add_argument("--json", action="store_true", help="print the round as JSON")
     parser.add_argument("--timings", action="store_true", help="add phase timings to the JSON")
     parser.add_argument("--log-level", default="INFO")
@@ -89,6 +98,47 @@ def resolve_model(source: str) -> str:
     repo, _, revision = source.partition("@")
     logger.info(f"downloading {repo}@{revision or 'main'} from the hub")
     return snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=MODEL_FILES)
+
+
+def teacher_identity(source: str, resolved: str | None = None) -> str | None:
+    """What a teacher is, judged by content: `repo@revision` for a hub teacher, `local@<content
+    revision>` for a directory (every copy of a directory has the same). None when a hub
+    teacher's revision is not known yet (not pinned, not downloaded)."""
+    if os.path.isdir(source):
+        from distil.hub import directory_revision
+
+        logger.info(f"teacher {source}: computing its content revision (reads every file)")
+        return f"local@{directory_revision(source)}"
+    repo, _, revision = source.partition("@")
+    if not revision and resolved is not None:  # snapshot_download names a snapshot by its commit
+        revision = Path(resolved).name
+    return f"{repo}@{revision}" if revision else None
+
+
+def recorded_teacher_identity(doc: dict) -> str | None:
+    """The identity of the teacher a round was scored with, if the file lets us know it."""
+    if doc.get("teacher_identity"):
+        return doc["teacher_identity"]
+    teacher = str(doc.get("teacher") or "")
+    if re.fullmatch(r"[^@\s]+/[^@\s]+@[0-9a-f]{40}", teacher):  # a validator's pinned hub teacher
+        return teacher
+    if teacher and os.path.isdir(teacher):  # a directory that is on this machine too
+        return teacher_identity(teacher)
+    return None
+
+
+def teacher_mismatch(round_file: str, teacher: str, used: str | None) -> dict | None:
+    """None when `teacher` (whose identity is `used`) is the round's teacher; else {recorded, used, detail}."""
+    with open(round_file, encoding="utf-8") as f:
+        doc = json.load(f)
+    recorded = recorded_teacher_identity(doc)
+    if recorded is not None and recorded == used:
+        return None
+    detail = (f"--teacher {teacher} ({used}) is not the round's teacher {doc.get('teacher')!r} ({recorded})"
+              if recorded is not None else
+              f"the round file does not say which content its teacher {doc.get('teacher')!r} had, so --teacher "
+              f"{teacher} cannot be checked against it")
+    return {"recorded": recorded, "used": used, "detail": detail}
 
 
 def _prepare(args):
@@ -142,6 +192,12 @@ def _prepare(args):
     return spec, seed, description, [p.source_id for p in sampled], ids, None
 
 
+def _refuse_teacher(mismatch: dict) -> int:
+    print(f"distil-eval: error: {mismatch['detail']}. Pass the round's teacher, or --force to score anyway "
+          "(the output records the mismatch).", file=sys.stderr)
+    return 2
+
+
 def format_table(doc: dict) -> str:
     rows = [("model", "KL mean", "± se", "median", "p99", "top-1", "positions / failure")]
     for m in doc["models"]:
@@ -155,6 +211,8 @@ def format_table(doc: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     n_tokens = sum(len(p["continuation_ids"]) for p in doc["prompts"])
     head = f"seed {doc['seed']}  |  {len(doc['prompts'])} prompts, {n_tokens} teacher tokens  |  scoring v{doc['scoring_version']}"
+    if doc.get("teacher_mismatch"):
+        head += f"\nTEACHER MISMATCH (--force): {doc['teacher_mismatch']['detail']}"
     return "\n".join([head, *lines])
 
 
@@ -180,12 +238,33 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as e:
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # the dataset or the teacher's tokenizer is out of reach: say which, no traceback
+        where = "" if args.round or args.prompts_file else f" from the dataset {args.dataset or CLIMBMIX}"
+        print(f"distil-eval: cannot get the prompts{where}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     logger.info(f"spec: {json.dumps(spec.to_dict(), sort_keys=True)}")
+    # the teacher's identity goes into the JSON (a directory's is read from all its bytes: only when needed)
+    wants_identity = bool(args.round or args.json)
+    pinned = os.path.isdir(args.teacher) or "@" in args.teacher
+    identity = teacher_identity(args.teacher) if wants_identity and pinned else None
+    mismatch = None
+    if args.round and pinned:  # check before downloading anything
+        mismatch = teacher_mismatch(args.round, args.teacher, identity)
+        if mismatch and not args.force:
+            return _refuse_teacher(mismatch)
     try:
         teacher_path = resolve_model(args.teacher)
     except Exception as e:
         print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
         return 1
+    if wants_identity and not pinned:  # the hub revision is known now
+        identity = teacher_identity(args.teacher, teacher_path)
+    if args.round and not pinned:
+        mismatch = teacher_mismatch(args.round, args.teacher, identity)
+        if mismatch and not args.force:
+            return _refuse_teacher(mismatch)
+    if mismatch:
+        logger.warning(f"--force: {mismatch['detail']}; the result records the mismatch")
     students, unavailable = [], {}
     for s in args.student:
         try:
@@ -200,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result.results = {s: result.results.get(s) or unavailable[s] for s in args.student}
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
+    if identity is not None:
+        doc["teacher_identity"] = identity
+    if mismatch:
+        doc["teacher_mismatch"] = mismatch
     if args.json:
         print(json.dumps(doc))
     else:

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from loguru import logger
 
-from template.chain import BittensorChain, ChainClient, InMemoryChain, MetagraphSnapshot, NotRegisteredError
+from template.chain import BittensorChain, ChainClient, MetagraphSnapshot, NotRegisteredError
+from template.mock_chain import InMemoryChain
 from template.config import add_chain_args, add_neuron_args, check_config, parse_config
 from template.log import setup_logging_from_config
 from template.wallet import load_wallet
