@@ -101,6 +101,7 @@ class _Run:
     files_hash: str | None = None
     file_hashes: tuple[str, ...] = ()
     hidden_size: int | None = None
+    config_json: dict | None = None  # config.json as parsed (bounded) in the config step
     index: dict | None = None
     weight_map: dict | None = None
     headers: list[SafetensorsHeader] = field(default_factory=list)
@@ -155,7 +156,8 @@ class _Run:
         # Every JSON file the repo holds is parsed here, bounded, before any weight byte is
         # fetched: transformers and tokenizers later read only files that parsed.
         parsed = {name: self._repo_json(name) for name in JSON_FILES if self.meta.file(name) is not None}
-        summary = check_config(parsed[CONFIG], self.limits)
+        self.config_json = parsed[CONFIG]
+        summary = check_config(self.config_json, self.limits)
         check_tokenizer_config(parsed[TOKENIZER_CONFIG])
         self.index = parsed.get(WEIGHTS_INDEX)
         self.hidden_size = summary.hidden_size
@@ -195,7 +197,7 @@ class _Run:
     def architecture(self) -> str:
         from distil.checks.architecture import check_architecture, check_config_sizes, config_from_dict
 
-        raw = self._small_json(CONFIG)
+        raw = self.config_json
         tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
         check_config_sizes(raw, len(tensors))
         report = check_architecture(config_from_dict(raw), tensors, max_params=self.limits.max_params)
