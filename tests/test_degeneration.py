@@ -104,3 +104,34 @@ def test_aggregate_by_hand():
     p = probe_stats([[5] * 40, list(range(40)) + [EOS], [1, 2]], [EOS])
     assert p == ProbeStats(n=3, loops=1, mean_repeated_ngram_share=pytest.approx((1 - 1 / 37) / 3), eos=1,
                            mean_tokens=pytest.approx(82 / 3))
+
+
+def test_a_tiny_model_built_to_loop_is_flagged_while_the_teacher_and_a_near_copy_pass():
+    import torch
+
+    from distil import tiny
+    from distil.demo import TEACHER_LOGIT_SCALE
+    from distil.eval.teacher import greedy_generate
+
+    teacher = tiny.build_model(tiny.teacher_config(), seed=0, logit_scale=TEACHER_LOGIT_SCALE)
+    near_copy = tiny.perturbed_copy(teacher, seed=1, scale=0.02)
+    looper = tiny.looping_copy(teacher)
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, 256, (10,), generator=generator).tolist() for _ in range(6)]
+    eos = [tiny.EOS_ID]
+
+    def probe(model):  # the teacher pass's own batched bare-greedy code
+        continuations = greedy_generate(model, prompts, max_new_tokens=40, eos_ids=eos, batch_size=6)
+        return continuations, probe_stats(continuations, eos)
+
+    _, teacher_stats = probe(teacher)
+    assert teacher_stats.loops == 0 and teacher_stats.mean_repeated_ngram_share < 0.1
+    assert degenerate(teacher_stats, teacher_stats)[0] is False
+    assert degenerate(probe(near_copy)[1], teacher_stats)[0] is False
+
+    loops, looper_stats = probe(looper)
+    assert all(len(set(c[-20:])) == 1 for c in loops)  # it repeats one token to the end
+    flagged, detail = degenerate(looper_stats, teacher_stats)
+    assert flagged and "loops on 6/6" in detail
+    # the copy is a valid model of the same shapes: only the output head moved
+    assert {k: v.shape for k, v in looper.state_dict().items()} == {k: v.shape for k, v in teacher.state_dict().items()}
