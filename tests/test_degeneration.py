@@ -117,11 +117,11 @@ def test_a_tiny_model_built_to_loop_is_flagged_while_the_teacher_and_a_near_copy
     near_copy = tiny.perturbed_copy(teacher, seed=1, scale=0.02)
     looper = tiny.looping_copy(teacher)
     generator = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(0, 256, (10,), generator=generator).tolist() for _ in range(6)]
+    prompts = [torch.randint(0, 256, (10,), generator=generator).tolist() for _ in range(4)]
     eos = [tiny.EOS_ID]
 
     def probe(model):  # the teacher pass's own batched bare-greedy code
-        continuations = greedy_generate(model, prompts, max_new_tokens=40, eos_ids=eos, batch_size=6)
+        continuations = greedy_generate(model, prompts, max_new_tokens=36, eos_ids=eos, batch_size=4)
         return continuations, probe_stats(continuations, eos)
 
     _, teacher_stats = probe(teacher)
@@ -130,8 +130,8 @@ def test_a_tiny_model_built_to_loop_is_flagged_while_the_teacher_and_a_near_copy
     assert degenerate(probe(near_copy)[1], teacher_stats)[0] is False
 
     loops, looper_stats = probe(looper)
-    assert all(len(set(c[-20:])) == 1 for c in loops)  # it repeats one token to the end
+    assert all(len(set(c[-18:])) == 1 for c in loops)  # it repeats one token to the end
     flagged, detail = degenerate(looper_stats, teacher_stats)
-    assert flagged and "loops on 6/6" in detail
+    assert flagged and "loops on 4/4" in detail
     # the copy is a valid model of the same shapes: only the output head moved
     assert {k: v.shape for k, v in looper.state_dict().items()} == {k: v.shape for k, v in teacher.state_dict().items()}
