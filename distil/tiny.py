@@ -150,3 +150,27 @@ def perturbed_copy(model, seed: int, scale: float):
             std = param.float().std() if param.numel() > 1 else torch.tensor(0.0)
             param.copy_((param.float() + noise * std * scale).to(param.dtype))
     return clone
+
+
+def looping_copy(model, strength: float = 50.0):
+    """A copy of `model` that, left to generate greedily, repeats the token it just read.
+
+    For the degeneration guard's tests: every output-head row v gains `strength` × the
+    unit-length input embedding of v. The residual stream carries the embedding of the
+    token being read up to the final norm, so the logit of that same token rises by about
+    `strength` × its (normalised) self-similarity, and once it is the argmax the model
+    feeds itself the token again: a period-1 loop. The architecture, shapes and files are
+    those of `model` (it passes every pre-check); a smaller `strength` keeps more of the
+    original predictions (and a lower KL on teacher text) but loops on fewer prompts.
+    """
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        embedding = clone.get_input_embeddings().weight.float()
+        unit = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        head = clone.get_output_embeddings().weight
+        if head.data_ptr() == clone.get_input_embeddings().weight.data_ptr():
+            raise ValueError("looping_copy needs an untied output head (tie_word_embeddings=False)")
+        head.copy_((head.float() + strength * unit).to(head.dtype))
+    return clone

@@ -51,12 +51,20 @@ class EvalSpec:
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
     vocab_size: int = VOCAB_SIZE
     student_timeout_s: float = 3600.0
+    # Degeneration guard (scoring spec v2): a would-be king generates greedily on the first
+    # min(probe_prompts, n_prompts) prompts; DEGENERATE when it loops on ≥ max(probe_min_loops,
+    # teacher loops + ⌈probe_loop_margin × K⌉) of them or its mean repeated-4-gram share is above
+    # the teacher's + probe_repeat_margin (distil/scoring/degeneration.py, docs/scoring.md).
+    probe_prompts: int = 16
+    probe_min_loops: int = 2
+    probe_loop_margin: float = 0.25
+    probe_repeat_margin: float = 0.2
     prompt_cache_dir: str = field(default="", metadata={"runtime": True})  # "" = ~/.cache/distil/prompts
 
     def __post_init__(self):
         for name in ("n_prompts", "max_new_tokens", "max_prompt_chars", "max_prompt_tokens",
                      "dataset_shards", "rows_per_shard", "generation_batch_size", "chunk_size",
-                     "own_logits_chunk", "vocab_size"):
+                     "own_logits_chunk", "vocab_size", "probe_prompts"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EvalSpec.{name} must be a positive integer, got {value!r}")
@@ -66,6 +74,20 @@ class EvalSpec:
             raise ValueError(f"EvalSpec.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if not self.student_timeout_s > 0:
             raise ValueError(f"EvalSpec.student_timeout_s must be > 0, got {self.student_timeout_s!r}")
+        try:
+            self.degeneration_thresholds()
+        except ValueError as e:
+            raise ValueError(f"EvalSpec probe thresholds: {e}") from None
+
+    @property
+    def probe_count(self) -> int:
+        """K, the prompts the degeneration probe generates on: the first `probe_prompts`, at most all."""
+        return min(self.probe_prompts, self.n_prompts)
+
+    def degeneration_thresholds(self):
+        from distil.scoring.degeneration import DegenerationThresholds
+
+        return DegenerationThresholds(self.probe_min_loops, self.probe_loop_margin, self.probe_repeat_margin)
 
     @property
     def torch_dtype(self) -> torch.dtype:

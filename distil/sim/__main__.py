@@ -1,0 +1,30 @@
+"""`python -m distil.sim WHICH ...` (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# One module of this package per subcommand, each with `register(subparsers)` setting `run`.
+SUBCOMMANDS = ("dethrone",)
+
+
+def main(argv=None) -> int:
+    import distil.sim as pkg
+
+    parser = argparse.ArgumentParser(prog="python -m distil.sim", description=pkg.__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
+    sub = parser.add_subparsers(dest="which", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"distil.sim.{name}").register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as e:  # a round file that cannot be used, or settings that cannot run
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
