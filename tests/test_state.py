@@ -207,3 +207,21 @@ def test_distil_state_show_and_requeue(tmp_path, capsys):
     state_path(tmp_path).write_text("{broken")
     assert main(["show", "--state-dir", str(tmp_path)]) == 2
     assert "kept as it is" in capsys.readouterr().err
+
+
+def test_distil_state_check_lists_every_problem(tmp_path, capsys):
+    from distil.state_cli import main
+
+    save_state(example_state(), tmp_path)
+    assert main(["check", "--state-dir", str(tmp_path)]) == 0
+    assert "valid (2 miners, king hk1)" in capsys.readouterr().out
+    data = json.loads(state_path(tmp_path).read_text())
+    data["last_epoch_block"] = "200"
+    data["miners"]["hk1"]["kl"]["mean"] = "x"
+    state_path(tmp_path).write_text(json.dumps(data))
+    before = state_path(tmp_path).read_text()
+    assert main(["check", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "last_epoch_block: Input should be a valid integer (got '200')" in err
+    assert "miners.hk1.kl.mean: Input should be a valid number (got 'x')" in err and "2 problem(s)" in err
+    assert state_path(tmp_path).read_text() == before
