@@ -7,15 +7,18 @@ Shape (version 1)::
                          "status": "king" | "evaluated" | "pending" | "disqualified",
                          "reason": null | "COPY" | "REMOVED" | "INVALID" | "KL_TOO_HIGH",
                          "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
-                         "checked": bool, "seen_public": bool, ...}},
+                         "checked": bool, "seen_public": bool,
+                         "strikes": INT, "last_check_block": INT | null, ...}},
      "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null}
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
-The previous states are kept as `state.json.1` (newest) … `state.json.N`. A state file
-that does not parse, or comes from a newer version of this code, is an error that names
-the file and is left untouched.
+The previous states are kept as `state.json.1` (newest) … `state.json.N`. Every field is
+validated against one declared schema (`distil.state_schema`: types, ranges, the king
+invariants) on load and before each save; a state file that does not parse, fails the
+schema, or comes from a newer version of this code, is an error that names the file and
+the field, and is left untouched (nothing is repaired silently).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distil import SCORING_VERSION
+from distil.state_schema import validate_state
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
@@ -68,6 +72,8 @@ class MinerRecord:
     checked: bool = False  # pre-checks passed: ready for (or done with) evaluation
     seen_public: bool = False
     first_seen_block: int | None = None
+    strikes: int = 0  # pre-check attempts that failed for a reason specific to this repo
+    last_check_block: int | None = None  # the last pre-check attempt that reached no verdict
 
     @property
     def evaluated(self) -> bool:
@@ -78,16 +84,8 @@ class MinerRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "MinerRecord":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise StateError(f"unknown miner fields {sorted(unknown)}")
-        record = cls(**data)
-        if record.status not in STATUSES:
-            raise StateError(f"unknown miner status {record.status!r}")
-        if record.reason is not None and record.reason not in REASONS:
-            raise StateError(f"unknown disqualification reason {record.reason!r}")
-        return record
+        """A record from already validated JSON (see `ValidatorState.from_json`)."""
+        return cls(**data)
 
 
 @dataclass
@@ -113,10 +111,11 @@ class ValidatorState:
 
     @classmethod
     def from_json(cls, data: Any) -> "ValidatorState":
+        """Validate `data` against the declared schema, then build the state; StateError names the field."""
         if not isinstance(data, dict):
             raise StateError("state is not a JSON object")
         version = data.get("version")
-        if not isinstance(version, int):
+        if not isinstance(version, int) or isinstance(version, bool):
             raise StateError("state has no integer 'version'")
         if version > STATE_VERSION:
             raise StateError(
@@ -124,24 +123,26 @@ class ValidatorState:
                 "upgrade the validator"
             )
         try:
-            miners = {hk: MinerRecord.from_json(m) for hk, m in data.get("miners", {}).items()}
-            state = cls(
-                king=data.get("king"),
-                miners=miners,
-                hash_owners=dict(data.get("hash_owners", {})),
-                last_round=data.get("last_round"),
-                last_epoch_block=data.get("last_epoch_block"),
-                scoring_version=int(data.get("scoring_version", SCORING_VERSION)),
-                version=version,
-            )
-        except (TypeError, ValueError) as e:
-            raise StateError(f"malformed state: {e}") from None
-        if state.king is not None and state.king not in state.miners:
-            raise StateError(f"king {state.king} has no miner record")
-        return state
+            validate_state(data)
+        except ValueError as e:
+            raise StateError(f"invalid field {e}") from None
+        return cls._build(data)
+
+    @classmethod
+    def _build(cls, data: dict[str, Any]) -> "ValidatorState":
+        return cls(
+            king=data.get("king"),
+            miners={hk: MinerRecord.from_json(m) for hk, m in data.get("miners", {}).items()},
+            hash_owners=dict(data.get("hash_owners", {})),
+            last_round=data.get("last_round"),
+            last_epoch_block=data.get("last_epoch_block"),
+            scoring_version=data.get("scoring_version", SCORING_VERSION),
+            version=data["version"],
+        )
 
     def copy(self) -> "ValidatorState":
-        return ValidatorState.from_json(json.loads(json.dumps(self.to_json())))
+        """A deep copy (not re-validated: the epoch's steps may pass through intermediate states)."""
+        return ValidatorState._build(json.loads(json.dumps(self.to_json())))
 
 
 def state_path(directory: str | Path) -> Path:
@@ -163,7 +164,10 @@ def load_state(directory: str | Path) -> ValidatorState:
     try:
         state = ValidatorState.from_json(data)
     except StateError as e:
-        raise StateError(f"{path}: {e}. The file is kept as it is.") from None
+        raise StateError(
+            f"{path}: {e}. The file is kept as it is: fix that field, restore a backup ({path.name}.1 …), "
+            f"or see every problem with `distil-state check --state-dir {path.parent}`."
+        ) from None
     return state
 
 
@@ -172,7 +176,12 @@ def save_state(state: ValidatorState, directory: str | Path, backups: int = BACK
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = state_path(directory)
-    text = json.dumps(state.to_json(), indent=1, sort_keys=False, allow_nan=False)
+    data = state.to_json()
+    try:
+        validate_state(data)  # never write a state the next start would refuse
+    except ValueError as e:
+        raise StateError(f"refusing to save an invalid state: {e}") from None
+    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False)
     tmp = directory / f".{STATE_FILE}.tmp"
     with open(tmp, "w") as f:
         f.write(text)

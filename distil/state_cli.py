@@ -1,9 +1,12 @@
 """`distil-state`: look at a validator's state, and requeue a hotkey after a wrong disqualification.
 
     distil-state show --state-dir DIR [--hotkey HK] [--json]
+    distil-state check --state-dir DIR
     distil-state requeue HOTKEY --state-dir DIR
 
-DIR is the validator's `--neuron.full_path` (where `state.json` lives). A requeue is
+DIR is the validator's `--neuron.full_path` (where `state.json` lives). `check` lists
+every problem the validator would refuse the state for (it stops at start-up on the
+first, naming the field); nothing is ever repaired silently. A requeue is
 picked up by the validator at the start of its next epoch: the hotkey goes back to
 `pending`, is pre-checked again and, if valid, challenges the king.
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from distil.state import DISQUALIFIED, StateError, load_state, pending_requests, request_requeue, state_path
+from distil.state_schema import problems
 
 
 def _format_kl(kl: dict | None) -> str:
@@ -55,6 +59,31 @@ def show(args) -> int:
     return 0
 
 
+def check(args) -> int:
+    """Every problem of state.json, one per line; exit 0 when the validator would accept it."""
+    path = state_path(args.state_dir)
+    if not path.exists():
+        print(f"{path}: no state file (the validator starts fresh)")
+        return 0
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        print(f"{path}: cannot read: {e}", file=sys.stderr)
+        return 1
+    found = problems(data)
+    try:
+        load_state(args.state_dir)  # also the version checks, which come before the schema
+    except StateError as e:
+        found = found or [str(e)]
+    if not found:
+        print(f"{path}: valid ({len(data.get('miners') or {})} miners, king {data.get('king') or '-'})")
+        return 0
+    for problem in found:
+        print(f"{path}: {problem}", file=sys.stderr)
+    print(f"{len(found)} problem(s); fix them by hand or restore a backup ({path.name}.1 …)", file=sys.stderr)
+    return 1
+
+
 def requeue(args) -> int:
     state = load_state(args.state_dir)
     record = state.miners.get(args.hotkey)
@@ -76,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.add_argument("--hotkey", default=None, help="only this hotkey")
     p_show.add_argument("--json", action="store_true", help="print the state as JSON")
     p_show.set_defaults(func=show)
+    p_check = sub.add_parser("check", help="list every problem the validator would refuse state.json for", allow_abbrev=False)
+    p_check.add_argument("--state-dir", required=True, help="the validator's --neuron.full_path")
+    p_check.set_defaults(func=check)
     p_requeue = sub.add_parser(
         "requeue", help="send a hotkey back to pending after a wrong disqualification", allow_abbrev=False
     )

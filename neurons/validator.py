@@ -30,27 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger  # noqa: E402
 
 from distil import SCORING_VERSION, SPEC_VERSION, TEACHER_REPO, __version__  # noqa: E402
-from distil.checks import (  # noqa: E402
-    COPY,
-    INVALID,
-    REMOVED,
-    TRANSIENT,
-    UNAVAILABLE,
-    CheckLimits,
-    check_commitment,
-    check_integrity,
-    load_reference,
-    publication_verdict,
-)
+from distil.checks import REMOVED, TRANSIENT, CheckLimits, check_commitment, check_integrity, load_reference  # noqa: E402
 from distil.checks.args import add_check_args  # noqa: E402
 from distil.commitment import Commitment, parse_commitment  # noqa: E402
-from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, seed_from_block_hash  # noqa: E402
+from distil.eval.prompts import seed_from_block_hash  # noqa: E402
 from distil.eval.spec import EvalSpec  # noqa: E402
 from distil.hub import HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
 from distil.metrics import make_logger  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from distil.scoring import epoch as ep  # noqa: E402
 from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT  # noqa: E402
+from distil.scoring.prechecks import DEFAULT_MAX_STRIKES  # noqa: E402
 from distil.state import (  # noqa: E402
     DISQUALIFIED,
     KING,
@@ -60,10 +50,13 @@ from distil.state import (  # noqa: E402
     pending_requests,
     save_state,
 )
+from distil.validator.precheck import apply_strikes, run_prechecks  # noqa: E402
+from distil.validator.prompt_source import check_prompt_source, make_prompt_source  # noqa: E402
 from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # noqa: E402
 from distil.validator.status import status_for  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
+from template.base.validator import one_line  # noqa: E402
 from template.chain import ChainError  # noqa: E402
 from template.mock_chain import InMemoryChain  # noqa: E402
 from template.config import parse_config  # noqa: E402
@@ -147,7 +140,11 @@ class Validator(BaseValidatorNeuron):
         super().add_args(parser)
         add_eval_args(parser)
         add_check_args(parser)
-        parser.add_argument("--checks.max_per_epoch", type=int, default=16, help="commitments pre-checked per epoch (default: %(default)s)")
+        parser.add_argument("--checks.max_per_epoch", type=int, default=16,
+                            help="commitments pre-checked per epoch, never-checked ones first (default: %(default)s)")
+        parser.add_argument("--checks.max_strikes", type=int, default=DEFAULT_MAX_STRIKES,
+                            help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
+                                 "(default: %(default)s; outages never count)")
         parser.add_argument("--mock.scenario", dest="mock_scenario", default=None, help="with --mock: scenario JSON (see docs/validators.md)")
         parser.add_argument("--status.rate_limit", dest="status_rate_limit", type=int, default=30, help="DistilStatus requests per caller per minute")
 
@@ -183,6 +180,9 @@ class Validator(BaseValidatorNeuron):
         self._pinned_king: Commitment | None = None
         self._teacher_ref = None
         self.scorer = scorer
+        self.prompt_source = make_prompt_source(self.spec, config.eval.prompts_file)
+        if scorer is None:  # the rounds will draw prompts: refuse a source that cannot serve them
+            check_prompt_source(self.prompt_source, int(config.eval.n_prompts), offline=bool(config.mock))
         self.metrics = make_logger(config, config.neuron.full_path, self._run_config())
         if not config.neuron.axon_off:
             if config.mock and not config.axon.external_ip:
@@ -212,7 +212,12 @@ class Validator(BaseValidatorNeuron):
     # -- the epoch ------------------------------------------------------------------------
 
     def forward(self, epoch_block: int) -> None:
-        """One epoch (DESIGN.md §4). Saved twice: after the CPU work, and after a finished round."""
+        """One epoch (DESIGN.md §4). Saved twice: after the CPU work, and after a finished round.
+
+        The king gets its weights whenever its integrity check passed, whatever happens to
+        the round: a round that fails changes nothing, says why in one line, and is
+        retried next epoch.
+        """
         started = time.monotonic()
         self.events = []
         self.protect_snapshots()
@@ -220,18 +225,27 @@ class Validator(BaseValidatorNeuron):
         hotkey_uids = {n.hotkey: n.uid for n in self.metagraph.neurons}
         state = self.apply_requests(self.state)
         state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now))
-        state = self.precheck(state, now)
-        state, king_ok, unreachable = self.check_integrity(state)
+        state, attempts = self.precheck(state, now)
+        state, king_ok, unreachable, answered = self.check_integrity(state)
+        state = self.note(apply_strikes(state, attempts, answered, int(self.config.checks.max_strikes)))
         plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=unreachable)
         self.commit(state)  # the CPU work is done: a crash from here on does not redo it
 
         scores = None
         if plan.needs_gpu and king_ok:
             logger.info(f"round {epoch_block}: king {plan.king or '-'}, {len(plan.challengers)} challenger(s), rematch {len(plan.rematch)}")
-            scores = self.score(plan, epoch_block)
-            outcome = ep.apply_round(state, plan, scores.results, self.round_info(epoch_block, scores), self.params)
-            self.events.extend(outcome.events)
-            state = outcome.state
+            try:
+                scores = self.score(plan, epoch_block)
+                outcome = ep.apply_round(state, plan, scores.results, self.round_info(epoch_block, scores), self.params)
+            except Exception as e:  # whatever failed, the round changes nothing; the king keeps its weights
+                scores = None
+                why = f"{type(e).__name__}: {one_line(e)}"
+                logger.warning(f"round {epoch_block} failed ({why}); nothing changes, retried next epoch")
+                logger.opt(exception=e).debug(f"round {epoch_block} failed: traceback")
+                self.events.append(ep.Event("round_failed", None, why))
+            else:
+                self.events.extend(outcome.events)
+                state = outcome.state
         elif plan.needs_gpu:
             logger.warning("the king's repo could not be checked this epoch; no round, no weights")
         else:
@@ -274,44 +288,31 @@ class Validator(BaseValidatorNeuron):
             self._teacher_ref = load_reference(self.config.checks.teacher, store=self.store)
         return self._teacher_ref
 
-    def precheck(self, state: ValidatorState, now: int) -> ValidatorState:
-        """Pre-check pending commitments (earliest first, `--checks.max_per_epoch` of them)."""
-        for hotkey in ep.to_check(state)[: max(0, int(self.config.checks.max_per_epoch))]:
-            record = state.miners[hotkey]
-            commitment = parse_commitment(record.commitment)
-            owner_of = ep.registry_of(state).copy_lookup(ep.claim_of(state, hotkey))
-            result = check_commitment(self.store, commitment, self.limits, teacher=self.teacher_reference(), owner_of=owner_of)
-            if result.seen_public and not record.seen_public:
-                state = state.copy()
-                state.miners[hotkey] = dataclasses.replace(state.miners[hotkey], seen_public=True)
-            if result.ok:
-                state = self.note(ep.mark_checked(state, hotkey, result.content_hash, result.files_hash, result.params))
-            elif result.reason in (INVALID, COPY, REMOVED):
-                state = self.note(ep.disqualify(state, hotkey, result.reason, result.code, result.detail))
-            elif result.reason == UNAVAILABLE:
-                verdict = publication_verdict(
-                    record.commit_block, now, int(self.config.checks.public_grace_blocks), state.miners[hotkey].seen_public
-                )
-                if verdict == REMOVED:
-                    state = self.note(ep.disqualify(state, hotkey, REMOVED, "REMOVED", f"was public, now: {result.detail}"))
-                elif verdict == INVALID:
-                    state = self.note(ep.disqualify(state, hotkey, INVALID, result.code, f"{result.detail} (not public within the grace period)"))
-                else:
-                    until = record.commit_block + int(self.config.checks.public_grace_blocks)
-                    state = ep.note_pending(state, hotkey, result.code, f"{result.detail}; re-checked each epoch until block {until}")
-            else:  # TRANSIENT
-                state = ep.note_pending(state, hotkey, result.code, f"{result.detail}; retried next epoch")
-                logger.warning(f"pre-check of {hotkey} transient: {result.detail}")
-        return state
+    def precheck(self, state: ValidatorState, now: int):
+        """Pre-check `--checks.max_per_epoch` commitments, never-checked ones first; (state, attempts)."""
+        try:
+            teacher = self.teacher_reference()
+        except Exception as e:  # the teacher's tokenizer could not be read: no verdict can be fair
+            logger.warning(f"no pre-checks this epoch: the teacher's tokenizer reference failed ({type(e).__name__}: {one_line(e)})")
+            return state, []
 
-    def check_integrity(self, state: ValidatorState) -> tuple[ValidatorState, bool, frozenset[str]]:
+        def check(commitment, owner_of):
+            return check_commitment(self.store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
+
+        done = run_prechecks(state, now, check, int(self.config.checks.max_per_epoch), int(self.config.checks.public_grace_blocks))
+        self.note((done.state, done.events))
+        return done.state, done.attempts
+
+    def check_integrity(self, state: ValidatorState) -> tuple[ValidatorState, bool, frozenset[str], frozenset[str]]:
         """The king and every model a round would score must still resolve publicly.
 
-        Returns (state, king_ok, unreachable): REMOVED models are disqualified; models
-        whose check could not run (TRANSIENT) sit this epoch out; king_ok is False when the
-        king's check could not run (no weights, no round until it can).
+        Returns (state, king_ok, unreachable, answered): REMOVED models are disqualified;
+        models whose check could not run (TRANSIENT) sit this epoch out; king_ok is False
+        when the king's check could not run (no weights, no round until it can); answered:
+        the models whose check got an answer (evidence that the hub is up, for strikes).
         """
         unreachable: set[str] = set()
+        answered: set[str] = set()
         king_ok = True
         checked: set[str] = set()
         while True:
@@ -322,6 +323,8 @@ class Validator(BaseValidatorNeuron):
             for hotkey in todo:
                 checked.add(hotkey)
                 result = check_integrity(self.store, parse_commitment(state.miners[hotkey].commitment))
+                if result.status != TRANSIENT:
+                    answered.add(hotkey)
                 if result.status == REMOVED:
                     state = self.note(ep.disqualify(state, hotkey, REMOVED, "REMOVED", result.detail))
                 elif result.status == TRANSIENT:
@@ -329,7 +332,7 @@ class Validator(BaseValidatorNeuron):
                     if hotkey == state.king:
                         king_ok = False
                     logger.warning(f"integrity of {hotkey} could not be checked: {result.detail}")
-        return state, king_ok, frozenset(unreachable)
+        return state, king_ok, frozenset(unreachable), frozenset(answered)
 
     def score(self, plan: ep.RoundPlan, epoch_block: int) -> RoundScores:
         seed = seed_from_block_hash(self.chain.block_hash(epoch_block))
@@ -339,14 +342,7 @@ class Validator(BaseValidatorNeuron):
 
     def engine_scorer(self) -> EngineScorer:
         teacher_dir, teacher_name = self.teacher_dir()
-        if self.config.eval.prompts_file:
-            source = JsonlPromptSource(self.config.eval.prompts_file)
-        else:
-            source = DatasetPromptSource(
-                self.spec.dataset, self.spec.dataset_revision, self.spec.text_column, self.spec.dataset_shards,
-                self.spec.rows_per_shard, self.spec.dataset_data_dir, self.spec.prompt_cache_dir or None,
-            )
-        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, source)
+        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source)
         return self.scorer
 
     def teacher_commitment(self) -> Commitment | None:
@@ -368,7 +364,17 @@ class Validator(BaseValidatorNeuron):
         return str(self.store.download(commitment)), str(commitment)
 
     def protect_snapshots(self) -> None:
-        """The teacher and the king are needed every round: keep them out of cache eviction."""
+        """The teacher and the king are needed every round: keep them out of cache eviction.
+
+        A cache nicety: if the hub cannot resolve the teacher now, the epoch goes on (the
+        king's weights must not wait for it).
+        """
+        try:
+            self._protect_snapshots()
+        except Exception as e:
+            logger.warning(f"could not pin the teacher and king snapshots this epoch: {type(e).__name__}: {one_line(e)}")
+
+    def _protect_snapshots(self) -> None:
         teacher = self.teacher_commitment()
         if teacher is not None:
             self.store.pin(teacher)
@@ -414,8 +420,9 @@ class Validator(BaseValidatorNeuron):
         for row in leaderboard:
             print(f"  #{row['rank']} uid {row['uid']} {row['status']:<9} KL {row['kl_mean']:.6f}  {row['commitment']}", flush=True)
         for event in self.events:
-            if event.kind in ("disqualified", "new_king", "king_holds", "round_aborted", "retry_later"):
-                print(f"  {event.kind}: {event.hotkey} {event.detail}", flush=True)
+            if event.kind in ("disqualified", "new_king", "king_holds", "round_aborted", "round_failed", "retry_later", "strike"):
+                who = f"{event.hotkey} " if event.hotkey else ""
+                print(f"  {event.kind}: {who}{event.detail}", flush=True)
         timings = dict(scores.timings) if scores else {}
         timings["epoch"] = seconds
         summary = {"king": state.king, "king_kl": king_kl, "epoch_block": epoch_block}

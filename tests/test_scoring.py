@@ -335,3 +335,96 @@ def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
     assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("k", "e", "h"))
     assert new.miners["c"].reason == COPY
     assert challengers(new, 8) == ["k", "e", "h"]
+
+
+# -- the pre-check queue and strikes (issue 9 §2) ---------------------------------------
+
+from distil.scoring.prechecks import (  # noqa: E402
+    CHECK_FAILED_REPEATEDLY,
+    TRANSIENT as T,
+    UNAVAILABLE as U,
+    VERDICT as V,
+    Attempt,
+    add_strikes,
+    note_attempt,
+    precheck_queue,
+    repo_specific_failures,
+)
+
+
+def pending(n, first_block=1):
+    return ValidatorState(miners={
+        f"m{i:02d}": MinerRecord(uid=i, commitment=commitment(i), commit_block=first_block + i) for i in range(n)
+    })
+
+
+def test_never_checked_commitments_go_first_whatever_failed_before():
+    state = pending(21)  # 20 that will keep failing, committed before an honest one (m20)
+    first = precheck_queue(state, 16)
+    assert first == [f"m{i:02d}" for i in range(16)]
+    for hotkey in first:
+        state = note_attempt(state, hotkey, "CHECKER_ERROR", "boom", block=100)
+    second = precheck_queue(state, 16)
+    assert second[:5] == ["m16", "m17", "m18", "m19", "m20"]  # the honest one is checked in epoch 2
+    assert second[5:] == [f"m{i:02d}" for i in range(11)]  # then retries, earliest commit first
+
+
+def test_retries_take_turns_least_recently_tried_first():
+    state = pending(4)
+    state = note_attempt(state, "m00", "HUB_TRANSIENT", "503", block=200)
+    state = note_attempt(state, "m01", "HUB_TRANSIENT", "503", block=100)
+    state = note_attempt(state, "m02", "HUB_TRANSIENT", "503", block=150)
+    assert precheck_queue(state, 10) == ["m03", "m01", "m02", "m00"]
+    assert precheck_queue(state, 2) == ["m03", "m01"]
+    assert precheck_queue(state, 0) == []
+    state.miners["m03"].checked = True  # passed: leaves the queue
+    state.miners["m01"].status = DISQUALIFIED
+    state.miners["m01"].reason = INVALID
+    assert precheck_queue(state, 10) == ["m02", "m00"]
+
+
+@pytest.mark.parametrize(
+    "attempts, answered, strikes",
+    [
+        # the hub answered the others: a HUB_TRANSIENT for one repo alone is its own
+        ([Attempt("a", T, "HUB_TRANSIENT"), Attempt("b", V)], (), {"a"}),
+        ([Attempt("a", T, "HUB_ERROR"), Attempt("b", U, "NOT_PUBLIC")], (), {"a"}),
+        ([Attempt("a", T, "HUB_TRANSIENT"), Attempt("b", T, "HUB_TRANSIENT")], {"king"}, {"a", "b"}),
+        # an outage every repo sees (the king's integrity check could not run either): no strike
+        ([Attempt("a", T, "HUB_TRANSIENT"), Attempt("b", T, "HUB_TRANSIENT")], (), set()),
+        ([Attempt("a", T, "HUB_TRANSIENT")], (), set()),
+        ([Attempt("a", T, "HUB_TRANSIENT")], {"a"}, set()),  # its own integrity answer is no evidence
+        # the checker crashes on one repo while reaching verdicts on others: a strike
+        ([Attempt("a", T, "CHECKER_ERROR"), Attempt("b", V)], (), {"a"}),
+        # the checker fails for every repo checked (out of memory): no strike, even with the hub up
+        ([Attempt("a", T, "CHECKER_ERROR"), Attempt("b", T, "CHECKER_ERROR")], {"king"}, set()),
+        ([Attempt("a", T, "CHECKER_ERROR"), Attempt("b", U, "NOT_PUBLIC")], {"king"}, set()),
+        # our own disk or memory failing is never the repo's strike, whatever the others got
+        ([Attempt("a", T, "LOCAL_IO_ERROR"), Attempt("b", V)], {"king"}, set()),
+        ([Attempt("a", T, "CHECKER_OUT_OF_MEMORY"), Attempt("b", V)], {"king"}, set()),
+        # not public yet is never a strike
+        ([Attempt("a", U, "NOT_PUBLIC"), Attempt("b", V)], {"king"}, set()),
+        ([], {"king"}, set()),
+    ],
+)
+def test_only_failures_specific_to_a_repo_are_strikes(attempts, answered, strikes):
+    assert repo_specific_failures(attempts, answered) == frozenset(strikes)
+
+
+def test_strikes_accumulate_to_check_failed_repeatedly_with_the_last_error():
+    state = pending(2)
+    for epoch in range(1, 6):
+        state = note_attempt(state, "m00", "CHECKER_ERROR", f"crash {epoch}", block=100 * epoch)
+        state, events = add_strikes(state, {"m00"}, max_strikes=6)
+        assert state.miners["m00"].strikes == epoch and state.miners["m00"].status == PENDING
+    state = note_attempt(state, "m00", "CHECKER_ERROR", "crash 6", block=600)
+    state, events = add_strikes(state, {"m00"}, max_strikes=6)
+    record = state.miners["m00"]
+    assert (record.status, record.reason, record.code) == (DISQUALIFIED, INVALID, CHECK_FAILED_REPEATEDLY)
+    assert "6 times" in record.detail and "CHECKER_ERROR: crash 6" in record.detail
+    assert [e.kind for e in events] == ["strike", "disqualified"]
+    assert state.miners["m01"].strikes == 0 and precheck_queue(state, 10) == ["m01"]
+    # a requeue by the operator starts afresh, at the front of the queue
+    again = requeue(state, "m00")
+    assert again.miners["m00"].strikes == 0 and again.miners["m00"].last_check_block is None
+    assert precheck_queue(again, 10) == ["m00", "m01"]

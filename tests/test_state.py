@@ -67,10 +67,13 @@ def test_backups_rotate_and_the_newest_is_current(tmp_path):
         ("[]", "not a JSON object"),
         ('{"miners": {}}', "integer 'version'"),
         ('{"version": 99, "miners": {}}', "newer than this validator"),
-        ('{"version": 1, "miners": {"x": {"uid": 1}}}', "malformed state"),
-        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a", "commit_block": 1, "status": "royal"}}}', "unknown miner status"),
-        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a", "commit_block": 1, "bogus": 2}}}', "unknown miner fields"),
-        ('{"version": 1, "king": "ghost", "miners": {}}', "no miner record"),
+        ('{"version": 1, "miners": {"x": {"uid": 1}}}', r"miners\.x\.commitment: Field required"),
+        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a/b@' + SHA + '", "commit_block": 1, "status": "royal"}}}',
+         r"miners\.x\.status: Input should be 'king', 'evaluated'"),
+        ('{"version": 1, "miners": {"x": {"uid": 1, "commitment": "a/b@' + SHA + '", "commit_block": 1, "bogus": 2}}}',
+         r"miners\.x\.bogus: Extra inputs are not permitted"),
+        ('{"version": 1, "king": "ghost", "miners": {}}', "king ghost has no miner record"),
+        ('{"version": 1, "miners": null}', r"miners: Input should be a valid dictionary"),
     ],
 )
 def test_unreadable_state_is_an_error_and_is_kept(tmp_path, content, message):
@@ -79,6 +82,81 @@ def test_unreadable_state_is_an_error_and_is_kept(tmp_path, content, message):
     with pytest.raises(StateError, match=message):
         load_state(tmp_path)
     assert path.read_text() == content  # never silently overwritten
+
+
+def _set(path, value):
+    def edit(data):
+        *parents, last = path
+        for key in parents:
+            data = data[key]
+        data[last] = value
+    return edit
+
+
+def _delete(path):
+    def edit(data):
+        *parents, last = path
+        for key in parents:
+            data = data[key]
+        del data[last]
+    return edit
+
+
+def _disqualify_king(data):
+    data["miners"]["hk1"].update(status="disqualified", reason="INVALID", code="LOAD_KEYS")
+
+
+# The hostile review's reproductions (issue 9 §5): each used to load and then loop, fail every
+# epoch, or send the weights to the wrong miner.
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_set(["last_epoch_block"], "200"), r"^[^\n]*state\.json: invalid field last_epoch_block: Input should be a valid integer \(got '200'\)"),
+        (_set(["last_epoch_block"], -5), r"last_epoch_block: Input should be greater than or equal to 0"),
+        (_delete(["miners", "hk1", "kl", "mean"]), r"miners\.hk1\.kl\.mean: Field required"),
+        (_set(["miners", "hk1", "kl", "mean"], float("nan")), r"miners\.hk1\.kl\.mean: Input should be a finite number"),
+        (_set(["miners", "hk1", "kl", "mean"], "0.12"), r"miners\.hk1\.kl\.mean: Input should be a valid number \(got '0\.12'\)"),
+        (_set(["miners", "hk1", "kl"], "low"), r"miners\.hk1\.kl: Input should be a valid dictionary"),
+        (_set(["miners", "hk1", "commitment"], "\x00garbage"), r"miners\.hk1: commitment '\\x00garbage' does not parse"),
+        (_set(["miners", "hk2", "uid"], True), r"miners\.hk2\.uid: Input should be a valid integer"),
+        (_set(["miners"], None), r"miners: Input should be a valid dictionary"),
+        (_set(["hash_owners", "sha256:" + "0" * 64, "commit_block"], "10"), r"hash_owners\.sha256:0+\.commit_block"),
+        (_disqualify_king, r"king hk1 has status 'disqualified', not 'king'"),
+        (_set(["king"], None), r"king is null but miner\(s\) \['hk1'\] have status 'king'"),
+        (_set(["miners", "hk2", "status"], "king"), r"king is hk1 but miners \['hk1', 'hk2'\] have status 'king'"),
+        (_set(["miners", "hk2", "reason"], "COPY"), r"miners\.hk2: status 'evaluated' with reason 'COPY'"),
+        (_set(["miners", "hk2", "strikes"], -1), r"miners\.hk2\.strikes: Input should be greater than or equal to 0"),
+        (_set(["surprise"], 1), r"surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_every_field_is_validated_and_the_error_names_it(tmp_path, edit, message):
+    save_state(example_state(), tmp_path)
+    data = json.loads(state_path(tmp_path).read_text())
+    edit(data)
+    text = json.dumps(data)  # NaN is written as the JSON extension NaN, which json.loads accepts
+    state_path(tmp_path).write_text(text)
+    with pytest.raises(StateError, match=message) as caught:
+        load_state(tmp_path)
+    assert "\n" not in str(caught.value)  # one line
+    assert state_path(tmp_path).read_text() == text  # repaired nothing
+
+
+def test_a_state_the_next_start_would_refuse_is_never_written(tmp_path):
+    state = example_state()
+    state.miners["hk2"].status = KING  # two kings
+    with pytest.raises(StateError, match="refusing to save an invalid state"):
+        save_state(state, tmp_path)
+    assert not state_path(tmp_path).exists()
+
+
+def test_schema_statuses_and_reasons_match_the_state_constants():
+    from typing import get_args
+
+    from distil.state import REASONS, STATUSES
+    from distil.state_schema import MinerSchema
+
+    assert set(get_args(MinerSchema.model_fields["status"].annotation)) == set(STATUSES)
+    assert set(get_args(get_args(MinerSchema.model_fields["reason"].annotation)[0])) == set(REASONS)
 
 
 def test_a_crash_while_writing_leaves_the_previous_state(tmp_path, monkeypatch):
@@ -101,7 +179,7 @@ def test_a_crash_while_writing_leaves_the_previous_state(tmp_path, monkeypatch):
 def test_non_finite_numbers_are_refused_at_write_time(tmp_path):
     state = example_state()
     state.miners["hk2"].kl = {"mean": float("nan")}
-    with pytest.raises(ValueError):
+    with pytest.raises(StateError, match=r"miners\.hk2\.kl\.mean: Input should be a finite number"):
         save_state(state, tmp_path)
     assert not state_path(tmp_path).exists()
 
@@ -129,3 +207,21 @@ def test_distil_state_show_and_requeue(tmp_path, capsys):
     state_path(tmp_path).write_text("{broken")
     assert main(["show", "--state-dir", str(tmp_path)]) == 2
     assert "kept as it is" in capsys.readouterr().err
+
+
+def test_distil_state_check_lists_every_problem(tmp_path, capsys):
+    from distil.state_cli import main
+
+    save_state(example_state(), tmp_path)
+    assert main(["check", "--state-dir", str(tmp_path)]) == 0
+    assert "valid (2 miners, king hk1)" in capsys.readouterr().out
+    data = json.loads(state_path(tmp_path).read_text())
+    data["last_epoch_block"] = "200"
+    data["miners"]["hk1"]["kl"]["mean"] = "x"
+    state_path(tmp_path).write_text(json.dumps(data))
+    before = state_path(tmp_path).read_text()
+    assert main(["check", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "last_epoch_block: Input should be a valid integer (got '200')" in err
+    assert "miners.hk1.kl.mean: Input should be a valid number (got 'x')" in err and "2 problem(s)" in err
+    assert state_path(tmp_path).read_text() == before

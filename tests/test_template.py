@@ -209,3 +209,54 @@ def test_record_log_writes_a_log_file(tmp_path):
     logger.info("hello from the test")
     logger.remove()
     assert "hello from the test" in (tmp_path / "logs" / "distil.log").read_text()
+
+
+def run_in_thread(v, epochs):
+    """run(epochs) in a daemon thread: a loop that never ends fails the test instead of hanging it."""
+    import threading
+
+    result = []
+    thread = threading.Thread(target=lambda: result.append(v.run(epochs=epochs)), daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "run() did not end after the requested number of epochs"
+    return result[0]
+
+
+def test_failing_epochs_count_wait_for_the_next_window_and_log_one_line(tmp_path):
+    from loguru import logger
+
+    wallet = MockWallet("v", "h")
+    chain = registered_chain(wallet, start_block=120)
+    v = Validator(mock_config(tmp_path, ["--neuron.epoch_length", "50"]), chain=chain, fail_on={100, 150, 200}, setup_logs=False)
+    lines = []
+    sink = logger.add(lambda m: lines.append(m), level="INFO", format="{message}")
+    try:
+        assert run_in_thread(v, 2) == 2
+    finally:
+        logger.remove(sink)
+    assert v.forwarded == [100, 150]  # one attempt per window, never a retry within a window
+    failures = [str(m) for m in lines if "failed" in str(m)]
+    assert len(failures) == 2 and all("RuntimeError: boom" in m and "Traceback" not in m for m in failures)
+
+
+def test_a_loop_that_cannot_even_read_the_block_still_ends_after_n_attempts(tmp_path):
+    wallet = MockWallet("v", "h")
+    chain = registered_chain(wallet, start_block=120)
+    v = Validator(mock_config(tmp_path), chain=chain, setup_logs=False)
+    v.retry_delay_s = 0.01
+    chain.fail_next("block", "timeout", times=1000)
+    assert run_in_thread(v, 3) == 3
+    assert v.forwarded == []
+
+
+def test_a_corrupt_last_epoch_block_is_no_tight_loop(tmp_path):
+    # issue 9 §5: "last_epoch_block": "200" gave 149,089 "epoch failed" lines in 90 s and
+    # --neuron.epochs never ended it (the state now refuses it at load; the loop must hold anyway)
+    wallet = MockWallet("v", "h")
+    chain = registered_chain(wallet, start_block=120)
+    v = Validator(mock_config(tmp_path), chain=chain, setup_logs=False)
+    v.retry_delay_s = 0.01
+    v.last_epoch_block = "200"
+    assert run_in_thread(v, 2) == 2
+    assert chain.block() < 200  # no block-by-block walk while failing

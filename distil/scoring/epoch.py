@@ -1,7 +1,7 @@
 """What an epoch decides, as pure functions over `ValidatorState` (DESIGN.md §4).
 
 The validator's `forward()` calls these in order: `reconcile` (chain → state),
-`apply_check` (pre-check results), `plan_round` (who reaches the GPU), `apply_round` (a
+the pre-check queue and its strikes (`distil.scoring.prechecks`), `plan_round` (who reaches the GPU), `apply_round` (a
 finished round's scores → new king, disqualifications), `weights_for` (the vector to set).
 Each returns a new state and never touches the chain, the hub or a GPU; the caller only
 saves the state once a whole round is done.
@@ -14,6 +14,7 @@ from typing import Mapping
 
 from distil.commitment import CommitmentError, parse_commitment
 from distil.checks.hashing import Claim, DuplicateRegistry
+from distil.scoring.prechecks import precheck_queue
 from distil.scoring.rules import (
     ALPHA,
     COPY_COSINE,
@@ -183,10 +184,9 @@ def _same_commitment(record: MinerRecord, on_chain: tuple[str, int]) -> bool:
 # -- pre-checks -------------------------------------------------------------------------
 
 
-def to_check(state: ValidatorState) -> list[str]:
-    """Pending commitments whose pre-checks have not passed yet, earliest commit first."""
-    pending = [hk for hk, m in state.miners.items() if m.status == PENDING and not m.checked]
-    return sorted(pending, key=lambda hk: (state.miners[hk].commit_block, hk))
+def to_check(state: ValidatorState, limit: int | None = None) -> list[str]:
+    """This epoch's pre-checks: never-attempted commitments first, then retries (see `prechecks`)."""
+    return precheck_queue(state, len(state.miners) if limit is None else limit)
 
 
 def mark_checked(
@@ -435,7 +435,8 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
     state = state.copy()
     record = state.miners[hotkey]
     state.miners[hotkey] = replace(
-        record, status=PENDING, reason=None, code=None, detail="requeued by the operator", kl=None, checked=False
+        record, status=PENDING, reason=None, code=None, detail="requeued by the operator", kl=None, checked=False,
+        strikes=0, last_check_block=None,  # a fresh start at the front of the pre-check queue
     )
     for digest, owner in list(state.hash_owners.items()):
         if owner["hotkey"] == hotkey:

@@ -3,7 +3,8 @@
 `run()` calls `forward(epoch_block)` once per epoch window of `--neuron.epoch_length`
 blocks (the window starts at `block - block % epoch_length`), waits for the next window
 through the chain client (the in-memory chain jumps there at once), and keeps going when
-an epoch fails: an exception in one epoch is logged and the next epoch starts fresh.
+an epoch fails: the failure is logged in one line and the next window starts fresh. A
+failed epoch is never retried within its window, and it counts towards `--neuron.epochs`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from loguru import logger
 from template.base.neuron import BaseNeuron
 from template.chain import ChainError, TransientChainError, WeightsRateLimited
 from template.config import add_wandb_args
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to `limit` characters (logs stay one line per failure)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class BaseValidatorNeuron(BaseNeuron):
@@ -64,27 +71,32 @@ class BaseValidatorNeuron(BaseNeuron):
         """One epoch of work for the window starting at `epoch_block`."""
 
     def run(self, epochs: int | None = None) -> int:
-        """Run epochs until `epochs` windows were worked on (0 or None: forever).
+        """Run epochs until `epochs` windows were attempted (0 or None: forever).
 
-        Each window is attempted once: an epoch that fails is logged and the loop waits for
-        the next window instead of hammering a hub or chain that is down. Returns the
-        number of windows attempted.
+        Every attempt counts, the failed ones too, so `--neuron.epochs N` always ends after
+        N attempts. Each window is attempted once: after a failure the loop waits for the
+        next window (on the in-memory chain too) instead of hammering a hub or chain that
+        is down. A failure is one log line saying why; its traceback is logged at DEBUG.
+        Returns the number of attempts.
         """
         epochs = self.config.neuron.epochs if epochs is None else epochs
         attempted = 0
-        length = int(self.config.neuron.epoch_length)
         last_attempt = self.last_epoch_block  # a window finished before a restart is not redone
         while not epochs or attempted < epochs:
             try:
-                epoch_block = self.epoch_start(self.chain.block())
-                if last_attempt is not None and epoch_block <= last_attempt:
-                    target = last_attempt + length
-                    logger.info(f"epoch {last_attempt} done; waiting for block {target}")
-                    self.chain.wait_for_block(target)
-                    continue
-                last_attempt = epoch_block
+                epoch_block = self.next_window(last_attempt)
+            except KeyboardInterrupt:
+                logger.warning("interrupted; stopping")
+                break
+            except Exception as e:  # the chain cannot say which block it is: back off, count the attempt
                 attempted += 1
-                started = time.monotonic()
+                self._log_failure("could not read the chain's block", e)
+                self._back_off()
+                continue
+            last_attempt = epoch_block
+            attempted += 1
+            started = time.monotonic()
+            try:
                 logger.info(f"epoch starting at block {epoch_block}")
                 self.sync()
                 self.forward(epoch_block)
@@ -94,19 +106,38 @@ class BaseValidatorNeuron(BaseNeuron):
             except KeyboardInterrupt:
                 logger.warning("interrupted; stopping")
                 break
-            except TransientChainError as e:
-                logger.warning(f"chain unavailable ({e}); trying again next epoch")
-                self._pause()
             except Exception as e:  # one bad epoch must not stop an unattended validator
-                logger.exception(f"epoch failed: {type(e).__name__}: {e}; trying again next epoch")
-                self._pause()
+                self._log_failure(f"epoch {epoch_block} failed", e)
         return attempted
+
+    def next_window(self, last_attempt: int | None) -> int:
+        """The start of the first epoch window after `last_attempt`, waiting for it if need be."""
+        epoch_block = self.epoch_start(self.chain.block())
+        if last_attempt is not None and epoch_block <= last_attempt:
+            target = last_attempt + int(self.config.neuron.epoch_length)
+            logger.info(f"epoch {last_attempt} done; waiting for block {target}")
+            self.chain.wait_for_block(target)
+            epoch_block = self.epoch_start(self.chain.block())
+        return epoch_block
+
+    @staticmethod
+    def _log_failure(what: str, e: BaseException) -> None:
+        if isinstance(e, TransientChainError):
+            logger.warning(f"{what}: chain unavailable ({one_line(e)}); trying again next epoch")
+        else:
+            logger.error(f"{what}: {type(e).__name__}: {one_line(e)}; trying again next epoch")
+        logger.opt(exception=e).debug(f"{what}: traceback")
+
+    retry_delay_s = 12.0  # one block: how long to wait when the chain cannot even say which block it is
+
+    def _back_off(self) -> None:
+        time.sleep(self.retry_delay_s)
 
     def _pause(self) -> None:
         try:
             self.chain.wait_for_block(self.chain.block() + 1)
         except Exception:
-            time.sleep(12)
+            time.sleep(self.retry_delay_s)
 
     # -- weights -----------------------------------------------------------------------
 

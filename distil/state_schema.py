@@ -1,0 +1,156 @@
+"""The one declared shape of `state.json` (pydantic v2): types, ranges and the king invariants.
+
+`validate_state(data)` is called on every load (and before every save, so the validator
+never writes a state it would refuse to read). Nothing is coerced or repaired: a string
+where a block number belongs, a NaN KL, a garbage commitment, or a king that is not the
+one miner with status `king` is an error naming the field, e.g.::
+
+    last_epoch_block: Input should be a valid integer (got '200')
+    miners.5F…abc.kl.mean: Input should be a finite number (got nan)
+
+A state that fails here is left as it is on disk; `distil-state check` lists every
+problem, and backups (`state.json.1` …) hold earlier states.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distil import SCORING_VERSION
+from distil.commitment import CommitmentError, parse_commitment
+
+Block = Annotated[int, Field(ge=0)]  # block numbers, uids, counts: integers, never negative
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class KLSchema(BaseModel):
+    """A model's KL summary from the round that last scored it."""
+
+    model_config = STRICT
+
+    mean: float = Field(ge=0)
+    se: float = Field(ge=0)
+    median: float = Field(ge=0)
+    p99: float = Field(ge=0)
+    top1: float = Field(ge=0, le=1)
+    seed_block: Block | None = None
+
+
+class MinerSchema(BaseModel):
+    model_config = STRICT
+
+    uid: Block
+    commitment: str
+    commit_block: Block
+    status: Literal["king", "evaluated", "pending", "disqualified"] = "pending"
+    reason: Literal["COPY", "REMOVED", "INVALID", "KL_TOO_HIGH"] | None = None
+    code: str | None = None
+    detail: str | None = None
+    kl: KLSchema | None = None
+    content_hash: str | None = None
+    files_hash: str | None = None
+    params: Block | None = None
+    checked: bool = False
+    seen_public: bool = False
+    first_seen_block: Block | None = None
+    strikes: Block = 0
+    last_check_block: Block | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MinerSchema":
+        if (self.status == "disqualified") != (self.reason is not None):
+            raise ValueError(
+                f"status {self.status!r} with reason {self.reason!r}: a disqualified miner needs a reason, "
+                "and only a disqualified miner has one"
+            )
+        if self.status != "disqualified":
+            # a malformed commitment is only ever stored on a disqualified record (COMMITMENT_FORMAT)
+            try:
+                parse_commitment(self.commitment)
+            except CommitmentError as e:
+                raise ValueError(f"commitment {self.commitment[:80]!r} does not parse: {e}") from None
+        return self
+
+
+class HashOwnerSchema(BaseModel):
+    model_config = STRICT
+
+    hotkey: str
+    commit_block: Block
+    commitment: str
+
+
+class LastRoundSchema(BaseModel):
+    """The last round's summary; informational keys beyond these are kept as they are."""
+
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+    seed_block: Block | None = None
+    seed: str | None = None
+    models: list[str] = []
+
+
+class StateSchema(BaseModel):
+    model_config = STRICT
+
+    version: int = Field(ge=1)
+    scoring_version: int = Field(default=SCORING_VERSION, ge=1)
+    king: str | None = None
+    last_epoch_block: Block | None = None
+    miners: dict[str, MinerSchema] = {}
+    hash_owners: dict[str, HashOwnerSchema] = {}
+    last_round: LastRoundSchema | None = None
+
+    @field_validator("miners")
+    @classmethod
+    def _hotkeys(cls, miners: dict[str, MinerSchema]) -> dict[str, MinerSchema]:
+        for hotkey in miners:
+            if not hotkey.strip():
+                raise ValueError("a miner's hotkey is empty")
+        return miners
+
+    @model_validator(mode="after")
+    def _king_invariants(self) -> "StateSchema":
+        crowned = sorted(hk for hk, m in self.miners.items() if m.status == "king")
+        if self.king is None:
+            if crowned:
+                raise ValueError(f"king is null but miner(s) {crowned} have status 'king'")
+            return self
+        record = self.miners.get(self.king)
+        if record is None:
+            raise ValueError(f"king {self.king} has no miner record")
+        if record.status != "king":
+            raise ValueError(f"king {self.king} has status {record.status!r}, not 'king'")
+        if crowned != [self.king]:
+            raise ValueError(f"king is {self.king} but miners {crowned} have status 'king'")
+        return self
+
+
+def _where(loc: tuple) -> str:
+    # pydantic puts the failing model-validator's name in `loc` only for unions; keep the path
+    return ".".join(str(part) for part in loc) or "(whole state)"
+
+
+def problems(data: Any) -> list[str]:
+    """Every problem of `data` as a state, one line each (empty: the state is valid)."""
+    try:
+        StateSchema.model_validate(data)
+    except ValidationError as e:
+        out = []
+        for error in e.errors(include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            got = error.get("input")
+            shown = "" if error["type"] in ("value_error", "missing") or isinstance(got, (dict, list)) else f" (got {got!r:.80})"
+            out.append(f"{_where(error['loc'])}: {message}{shown}")
+        return out
+    return []
+
+
+def validate_state(data: Any) -> None:
+    """Raise ValueError with one line naming the first bad field (and how many more there are)."""
+    found = problems(data)
+    if found:
+        more = f" (and {len(found) - 1} more problem(s); `distil-state check` lists them)" if len(found) > 1 else ""
+        raise ValueError(found[0] + more)

@@ -1,0 +1,90 @@
+"""An epoch's pre-checks: the queue's budget, each result turned into state, the strikes.
+
+`run_prechecks` checks `--checks.max_per_epoch` commitments from the queue
+(`distil.scoring.prechecks.precheck_queue`: never-checked first, then retries) and turns
+each `CheckResult` into state: passed → checked (hash claims), INVALID/COPY/REMOVED →
+disqualified, UNAVAILABLE → pending or a verdict by the grace period, TRANSIENT → pending
+as a retry. It returns the attempts so that, once the integrity checks have run,
+`apply_strikes` can tell a repo's own failures from an outage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from loguru import logger
+
+from distil.checks import COPY, INVALID, REMOVED, UNAVAILABLE, CheckResult, publication_verdict
+from distil.commitment import Commitment, parse_commitment
+from distil.scoring import epoch as ep
+from distil.scoring import prechecks as pq
+from distil.state import ValidatorState
+
+# (commitment, owner_of) -> CheckResult: the validator binds the store, limits and teacher
+Checker = Callable[[Commitment, Callable[[str], "str | None"]], CheckResult]
+
+
+@dataclass
+class PrecheckRound:
+    state: ValidatorState
+    attempts: list[pq.Attempt] = field(default_factory=list)
+    events: list[ep.Event] = field(default_factory=list)
+
+
+def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, grace_blocks: int) -> PrecheckRound:
+    out = PrecheckRound(state)
+    for hotkey in ep.to_check(state, budget):
+        out.state = _one(out, hotkey, now, check, grace_blocks)
+    return out
+
+
+def _one(out: PrecheckRound, hotkey: str, now: int, check: Checker, grace_blocks: int) -> ValidatorState:
+    state = out.state
+    record = state.miners[hotkey]
+    owner_of = ep.registry_of(state).copy_lookup(ep.claim_of(state, hotkey))
+    try:
+        result = check(parse_commitment(record.commitment), owner_of)
+    except Exception as e:  # the checker must never raise; if it does, it is a checker failure
+        logger.opt(exception=e).debug(f"pre-check of {hotkey} raised")
+        result = CheckResult.failure("CHECKER_ERROR", f"the checker raised {type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    if result.seen_public and not record.seen_public:
+        state = state.copy()
+        state.miners[hotkey] = dataclasses.replace(state.miners[hotkey], seen_public=True)
+    if result.ok:
+        out.attempts.append(pq.Attempt(hotkey, pq.VERDICT))
+        return _note(out, ep.mark_checked(state, hotkey, result.content_hash, result.files_hash, result.params))
+    if result.reason in (INVALID, COPY, REMOVED):
+        out.attempts.append(pq.Attempt(hotkey, pq.VERDICT, result.code))
+        return _note(out, ep.disqualify(state, hotkey, result.reason, result.code, result.detail))
+    if result.reason == UNAVAILABLE:
+        out.attempts.append(pq.Attempt(hotkey, pq.UNAVAILABLE, result.code))
+        verdict = publication_verdict(record.commit_block, now, grace_blocks, state.miners[hotkey].seen_public)
+        if verdict == REMOVED:
+            return _note(out, ep.disqualify(state, hotkey, REMOVED, "REMOVED", f"was public, now: {result.detail}"))
+        if verdict == INVALID:
+            return _note(out, ep.disqualify(state, hotkey, INVALID, result.code, f"{result.detail} (not public within the grace period)"))
+        until = record.commit_block + grace_blocks
+        return pq.note_attempt(state, hotkey, result.code, f"{result.detail}; re-checked each epoch until block {until}", now)
+    # TRANSIENT: a retry, after the never-checked commitments of later epochs
+    out.attempts.append(pq.Attempt(hotkey, pq.TRANSIENT, result.code))
+    logger.warning(f"pre-check of {hotkey} ({record.commitment}) transient, {result.code}: {result.detail}; retried later")
+    return pq.note_attempt(state, hotkey, result.code, f"{result.detail}; retried next epoch", now)
+
+
+def apply_strikes(
+    state: ValidatorState, attempts: list[pq.Attempt], hub_answered: Iterable[str], max_strikes: int
+) -> tuple[ValidatorState, list[ep.Event]]:
+    """Strike the repos whose failure this epoch was their own (see `prechecks`)."""
+    strikers = pq.repo_specific_failures(attempts, hub_answered)
+    transient = [a.hotkey for a in attempts if a.outcome == pq.TRANSIENT]
+    if transient and not strikers:
+        logger.warning(f"{len(transient)} pre-check(s) failed this epoch as every repo did (an outage): no strikes")
+    return pq.add_strikes(state, strikers, max_strikes)
+
+
+def _note(out: PrecheckRound, result: tuple[ValidatorState, list[ep.Event]]) -> ValidatorState:
+    state, events = result
+    out.events.extend(events)
+    return state
