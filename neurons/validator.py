@@ -44,6 +44,7 @@ from distil.checks import (  # noqa: E402
 )
 from distil.checks.args import add_check_args  # noqa: E402
 from distil.commitment import Commitment, parse_commitment  # noqa: E402
+from distil.eval.fanout import parse_devices  # noqa: E402
 from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, seed_from_block_hash  # noqa: E402
 from distil.eval.spec import EvalSpec  # noqa: E402
 from distil.hub import HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
@@ -62,6 +63,7 @@ from distil.state import (  # noqa: E402
 )
 from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # noqa: E402
 from distil.validator.status import status_for  # noqa: E402
+from distil.validator.timing import TimedDownloads  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
 from template.chain import ChainError, InMemoryChain  # noqa: E402
@@ -146,6 +148,9 @@ class Validator(BaseValidatorNeuron):
         add_eval_args(parser)
         add_check_args(parser)
         parser.add_argument("--checks.max_per_epoch", type=int, default=16, help="commitments pre-checked per epoch (default: %(default)s)")
+        parser.add_argument("--neuron.devices", default=None,
+                            help="score students in parallel, one worker process per device, e.g. cuda:0,cuda:1 "
+                                 "(the teacher runs on the first; overrides --neuron.device)")
         parser.add_argument("--mock.scenario", dest="mock_scenario", default=None, help="with --mock: scenario JSON (see docs/validators.md)")
         parser.add_argument("--status.rate_limit", dest="status_rate_limit", type=int, default=30, help="DistilStatus requests per caller per minute")
 
@@ -171,15 +176,17 @@ class Validator(BaseValidatorNeuron):
         )
         self.limits = CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size))
         self.params = ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine)
+        self.devices = parse_devices(config.neuron.devices, "--neuron.devices") if config.neuron.devices else None
         self.spec = EvalSpec(
             **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
-            device=config.neuron.device,
+            device=self.devices[0] if self.devices else config.neuron.device,
             vocab_size=int(config.checks.vocab_size),
         )
         self._teacher = teacher
         self._teacher_commitment: Commitment | None = None
         self._pinned_king: Commitment | None = None
         self._teacher_ref = None
+        self.precheck_downloads = TimedDownloads(self.store)
         self.scorer = scorer
         self.metrics = make_logger(config, config.neuron.full_path, self._run_config())
         if not config.neuron.axon_off:
@@ -274,11 +281,12 @@ class Validator(BaseValidatorNeuron):
 
     def precheck(self, state: ValidatorState, now: int) -> ValidatorState:
         """Pre-check pending commitments (earliest first, `--checks.max_per_epoch` of them)."""
+        store = self.precheck_downloads = TimedDownloads(self.store)  # the epoch's download seconds
         for hotkey in ep.to_check(state)[: max(0, int(self.config.checks.max_per_epoch))]:
             record = state.miners[hotkey]
             commitment = parse_commitment(record.commitment)
             owner_of = ep.registry_of(state).copy_lookup(ep.claim_of(state, hotkey))
-            result = check_commitment(self.store, commitment, self.limits, teacher=self.teacher_reference(), owner_of=owner_of)
+            result = check_commitment(store, commitment, self.limits, teacher=self.teacher_reference(), owner_of=owner_of)
             if result.seen_public and not record.seen_public:
                 state = state.copy()
                 state.miners[hotkey] = dataclasses.replace(state.miners[hotkey], seen_public=True)
@@ -344,7 +352,7 @@ class Validator(BaseValidatorNeuron):
                 self.spec.dataset, self.spec.dataset_revision, self.spec.text_column, self.spec.dataset_shards,
                 self.spec.rows_per_shard, self.spec.dataset_data_dir, self.spec.prompt_cache_dir or None,
             )
-        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, source)
+        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, source, devices=self.devices)
         return self.scorer
 
     def teacher_commitment(self) -> Commitment | None:
@@ -415,13 +423,17 @@ class Validator(BaseValidatorNeuron):
             if event.kind in ("disqualified", "new_king", "king_holds", "round_aborted", "retry_later"):
                 print(f"  {event.kind}: {event.hotkey} {event.detail}", flush=True)
         timings = dict(scores.timings) if scores else {}
+        timings["precheck_download_s"] = self.precheck_downloads.seconds
         timings["epoch"] = seconds
+        if scores is not None and scores.round_json is not None:
+            scores.round_json.setdefault("timings", {})["precheck_download_s"] = timings["precheck_download_s"]
         summary = {"king": state.king, "king_kl": king_kl, "epoch_block": epoch_block}
         try:
             if scores is not None:
                 self.metrics.log_round(self.step, summary, leaderboard, disqualified, timings, scores.round_json)
             else:
-                self.metrics.log_epoch(self.step, {"king": state.king, "king_kl": king_kl, "timings/epoch_s": seconds})
+                self.metrics.log_epoch(self.step, {"king": state.king, "king_kl": king_kl, "timings/epoch_s": seconds,
+                                                   "timings/precheck_download_s": timings["precheck_download_s"]})
         except Exception as e:  # reporting must never stop the validator
             logger.warning(f"W&B logging failed: {e}")
 

@@ -75,6 +75,6 @@ def test_a_worker_that_dies_fails_only_its_student(cache_dir, single):
 def test_device_lists_are_checked():
     assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
     assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
-    for bad, words in (("cuda:0,,cuda:1", "comma-separated"), ("tpu:0", "tpu"), ("cpu,cuda:0", "one kind")):
+    for bad, words in (("cuda:0,,cuda:1", "comma-separated"), ("tpu:0", "tpu:0"), ("cpu,cuda:0", "one kind")):
         with pytest.raises(ValueError, match=words):
             parse_devices(bad)

@@ -9,7 +9,9 @@ Every EvalSpec field is a flag (`--chunk-size`, `--dataset-revision`, ...). `--r
 re-scores students on exactly the prompts and teacher continuations of a previous run
 (the JSON that `--json` prints), so anyone can audit a validator's round. A
 PATH_OR_REPO that is not a local directory is downloaded from the hub
-(`namespace/name@<revision>` pins it). Logs go to stderr, the result to stdout.
+(`namespace/name@<revision>` pins it); students download in the background while
+the teacher runs. `--devices` scores students in parallel, one worker process per
+device (runtime only: the same numbers as one device). Logs go to stderr, the result to stdout.
 Exit status: 0 all scored, 1 a model failed, 2 usage error.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", help="the seed block's hash (hex); required unless --round")
     parser.add_argument("--json", action="store_true", help="print the round as JSON")
     parser.add_argument("--timings", action="store_true", help="add phase timings to the JSON")
+    parser.add_argument("--devices", help="score students in parallel, one worker process per device "
+                        "(e.g. cuda:0,cuda:1; the teacher runs on the first; overrides --device)")
     parser.add_argument("--log-level", default="INFO")
     spec = parser.add_argument_group("scoring spec (defaults: scoring spec v1)")
     for f in dataclasses.fields(EvalSpec):
@@ -75,7 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec_values(args) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
+    if args.devices:
+        values["device"] = _devices(args)[0]  # where the teacher runs
+    return values
+
+
+def _devices(args) -> list[str] | None:
+    """`--devices` as a list (None without it); runtime only, never part of the spec."""
+    from distil.eval.fanout import parse_devices
+
+    if not args.devices:
+        return None
+    try:
+        return parse_devices(args.devices, "--devices")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def resolve_model(source: str) -> str:
@@ -169,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         transformers.utils.logging.disable_progress_bar()
     except Exception:  # pragma: no cover - cosmetics only
         pass
-    from distil.eval.engine import TRANSIENT, ModelFailure, run_round
+    from distil.eval.engine import run_round
+    from distil.eval.prefetch import Prefetch
     from distil.eval.report import round_to_json
 
     try:
+        devices = _devices(args)
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
         print(f"distil-eval: error: {e}", file=sys.stderr)
@@ -183,19 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
         return 1
-    students, unavailable = [], {}
-    for s in args.student:
+    # Hub students download in the background while the teacher loads and generates.
+    with Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student]) as prefetch:
         try:
-            students.append((s, resolve_model(s)))
+            result = run_round(teacher_path, prefetch.sources, ids, spec, continuations=conts, devices=devices)
         except Exception as e:
-            unavailable[s] = ModelFailure(s, TRANSIENT, "download", f"{type(e).__name__}: {e}")
-    try:
-        result = run_round(teacher_path, students, ids, spec, continuations=conts)
-    except Exception as e:
-        logger.exception("teacher pass failed")
-        print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    result.results = {s: result.results.get(s) or unavailable[s] for s in args.student}
+            logger.exception("teacher pass failed")
+            print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    result.timings["download_s"] = prefetch.download_s
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
     if args.json:
         print(json.dumps(doc))

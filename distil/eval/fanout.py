@@ -45,7 +45,7 @@ HANG_GRACE_S = 120.0
 READY, RESULT = "ready", "result"
 
 
-def parse_devices(text: str | list[str]) -> list[str]:
+def parse_devices(text: str | list[str], flag: str = "devices") -> list[str]:
     """"cuda:0,cuda:1" (or a list) → ["cuda:0", "cuda:1"]; ValueError naming what is wrong.
 
     Every device must be `cpu` or `cuda[:N]` and all of one kind (the same hardware type
@@ -53,12 +53,13 @@ def parse_devices(text: str | list[str]) -> list[str]:
     """
     items = [d.strip() for d in (text.split(",") if isinstance(text, str) else text)]
     if not items or any(not d for d in items):
-        raise ValueError(f"devices must be a comma-separated list such as cuda:0,cuda:1, got {text!r}")
+        raise ValueError(f"{flag} must be a comma-separated list such as cuda:0,cuda:1, got {text!r}")
     for d in items:
-        EvalSpec(device=d)  # raises naming the device when it is not cpu or cuda[:N]
+        if not (d == "cpu" or d.startswith("cuda")):
+            raise ValueError(f"{flag}: {d!r} is not cpu or cuda[:N]")
     kinds = {d.split(":")[0] for d in items}
     if len(kinds) > 1:
-        raise ValueError(f"devices must all be of one kind, got {','.join(items)}")
+        raise ValueError(f"{flag} must all be of one kind (the same hardware gives the same numbers), got {','.join(items)}")
     return items
 
 
