@@ -193,26 +193,31 @@ def main(argv: list[str] | None = None) -> int:
     from distil.eval.prefetch import Prefetch
     from distil.eval.report import round_to_json
 
+    # Hub students download in the background from here on, while the prompts are
+    # prepared and the teacher loads and generates; a usage error leaves without waiting.
+    prefetch = Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student])
     try:
         devices = _devices(args)
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
+        prefetch.close(wait=False)
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
     logger.info(f"spec: {json.dumps(spec.to_dict(), sort_keys=True)}")
     try:
         teacher_path = resolve_model(args.teacher)
     except Exception as e:
+        prefetch.close(wait=False)
         print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
         return 1
-    # Hub students download in the background while the teacher loads and generates.
-    with Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student]) as prefetch:
-        try:
-            result = run_round(teacher_path, prefetch.sources, ids, spec, continuations=conts, devices=devices)
-        except Exception as e:
-            logger.exception("teacher pass failed")
-            print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
-            return 1
+    try:
+        result = run_round(teacher_path, prefetch.sources, ids, spec, continuations=conts, devices=devices)
+    except Exception as e:
+        prefetch.close(wait=False)
+        logger.exception("teacher pass failed")
+        print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    prefetch.close()
     result.timings["download_s"] = prefetch.download_s
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
     if args.json:
