@@ -1,7 +1,6 @@
 """Multi-device fan-out on two `cpu` workers: the same per-prompt KL as a single-device
 run, a worker that dies fails only the student it held, devices are recorded."""
 
-import json
 import os
 import signal
 
