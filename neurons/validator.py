@@ -33,6 +33,7 @@ from distil import SCORING_VERSION, SPEC_VERSION, TEACHER_REPO, __version__  # n
 from distil.checks import REMOVED, TRANSIENT, CheckLimits, check_commitment, check_integrity, load_reference  # noqa: E402
 from distil.checks.args import add_check_args  # noqa: E402
 from distil.commitment import Commitment, parse_commitment  # noqa: E402
+from distil.eval.fanout import parse_devices  # noqa: E402
 from distil.eval.prompts import seed_from_block_hash  # noqa: E402
 from distil.eval.spec import EvalSpec  # noqa: E402
 from distil.hub import HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
@@ -54,6 +55,7 @@ from distil.validator.precheck import apply_strikes, run_prechecks  # noqa: E402
 from distil.validator.prompt_source import check_prompt_source, make_prompt_source  # noqa: E402
 from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # noqa: E402
 from distil.validator.status import status_for  # noqa: E402
+from distil.validator.timing import TimedDownloads  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
 from template.base.validator import one_line  # noqa: E402
@@ -145,6 +147,9 @@ class Validator(BaseValidatorNeuron):
         parser.add_argument("--checks.max_strikes", type=int, default=DEFAULT_MAX_STRIKES,
                             help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
                                  "(default: %(default)s; outages never count)")
+        parser.add_argument("--neuron.devices", default=None,
+                            help="score students in parallel, one worker process per device, e.g. cuda:0,cuda:1 "
+                                 "(the teacher runs on the first; overrides --neuron.device)")
         parser.add_argument("--mock.scenario", dest="mock_scenario", default=None, help="with --mock: scenario JSON (see docs/validators.md)")
         parser.add_argument("--status.rate_limit", dest="status_rate_limit", type=int, default=30, help="DistilStatus requests per caller per minute")
 
@@ -170,15 +175,17 @@ class Validator(BaseValidatorNeuron):
         )
         self.limits = CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size))
         self.params = ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine)
+        self.devices = parse_devices(config.neuron.devices, "--neuron.devices") if config.neuron.devices else None
         self.spec = EvalSpec(
             **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
-            device=config.neuron.device,
+            device=self.devices[0] if self.devices else config.neuron.device,
             vocab_size=int(config.checks.vocab_size),
         )
         self._teacher = teacher
         self._teacher_commitment: Commitment | None = None
         self._pinned_king: Commitment | None = None
         self._teacher_ref = None
+        self.precheck_downloads = TimedDownloads(self.store)
         self.scorer = scorer
         self.prompt_source = make_prompt_source(self.spec, config.eval.prompts_file)
         if scorer is None:  # the rounds will draw prompts: refuse a source that cannot serve them
@@ -296,8 +303,10 @@ class Validator(BaseValidatorNeuron):
             logger.warning(f"no pre-checks this epoch: the teacher's tokenizer reference failed ({type(e).__name__}: {one_line(e)})")
             return state, []
 
+        store = self.precheck_downloads = TimedDownloads(self.store)  # the epoch's download seconds
+
         def check(commitment, owner_of):
-            return check_commitment(self.store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
+            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
 
         done = run_prechecks(state, now, check, int(self.config.checks.max_per_epoch), int(self.config.checks.public_grace_blocks))
         self.note((done.state, done.events))
@@ -342,7 +351,7 @@ class Validator(BaseValidatorNeuron):
 
     def engine_scorer(self) -> EngineScorer:
         teacher_dir, teacher_name = self.teacher_dir()
-        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source)
+        self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source, devices=self.devices)
         return self.scorer
 
     def teacher_commitment(self) -> Commitment | None:
@@ -424,13 +433,17 @@ class Validator(BaseValidatorNeuron):
                 who = f"{event.hotkey} " if event.hotkey else ""
                 print(f"  {event.kind}: {who}{event.detail}", flush=True)
         timings = dict(scores.timings) if scores else {}
+        timings["precheck_download_s"] = self.precheck_downloads.seconds
         timings["epoch"] = seconds
+        if scores is not None and scores.round_json is not None:
+            scores.round_json.setdefault("timings", {})["precheck_download_s"] = timings["precheck_download_s"]
         summary = {"king": state.king, "king_kl": king_kl, "epoch_block": epoch_block}
         try:
             if scores is not None:
                 self.metrics.log_round(self.step, summary, leaderboard, disqualified, timings, scores.round_json)
             else:
-                self.metrics.log_epoch(self.step, {"king": state.king, "king_kl": king_kl, "timings/epoch_s": seconds})
+                self.metrics.log_epoch(self.step, {"king": state.king, "king_kl": king_kl, "timings/epoch_s": seconds,
+                                                   "timings/precheck_download_s": timings["precheck_download_s"]})
         except Exception as e:  # reporting must never stop the validator
             logger.warning(f"W&B logging failed: {e}")
 

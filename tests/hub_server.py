@@ -19,6 +19,9 @@ Errors follow the hub: a missing repo is 404 and a private one 401, both with
 ``RevisionNotFound``; a missing file 404 ``EntryNotFound``; a disabled repo 403 with the
 hub's "disabled" message. `fail(status, ...)` injects 429/5xx (or anything) on demand.
 
+`HubServer(bandwidth=B)` serves file contents at B bytes per second in all (every
+connection shares one link), for measuring downloads that overlap other work.
+
 Every request is logged (`log`, `Request`) so tests can assert what was fetched, e.g.
 `weight_bytes_served()` — bytes of safetensors files served beyond their header.
 
@@ -91,6 +94,24 @@ class Fault:
     delay: float = 0.0  # seconds to stall before answering (client timeouts)
 
 
+class Throttle:
+    """One shared link of `rate` bytes per second: `take(n)` returns when n more bytes may go."""
+
+    def __init__(self, rate: float):
+        if not rate > 0:
+            raise ValueError(f"bandwidth must be > 0 bytes/s, got {rate!r}")
+        self.rate = float(rate)
+        self._next = 0.0  # monotonic time at which the link is free again
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            start = max(time.monotonic(), self._next)
+            self._next = start + n / self.rate
+            done = self._next
+        time.sleep(max(0.0, done - time.monotonic()))
+
+
 def _git_blob_oid(path: Path, size: int) -> str:
     h = hashlib.sha1(f"blob {size}\0".encode())
     with open(path, "rb") as f:
@@ -114,7 +135,8 @@ def _scan(root: Path) -> dict[str, ServedFile]:
 class HubServer:
     """The hub and its CDN on two 127.0.0.1 ports; see the module docstring."""
 
-    def __init__(self, owner_tokens: dict[str, set[str]] | None = None):
+    def __init__(self, owner_tokens: dict[str, set[str]] | None = None, bandwidth: float | None = None):
+        self.throttle = Throttle(bandwidth) if bandwidth is not None else None
         self.repos: dict[str, RepoState] = {}
         self.log: list[Request] = []
         self.faults: list[Fault] = []
@@ -323,12 +345,15 @@ class _Handler(BaseHTTPRequestHandler):
             if file is not None:
                 path, start, n = file
                 sent = 0
+                block = 1 << 20 if self.hub.throttle is None else 1 << 16  # small blocks: a smooth rate
                 with open(path, "rb") as f:
                     f.seek(start)
                     while sent < n:
-                        chunk = f.read(min(1 << 20, n - sent))
+                        chunk = f.read(min(block, n - sent))
                         if not chunk:
                             break
+                        if self.hub.throttle is not None:
+                            self.hub.throttle.take(len(chunk))
                         self.wfile.write(chunk)
                         sent += len(chunk)
             else:

@@ -106,6 +106,11 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     assert by_key[hotkey("better")]["kl_mean"] == pytest.approx(king_kl, abs=0)
     logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]  # epoch 200 had no round
     assert [row[2] for row in logged["leaderboard"].data][0] == hotkey("better")
+    # where the epoch's time went: the pre-check's downloads (better was checked this epoch) and the GPU round
+    assert round_json["devices"] == ["cpu"]
+    assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["gpu_round_s"] > 0
+    assert logged["timings/precheck_download_s"] == round_json["timings"]["precheck_download_s"]
+    assert logged["timings/gpu_round_s"] > 0
     # the audit: distil-eval --round re-scores the king on exactly that round's tokens
     path = tmp_path / "round.json"
     path.write_text(json.dumps(round_json))

@@ -13,7 +13,9 @@ content revision of a directory, so a copy of the round's teacher is the same te
 unless `--force`, which records the mismatch in the output. Without `--prompts-file`,
 `--dataset` or `--round`, the prompts come from the validators' dataset. A
 PATH_OR_REPO that is not a local directory is downloaded from the hub
-(`namespace/name@<revision>` pins it). Logs go to stderr, the result to stdout.
+(`namespace/name@<revision>` pins it); students download in the background while
+the teacher runs. `--devices` scores students in parallel, one worker process per
+device (runtime only: the same numbers as one device). Logs go to stderr, the result to stdout.
 Exit status: 0 all scored, 1 a model failed, 2 usage error.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -64,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "recorded in the output")
     parser.add_argument("--json", action="store_true", help="print the round as JSON")
     parser.add_argument("--timings", action="store_true", help="add phase timings to the JSON")
+    parser.add_argument("--devices", help="score students in parallel, one worker process per device "
+                        "(e.g. cuda:0,cuda:1; the teacher runs on the first; overrides --device)")
     parser.add_argument("--log-level", default="INFO")
     spec = parser.add_argument_group("scoring spec (defaults: scoring spec v1)")
     for f in dataclasses.fields(EvalSpec):
@@ -84,7 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec_values(args) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
+    if args.devices:
+        values["device"] = _devices(args)[0]  # where the teacher runs
+    return values
+
+
+def _devices(args) -> list[str] | None:
+    """`--devices` as a list (None without it); runtime only, never part of the spec."""
+    from distil.eval.fanout import parse_devices
+
+    if not args.devices:
+        return None
+    try:
+        return parse_devices(args.devices, "--devices")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def resolve_model(source: str) -> str:
@@ -227,15 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         transformers.utils.logging.disable_progress_bar()
     except Exception:  # pragma: no cover - cosmetics only
         pass
-    from distil.eval.engine import TRANSIENT, ModelFailure, run_round
+    from distil.eval.engine import run_round
     from distil.eval.preflight import check_eval
+    from distil.eval.prefetch import Prefetch
     from distil.eval.report import round_to_json
 
     if (code := check_eval(args)) is not None:  # device, model sources, memory plan, disk: before any teacher work
         return code
+    # Hub students download in the background from here on, while the prompts are
+    # prepared and the teacher loads and generates; a usage error leaves without waiting.
+    prefetch = Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student])
     try:
+        devices = _devices(args)
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
+        prefetch.close(wait=False)
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # the dataset or the teacher's tokenizer is out of reach: say which, no traceback
@@ -251,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.round and pinned:  # check before downloading anything
         mismatch = teacher_mismatch(args.round, args.teacher, identity)
         if mismatch and not args.force:
+            prefetch.close(wait=False)
             return _refuse_teacher(mismatch)
     try:
         teacher_path = resolve_model(args.teacher)
     except Exception as e:
+        prefetch.close(wait=False)
         print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
         return 1
     if wants_identity and not pinned:  # the hub revision is known now
@@ -262,22 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.round and not pinned:
         mismatch = teacher_mismatch(args.round, args.teacher, identity)
         if mismatch and not args.force:
+            prefetch.close(wait=False)
             return _refuse_teacher(mismatch)
     if mismatch:
         logger.warning(f"--force: {mismatch['detail']}; the result records the mismatch")
-    students, unavailable = [], {}
-    for s in args.student:
-        try:
-            students.append((s, resolve_model(s)))
-        except Exception as e:
-            unavailable[s] = ModelFailure(s, TRANSIENT, "download", f"{type(e).__name__}: {e}")
     try:
-        result = run_round(teacher_path, students, ids, spec, continuations=conts)
+        result = run_round(teacher_path, prefetch.sources, ids, spec, continuations=conts, devices=devices)
     except Exception as e:
+        prefetch.close(wait=False)
         logger.exception("teacher pass failed")
         print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    result.results = {s: result.results.get(s) or unavailable[s] for s in args.student}
+    prefetch.close()
+    result.timings["download_s"] = prefetch.download_s
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
     if identity is not None:
         doc["teacher_identity"] = identity

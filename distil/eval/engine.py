@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,6 +32,8 @@ from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
 INVALID = "invalid"
 TRANSIENT = "transient"
 COPY_CHECK_PROMPTS = 2  # per-position KL vectors kept for the functional-copy check
+# A student to score: its local directory, or a Future of it (a download in progress).
+StudentSource = str | Future
 
 
 class StudentTimeout(TimeoutError):
@@ -194,71 +198,135 @@ def score_student(model, cache: TeacherCache, spec: EvalSpec, key: str, deadline
     return summarize(key, kls, agrees, head, time.perf_counter() - started)
 
 
-def score_models(cache: TeacherCache, students: list[tuple[str, str]], spec: EvalSpec) -> dict[str, ModelScore | ModelFailure]:
-    """Score each (key, local path) student against `cache`; one result per key, in order.
+def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> ModelScore | ModelFailure:
+    """Load the student at local `path` (`spec.torch_dtype` on `spec.device`), score it
+    against `cache`, free it. Never raises: a failure is caught, classified and returned.
 
-    Every student is loaded (pinned local path, `spec.torch_dtype` on `spec.device`),
-    scored, and freed before the next. A failure is caught, classified and returned.
+    The single-device loop and every fan-out worker process call this same function.
     """
+    started = time.perf_counter()
+    deadline = time.monotonic() + spec.student_timeout_s
+    phase, model = "load", None
+    try:
+        model = load_causal_lm(path, spec.device, spec.torch_dtype, cache.vocab_size)
+        phase = "score"
+        r = score_student(model, cache, spec, key, deadline)
+        logger.info(f"{key}: KL {r.kl_mean:.6f} ± {r.kl_se or 0:.6f}, top-1 {r.top1_agreement:.4f} "
+                    f"({r.n_positions} positions, {time.perf_counter() - started:.1f}s on {spec.device})")
+        return r
+    except Exception as exc:  # one student failing fails that student alone
+        kind = classify_failure(exc, phase)
+        detail = f"{type(exc).__name__}: {exc}"
+        logger.warning(f"{key}: {kind} failure while {phase}ing: {detail}")
+        if kind == TRANSIENT:
+            logger.debug("".join(traceback.format_exception(exc)))
+        return ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
+    finally:
+        model = None
+        free_memory()
+
+
+def download_failure(key: str, exc: BaseException) -> ModelFailure:
+    """A student whose download failed: our side or the hub's, never the model's verdict."""
+    logger.warning(f"{key}: transient failure while downloading: {type(exc).__name__}: {exc}")
+    return ModelFailure(key, TRANSIENT, "download", f"{type(exc).__name__}: {exc}")
+
+
+def check_unique(students: list[tuple[str, StudentSource]]) -> None:
     keys = [k for k, _ in students]
     if len(set(keys)) != len(keys):
         raise ValueError(f"student keys must be unique, got {keys}")
+
+
+def score_models(cache: TeacherCache, students: list[tuple[str, StudentSource]], spec: EvalSpec,
+                 timings: dict | None = None) -> dict[str, ModelScore | ModelFailure]:
+    """Score each (key, source) student against `cache` on `spec.device`, one after the
+    other; one result per key, in order. A source is a local path, or a Future of one
+    (a download running in the background, see distil.eval.prefetch): each student is
+    scored as soon as its download is done, and a failed download fails it alone.
+    `timings["download_wait_s"]` gets the seconds spent waiting for downloads.
+    """
+    check_unique(students)
     results: dict[str, ModelScore | ModelFailure] = {}
-    for n, (key, path) in enumerate(students, 1):
-        logger.info(f"student {n}/{len(students)}: {key}")
+    waited = 0.0
+    for n, (key, source) in enumerate(students, 1):
         started = time.perf_counter()
-        deadline = time.monotonic() + spec.student_timeout_s
-        phase, model = "load", None
         try:
-            model = load_causal_lm(path, spec.device, spec.torch_dtype, cache.vocab_size)
-            phase = "score"
-            results[key] = score_student(model, cache, spec, key, deadline)
-            r = results[key]
-            logger.info(f"{key}: KL {r.kl_mean:.6f} ± {r.kl_se or 0:.6f}, top-1 {r.top1_agreement:.4f} "
-                        f"({r.n_positions} positions, {time.perf_counter() - started:.1f}s)")
-        except Exception as exc:  # one student failing fails that student alone
-            kind = classify_failure(exc, phase)
-            detail = f"{type(exc).__name__}: {exc}"
-            results[key] = ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
-            logger.warning(f"{key}: {kind} failure while {phase}ing: {detail}")
-            if kind == TRANSIENT:
-                logger.debug("".join(traceback.format_exception(exc)))
+            path = source.result() if isinstance(source, Future) else source
+        except Exception as exc:
+            results[key] = download_failure(key, exc)
+            continue
         finally:
-            model = None
-            free_memory()
+            waited += time.perf_counter() - started
+        logger.info(f"student {n}/{len(students)}: {key}")
+        results[key] = score_one(cache, key, path, spec)
+    if timings is not None:
+        timings["download_wait_s"] = waited
     return results
 
 
 @dataclass
 class RoundResult:
-    """A scored round: the cache's ids, one result per student, phase timings (seconds)."""
+    """A scored round: the cache's ids, one result per student, phase timings (seconds),
+    and the devices it ran on (the teacher on the first)."""
 
     prompt_ids: list[list[int]]
     continuation_ids: list[list[int]]
     eos_ids: list[int]
     results: dict[str, ModelScore | ModelFailure]
     timings: dict
+    devices: list[str] = field(default_factory=list)
 
 
-def run_round(teacher_path: str, students: list[tuple[str, str]], prompts: list[list[int]], spec: EvalSpec,
-              continuations: list[list[int]] | None = None) -> RoundResult:
+def teacher_device(devices: list[str]) -> str:
+    """Where the teacher runs: the first device.
+
+    TODO(issue 10 §4): when the start-up memory plan says the teacher does not fit one
+    device, spread it over `devices` with `device_map` (accelerate's "balanced" map over
+    their indices) instead; the cache is then gathered on the first device as now.
+    """
+    return devices[0]
+
+
+def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prompts: list[list[int]], spec: EvalSpec,
+              continuations: list[list[int]] | None = None, devices: list[str] | None = None) -> RoundResult:
     """Teacher pass → free the teacher → score every student on the same token ids.
 
     `prompts` are token ids (see prompts.tokenize_prompts); `continuations`, when given,
-    are used instead of generating (re-scoring a published round). Errors of the teacher
-    pass propagate (it is our side: the whole round is transient).
+    are used instead of generating (re-scoring a published round). `students` are
+    (key, local path or Future of one): downloads started before the call (see
+    distil.eval.prefetch) go on while the teacher loads and generates. `devices` (runtime
+    only, default [spec.device]): with two or more, the teacher runs on the first, its
+    cache is copied to every device and the students are scored in parallel, one worker
+    process per device (distil.eval.fanout). Errors of the teacher pass propagate (it is
+    our side: the whole round is transient).
     """
+    devices = list(devices or [spec.device])
+    spec = spec.replace(device=devices[0])  # the dtype ("auto") follows the devices' kind
+    check_unique(students)
     timings = {}
-    started = time.perf_counter()
-    teacher = load_causal_lm(teacher_path, spec.device, spec.torch_dtype, spec.vocab_size, allow_unexpected=True)
+    round_started = started = time.perf_counter()
+    teacher = load_causal_lm(teacher_path, teacher_device(devices), spec.torch_dtype, spec.vocab_size,
+                             allow_unexpected=True)
     timings["teacher_load_s"] = time.perf_counter() - started
     cache = build_teacher_cache(teacher, prompts, spec.max_new_tokens, spec.generation_batch_size, continuations)
     timings.update(cache.timings)
     teacher = None
     free_memory()
+    ids = (cache.prompt_ids, cache.continuation_ids, cache.eos_ids)
     started = time.perf_counter()
-    results = score_models(cache, students, spec)
+    if len(devices) > 1:
+        from distil.eval.fanout import score_parallel
+
+        with tempfile.TemporaryDirectory(prefix="distil-teacher-cache-") as cache_dir:
+            cache.save(cache_dir)  # every worker loads it onto its own device
+            cache = None
+            free_memory()
+            results = score_parallel(cache_dir, students, spec, devices, timings=timings)
+    else:
+        results = score_models(cache, students, spec, timings=timings)
     timings["students_s"] = time.perf_counter() - started
+    timings["gpu_round_s"] = time.perf_counter() - round_started
     timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})
     logger.info("round timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
-    return RoundResult(cache.prompt_ids, cache.continuation_ids, cache.eos_ids, results, timings)
+    return RoundResult(*ids, results, timings, devices)

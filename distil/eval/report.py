@@ -13,8 +13,9 @@
         {"key": "...", "status": "ok", "kl_mean": ..., "kl_se": ..., "kl_median": ..., "kl_p99": ...,
          "top1_agreement": ..., "per_prompt_kl": [...], "n_positions": ..., "position_kl": [[...], [...]],
          "head": "hidden" | "own_logits"},
-        {"key": "...", "status": "failed", "failure": {"kind": "invalid" | "transient", "phase": "load" | "score", "detail": "..."}}
+        {"key": "...", "status": "failed", "failure": {"kind": "invalid" | "transient", "phase": "download" | "load" | "score" | "worker", "detail": "..."}}
       ],
+      "devices": ["cuda:0", ...],  (where it ran: the teacher on the first, one student worker per device)
       "timings": {...}            (only when asked for: it differs between runs)
     }
 
@@ -46,6 +47,7 @@ def round_to_json(seed: str, spec_dict: dict, prompt_source: dict, teacher: str,
         "prompts": [{"source_id": sid, "prompt_ids": p, "continuation_ids": c}
                     for sid, p, c in zip(source_ids, result.prompt_ids, result.continuation_ids)],
         "models": [r.to_dict() for r in result.results.values()],
+        "devices": result.devices,
     }
     if timings:
         doc["timings"] = result.timings

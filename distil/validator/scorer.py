@@ -8,6 +8,7 @@ stub to count which models would reach the GPU.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from loguru import logger
 
 from distil.commitment import Commitment
 from distil.eval.engine import ModelFailure, ModelScore, run_round
+from distil.eval.prefetch import Prefetch
 from distil.eval.prompts import PromptSource, tokenize_prompts
 from distil.eval.report import round_to_json
 from distil.eval.spec import EvalSpec
-from distil.hub.store import HubError, ModelStore, RepoUnavailable
+from distil.hub.store import ModelStore, RepoUnavailable
 from distil.scoring.epoch import FailedModel, ScoredModel
 
 
@@ -59,11 +61,16 @@ class EngineScorer:
     """Score king and challengers on the same block-seeded prompts and teacher continuations.
 
     `teacher_dir` is a local directory holding the teacher (downloaded once at start-up
-    for the real hub); `prompt_source` draws the round's prompts from the seed.
+    for the real hub); `prompt_source` draws the round's prompts from the seed; `devices`
+    (runtime only, `--neuron.devices`): two or more score students in parallel, one worker
+    process per device. Snapshots are (re)downloaded in the background while the teacher
+    runs; a failed download fails that model alone (transient).
     """
 
-    def __init__(self, store: ModelStore, spec: EvalSpec, teacher_dir: str | Path, teacher_name: str, prompt_source: PromptSource):
+    def __init__(self, store: ModelStore, spec: EvalSpec, teacher_dir: str | Path, teacher_name: str, prompt_source: PromptSource,
+                 devices: Sequence[str] | None = None):
         self.store = store
+        self.devices = list(devices) if devices else None
         self.spec = spec
         self.teacher_dir = str(teacher_dir)
         self.teacher_name = teacher_name
@@ -83,34 +90,27 @@ class EngineScorer:
 
     def _score(self, models: Sequence[tuple[str, Commitment]], seed_block: int, seed: str) -> RoundScores:
         timings: dict[str, float] = {}
-        started = time.perf_counter()
-        prompts = self.prompt_source.sample(seed, self.spec.n_prompts)
-        prompt_ids = tokenize_prompts(
-            prompts, self.tokenizer(), self.spec.max_prompt_chars, self.spec.max_prompt_tokens, self.spec.vocab_size
-        )
-        timings["prompts_s"] = time.perf_counter() - started
-        logger.info(f"round {seed_block}: {len(prompt_ids)} prompts from seed {seed[:18]}…")
+        # Snapshots the pre-check evicted (a tight cache) download again while the teacher runs.
+        with Prefetch([(hotkey, functools.partial(self.store.download, c)) for hotkey, c in models]) as prefetch:
+            started = time.perf_counter()
+            prompts = self.prompt_source.sample(seed, self.spec.n_prompts)
+            prompt_ids = tokenize_prompts(
+                prompts, self.tokenizer(), self.spec.max_prompt_chars, self.spec.max_prompt_tokens, self.spec.vocab_size
+            )
+            timings["prompts_s"] = time.perf_counter() - started
+            logger.info(f"round {seed_block}: {len(prompt_ids)} prompts from seed {seed[:18]}…")
+            result = run_round(self.teacher_dir, prefetch.sources, prompt_ids, self.spec, devices=self.devices)
+        timings["download_s"] = prefetch.download_s
+        timings.update({k: float(v) for k, v in result.timings.items() if not k.startswith("student_s.")})
 
         results: dict[str, ScoredModel | FailedModel] = {}
-        students: list[tuple[str, str]] = []
-        started = time.perf_counter()
-        for hotkey, commitment in models:
-            try:
-                path = self.store.download(commitment)
-            except RepoUnavailable as e:
-                # integrity passed moments ago: treat as a hub hiccup, decide next epoch
-                results[hotkey] = FailedModel("transient", "DOWNLOAD_UNAVAILABLE", f"download of {commitment}: {e}")
-                continue
-            except (HubError, OSError) as e:
-                results[hotkey] = FailedModel("transient", "DOWNLOAD", f"download of {commitment}: {e}")
-                continue
-            students.append((hotkey, str(path)))
-        timings["download_s"] = time.perf_counter() - started
-
-        result = run_round(self.teacher_dir, students, prompt_ids, self.spec)
-        timings.update({k: float(v) for k, v in result.timings.items() if not k.startswith("student_s.")})
         for key, outcome in result.results.items():
-            results[key] = to_scored(outcome) if isinstance(outcome, ModelScore) else to_failed(outcome)
+            if isinstance(outcome, ModelScore):
+                results[key] = to_scored(outcome)
+            elif key in prefetch.errors:
+                results[key] = download_failed(dict(models)[key], prefetch.errors[key])
+            else:
+                results[key] = to_failed(outcome)
         doc = round_to_json(
             seed,
             self.spec.to_dict(),
@@ -121,7 +121,15 @@ class EngineScorer:
         )
         doc["seed_block"] = seed_block
         doc["commitments"] = {hotkey: str(c) for hotkey, c in models}
+        doc["timings"] = dict(timings)  # a record of this round (the validator adds its pre-check downloads)
         return RoundScores(results, doc, timings)
+
+
+def download_failed(commitment: Commitment, error: BaseException) -> FailedModel:
+    """A round download that failed: transient (integrity passed moments ago: a hub hiccup,
+    decided next epoch)."""
+    code = "DOWNLOAD_UNAVAILABLE" if isinstance(error, RepoUnavailable) else "DOWNLOAD"
+    return FailedModel("transient", code, f"download of {commitment}: {error}")
 
 
 @contextmanager
