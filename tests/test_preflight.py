@@ -84,6 +84,21 @@ def run(total_gib=None, free_gib=1000.0, params=1_000_000_000, max_student=5_250
                         free_disk=lambda path: int(free_gib * GIB), teacher=fake_teacher(params, to_download))
 
 
+def test_every_fan_out_device_must_exist_and_hold_the_plan():
+    """--devices / --neuron.devices: each listed device is probed, and the plan is judged on each."""
+    def probe(name):  # a 1-GPU box: cuda:0 exists (80 GiB), nothing else
+        index = int(name.partition(":")[2] or 0)
+        return pf.DeviceFacts(name, "cuda", True, 1, index, int(80 * GIB), True, f"{name} (fake)")
+
+    common = dict(device="cuda", sources=[("--teacher", model_dir("teacher"))], spec=EvalSpec(device="cuda"),
+                  max_student_params=5_250_000_000, cache_dir="/cache", max_cache_gb=None, students_to_download=2,
+                  probe=probe, free_disk=lambda path: 1000 * GIB, teacher=fake_teacher(1_000_000_000))
+    with pytest.raises(pf.PreflightError, match=r"--devices cuda:1: no such device, this machine has 1 CUDA"):
+        pf.preflight(device_flag="--devices", devices=["cuda:0", "cuda:1"], **common)
+    verdicts = pf.preflight(device_flag="--devices", devices=["cuda:0", "cuda:0"], **common)
+    assert sum("memory plan" in v.message for v in verdicts) == 1  # the same device is judged once
+
+
 def expected_plan(params, max_student=5_250_000_000):
     """The plan recomputed by hand from the spec's defaults (bf16, 120 × 512 + 512 tokens, batch 16)."""
     cfg = tiny.teacher_config()  # hidden 64, 1 full + 1 linear layer, 2 of 4 experts of 32 + shared 32
@@ -193,7 +208,7 @@ def test_distil_eval_missing_student_exits_2_before_any_teacher_work(prompts):
     assert "greedy generation" not in proc.stderr and "loaded" not in proc.stderr
 
 
-def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path):
+def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path, prompts):
     import torch
 
     if torch.cuda.is_available():
@@ -202,7 +217,8 @@ def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path):
     scenario.write_text(json.dumps({"teacher": model_dir("teacher"), "miners": []}))
     cmd = [sys.executable, "neurons/validator.py", "--mock", "--mock.scenario", str(scenario), "--neuron.epochs", "1",
            "--wallet.name", "v", "--wallet.hotkey", "h", "--neuron.full_path", str(tmp_path / "state"),
-           "--neuron.axon_off", "--wandb.off", "--neuron.device", "cuda"]
+           "--neuron.axon_off", "--wandb.off", "--neuron.device", "cuda", "--eval.prompts_file", str(prompts),
+           "--eval.n_prompts", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error: --neuron.device cuda: CUDA is not available" in proc.stderr

@@ -200,16 +200,21 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
               cache_dir: str | None, max_cache_gb: float | None, students_to_download: int,
               probe: Callable[[str], DeviceFacts] = probe_device,
               free_disk: Callable[[str], int] = free_disk_bytes,
-              teacher: Callable[[str, str | None], TeacherFacts] = teacher_facts) -> list[Verdict]:
+              teacher: Callable[[str, str | None], TeacherFacts] = teacher_facts,
+              devices: Sequence[str] | None = None) -> list[Verdict]:
     """Run every start-up check; raise PreflightError (one line) on the first refusal.
 
-    `sources` = [(flag, source)], the teacher first. Returns the verdicts (plan, disk)
-    that were logged.
+    `sources` = [(flag, source)], the teacher first. `devices` (the fan-out list, which
+    overrides `device`): every one must exist, and the memory plan is judged on each (the
+    teacher runs on the first, a student on any). Returns the verdicts (plan, disk) that
+    were logged.
     """
-    facts = probe(device)
-    problem = device_problem(facts, device_flag)
-    if problem:
-        raise PreflightError(problem)
+    all_facts = {}
+    for name in devices or [device]:
+        all_facts.setdefault(name, probe(name))
+        problem = device_problem(all_facts[name], device_flag)
+        if problem:
+            raise PreflightError(problem)
     for flag, source in sources:
         problem = source_problem(source, flag)
         if problem:
@@ -223,7 +228,8 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
                        "no memory plan")
         t = None
     if t is not None:
-        verdicts.append(_memory(t, spec, max_student_params, facts))
+        for facts in all_facts.values():
+            verdicts.append(_memory(t, spec, max_student_params, facts))
     cache = cache_dir or default_cache_dir()
     if max_cache_gb:
         need, reason = int(max_cache_gb * GIB), f"--checks.max_cache_gb {max_cache_gb:g}"
@@ -281,7 +287,7 @@ def check_eval(args) -> int | None:
     import json
     import sys
 
-    from distil.eval.cli import _spec_values
+    from distil.eval.cli import UsageError, _devices, _spec_values
     from distil.eval.spec import EvalSpec
 
     values = {k: v for k, v in _spec_values(args).items() if k != "dataset"}
@@ -296,10 +302,11 @@ def check_eval(args) -> int | None:
     sources = [("--teacher", args.teacher)] + [("--student", s) for s in args.student]
     hub_students = sum(not os.path.isdir(s) for s in args.student)
     try:
-        preflight(device=spec.device, device_flag="--device", sources=sources, spec=spec,
+        devices = _devices(args)
+        preflight(device=spec.device, device_flag="--devices" if devices else "--device", devices=devices, sources=sources, spec=spec,
                   max_student_params=_max_params(), cache_dir=None, max_cache_gb=None,
                   students_to_download=min(2, hub_students))
-    except PreflightError as e:
+    except (PreflightError, UsageError) as e:
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
     return None
@@ -317,7 +324,8 @@ def check_validator(validator) -> int | None:
     if not os.path.isdir(teacher) and config.eval.teacher_revision:
         teacher = f"{teacher}@{config.eval.teacher_revision}"
     try:
-        preflight(device=config.neuron.device, device_flag="--neuron.device", sources=[("--eval.teacher", teacher)],
+        preflight(device=config.neuron.device, device_flag="--neuron.devices" if validator.devices else "--neuron.device",
+                  devices=validator.devices, sources=[("--eval.teacher", teacher)],
                   spec=validator.spec, max_student_params=int(config.checks.max_params),
                   cache_dir=config.checks.cache_dir, max_cache_gb=config.checks.max_cache_gb, students_to_download=downloads)
     except PreflightError as e:
