@@ -39,6 +39,7 @@ setup(
             "distil-eval=distil.eval.cli:main",
             "distil-check=distil.checks.cli:main",
             "distil-state=distil.state_cli:main",
+            "distil-train=distil.train.cli:main",
         ]
     },
     classifiers=[

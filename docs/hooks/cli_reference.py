@@ -104,6 +104,7 @@ PROGRAMS: dict[str, Program] = {
         Program("distil-check", "distil-check", lambda: _module("distil.checks.cli").build_parser(), "distil/checks/cli.py"),
         Program("distil-eval", "distil-eval", lambda: _module("distil.eval.cli").build_parser(), "distil/eval/cli.py"),
         Program("distil-state", "distil-state", lambda: _module("distil.state_cli").build_parser(), "distil/state_cli.py"),
+        Program("distil-train", "distil-train", lambda: _module("distil.train.cli").build_parser(), "distil/train/cli.py"),
     )
 }
 
