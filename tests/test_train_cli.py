@@ -56,7 +56,7 @@ def _assert_submission(output: Path, teacher: Path) -> None:
     assert not [n for n in names if n.endswith((".py", ".bin", ".pt", ".pkl"))], names
     assert "checkpoints" not in names and (teacher / "tokenizer.json").read_bytes() == (output / "tokenizer.json").read_bytes()
     config = json.loads((output / "config.json").read_text())
-    assert "auto_map" not in config and "quantization_config" not in config
+    assert "auto_map" not in config and "quantization_config" not in config and config["dtype"] == "bfloat16"
     with safe_open(str(output / "model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
     from distil.checks.cli import main as check_main
@@ -119,13 +119,16 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(models, tmp_pat
 @pytest.mark.slow
 def test_accelerate_launch_ddp_two_cpu_processes(models, tmp_path):
     output = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # accelerate 1.15 runs `launch --cpu --num_processes 2` as ONE process unless MPI is set up;
+    # torchrun's launcher (--multi_gpu) with ACCELERATE_USE_CPU gives two gloo processes (MULTI_CPU)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+           "ACCELERATE_USE_CPU": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "distil.train",
-               *_args(models, output, "--max-steps", "8", "--save-steps", "4", "--batch-size", "2")]
+               *_args(models, output, "--max-steps", "16", "--save-steps", "8", "--batch-size", "2")]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "2 processes" in done.stderr + done.stdout and "--device cpu is ignored" in done.stderr + done.stdout
+    assert "2 processes (DistributedType.MULTI_CPU)" in done.stderr + done.stdout and "--device cpu is ignored" in done.stderr + done.stdout
     start, trained = _held_out_kl(done.stdout)
     assert trained <= 0.7 * start, done.stdout
     _assert_submission(output, models / "teacher")

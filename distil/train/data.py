@@ -40,7 +40,11 @@ def load_prompt_sets(source: PromptSource, tokenizer, spec, n_train: int, n_held
     held_seed = seed_from_block_hash(held_out_seed) if held_out_seed else derived_seed(seed, "held-out")
     held = source.sample(held_seed, n_held_out)
     excluded = {p.source_id for p in held}
-    pool = source.sample(derived_seed(seed, "train"), n_train + n_held_out)
+    try:  # held-out prompts may be in the pool: sample enough to drop them
+        pool = source.sample(derived_seed(seed, "train"), n_train + n_held_out)
+    except ValueError as e:
+        raise ValueError(f"{e} (--train-prompts {n_train} + --held-out-prompts {n_held_out}): "
+                         f"lower --train-prompts or use a larger prompt source") from None
     train = [p for p in pool if p.source_id not in excluded][:n_train]
     if len(train) < n_train:
         raise ValueError(f"only {len(train)} training prompts remain after setting aside {n_held_out} held-out ones; "

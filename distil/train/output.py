@@ -11,6 +11,7 @@ scoring (`run_round`) of the starting and the trained student on held-out prompt
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,14 @@ def save_student(accelerator, model, output: str | Path, teacher_dir: str | Path
     output = Path(output)
     student = accelerator.unwrap_model(model).student
     state = {k.removeprefix("student."): v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in state.items()}
-    config = student.config
-    saved = config.dtype
     for key in ("auto_map", "quantization_config"):  # no remote code, no quantized weights in a submission
-        config.__dict__.pop(key, None)
-    config.dtype = torch.bfloat16
-    try:
-        student.save_pretrained(str(output), state_dict=state, safe_serialization=True)
-    finally:
-        config.dtype = saved
+        student.config.__dict__.pop(key, None)
+    student.save_pretrained(str(output), state_dict=state, safe_serialization=True)
+    # save_pretrained records the dtype of the (fp32) training weights; the file holds bf16
+    config_path = output / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "bfloat16"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     for name in (*TOKENIZER_FILES, *EXTRA_TEACHER_FILES):
         if (Path(teacher_dir) / name).is_file():
             shutil.copyfile(Path(teacher_dir) / name, output / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def run(args) -> int:
     accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps, device_placement=False,
                               mixed_precision=None if under_launch else args.mixed_precision,
                               cpu=None if under_launch else torch.device(args.device).type == "cpu")
-    device = str(accelerator.device) if under_launch else args.device
+    # accelerate names the CPU of a multi-CPU run "cpu:0"; the spec (and load_causal_lm) say "cpu"
+    device = re.sub(r"^cpu:\d+$", "cpu", str(accelerator.device)) if under_launch else args.device
     if under_launch and accelerator.is_main_process:
         logger.info(f"under accelerate launch: {accelerator.num_processes} processes ({accelerator.distributed_type}); "
                     f"--device {args.device} is ignored, this process uses {device}")
