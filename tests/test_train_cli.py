@@ -38,11 +38,11 @@ def models(tmp_path_factory):
     return root
 
 
-def _args(root: Path, output: Path, *extra: str) -> list[str]:
+def _args(root: Path, output: Path, *extra: str, wandb: str = "--wandb.off") -> list[str]:
     return ["--teacher", str(root / "teacher"), "--student", str(root / "student"), "--output", str(output),
             "--prompts-file", str(root / "prompts.jsonl"), "--max-new-tokens", "8", "--device", "cpu",
             "--train-prompts", "16", "--held-out-prompts", "4", "--batch-size", "4",
-            "--gradient-accumulation-steps", "1", "--lr", "3e-3", "--wandb.off", *extra]
+            "--gradient-accumulation-steps", "1", "--lr", "3e-3", wandb, *extra]
 
 
 def _held_out_kl(text: str) -> tuple[float, float]:
@@ -66,14 +66,18 @@ def _assert_submission(output: Path, teacher: Path) -> None:
 
 def test_training_lowers_held_out_kl_and_the_output_is_valid(models, tmp_path, capsys):
     output = tmp_path / "out"
-    rc = main(_args(models, output, "--max-steps", "16", "--on-policy", "0.25", "--save-steps", "8"))
+    rc = main(_args(models, output, "--max-steps", "16", "--on-policy", "0.25", "--save-steps", "8",
+                    wandb="--wandb.offline"))
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "result: VALID" in text
     start, trained = _held_out_kl(text)
     assert trained <= 0.7 * start, text
     _assert_submission(output, models / "teacher")
-    assert (tmp_path / "out.run" / "step-00000008" / "trainer_state.json").is_file()  # run state moved beside
+    run_state = tmp_path / "out.run"  # checkpoints and the W&B run moved beside the model
+    assert (run_state / "step-00000008" / "trainer_state.json").is_file()
+    runs = list((run_state / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0 and (run_state / "wandb_run_id").is_file()
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

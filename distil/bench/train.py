@@ -77,13 +77,13 @@ def _finish(loss: torch.Tensor, optimizer) -> float:
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=False)  # gradients stay allocated: part of the baseline
-    return float(loss)
+    return float(loss.detach())
 
 
 def register(sub) -> None:
     train = sub.add_parser("train", help="a training step: chunked KL loss vs naive full logits")
     train.add_argument("--tiny", action="store_true", required=True, help="tiny real-vocabulary models (the only mode)")
-    train.add_argument("--batch", type=int, default=2)
+    train.add_argument("--batch", type=int, default=4)
     train.add_argument("--prompt-len", type=int, default=32)
     train.add_argument("--positions", type=int, default=128, help="scored positions per prompt")
     train.add_argument("--chunk-size", type=int, default=32)

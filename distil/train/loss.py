@@ -10,10 +10,9 @@ states and lm_head), the loss is
 with p = softmax over the full vocabulary in fp32 and w_n the row weights (1 / (L_i · B)
 for a position of prompt i of a batch of B prompts: the batch's validator score).
 
-`ChunkedKL` never holds more than a few [chunk, V] fp32 blocks: the forward pass keeps
-only (h, W, teacher hidden, teacher head) and computes KL block by block with the
-validators' own kernel (`distil.eval.kl.kl_block`); the backward pass recomputes each
-block's logits and applies the closed-form gradient with respect to the student logits
+`ChunkedKL` never holds more than a few [chunk, V] fp32 blocks: block by block, it
+computes the KL with the validators' own kernel (`distil.eval.kl.kl_block`) and the
+closed-form gradient with respect to the student logits
 
     forward KL:  ∂KL_n/∂s = p_s − p_t
     reverse KL:  ∂KL_n/∂s = p_s ⊙ (log p_s − log p_t − KL_n)
@@ -39,60 +38,66 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def _block_kl(t: torch.Tensor, s: torch.Tensor, direction: str) -> torch.Tensor:
-    """Per-row KL of fp32 logit blocks (inputs untouched)."""
-    if direction == FORWARD:
-        return kl_block(t.clone(), s)[0]
-    return kl_block(s.clone(), t)[0]
+    """Per-row KL of fp32 logit blocks (overwrites the first operand of the direction)."""
+    return kl_block(t, s)[0] if direction == FORWARD else kl_block(s, t)[0]
 
 
 class ChunkedKL(torch.autograd.Function):
-    """Σ_n w_n KL_n and the per-row KL [N] (no gradient), chunk by chunk; see the module doc."""
+    """Σ_n w_n KL_n and the per-row KL [N] (no gradient), chunk by chunk; see the module doc.
+
+    The gradient is computed in the forward pass, block by block, while the block's logits
+    exist (as fused linear cross-entropy kernels do): only ∂h [N, H], ∂W [V, H] and ∂b [V]
+    are kept for the backward pass, which scales them by the upstream gradient. No block
+    is computed twice.
+    """
 
     @staticmethod
     def forward(ctx, s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, row_weights, chunk_size, direction):
         if direction not in (FORWARD, REVERSE):
             raise ValueError(f"direction must be {FORWARD!r} or {REVERSE!r}, got {direction!r}")
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = s_bias is not None and ctx.needs_input_grad[2]
         n = s_hidden.shape[0]
         kl = torch.zeros(n, dtype=torch.float32, device=s_hidden.device)
-        with torch.no_grad():
-            for a in range(0, n, chunk_size):
-                t = _logits(t_hidden[a : a + chunk_size], t_weight, t_bias).to(s_hidden.device)
-                s = _logits(s_hidden[a : a + chunk_size], s_weight, s_bias)
-                kl[a : a + chunk_size] = _block_kl(t, s, direction)
-        ctx.save_for_backward(s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, row_weights, kl)
-        ctx.chunk_size, ctx.direction = chunk_size, direction
-        ctx.mark_non_differentiable(kl)
-        return (kl * row_weights.to(kl.device)).sum(), kl
-
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_kl):
-        s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, row_weights, kl = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], s_bias is not None and ctx.needs_input_grad[2]
         grad_h = torch.zeros_like(s_hidden) if need_h else None
         grad_w = torch.zeros(s_weight.shape, dtype=torch.float32, device=s_weight.device) if need_w else None
         grad_b = torch.zeros(s_bias.shape, dtype=torch.float32, device=s_bias.device) if need_b else None
-        w_rows = row_weights.to(device=s_hidden.device, dtype=torch.float32) * grad_loss.float()
-        size = ctx.chunk_size
-        with torch.no_grad():
-            for a in range(0, s_hidden.shape[0], size):
-                h = s_hidden[a : a + size]
-                log_p_s = torch.log_softmax(_logits(h, s_weight, s_bias), -1)
-                log_p_t = torch.log_softmax(_logits(t_hidden[a : a + size], t_weight, t_bias).to(h.device), -1)
+        w_rows = row_weights.to(device=s_hidden.device, dtype=torch.float32)
+        for a in range(0, n, chunk_size):
+            h = s_hidden[a : a + chunk_size]
+            t = _logits(t_hidden[a : a + chunk_size], t_weight, t_bias).to(h.device)
+            s = _logits(h, s_weight, s_bias)
+            if not (need_h or need_w or need_b):
+                kl[a : a + chunk_size] = _block_kl(t, s, direction)
+                continue
+            log_p_s, log_p_t = torch.log_softmax(s, -1), torch.log_softmax(t, -1)
+            if direction == FORWARD:
+                kl[a : a + chunk_size] = kl_block(t, s)[0]  # the validators' kernel (overwrites t)
+                g = log_p_s.exp_().sub_(log_p_t.exp_())  # p_s − p_t
+            else:
                 p_s = log_p_s.exp()
-                if ctx.direction == FORWARD:
-                    g = p_s.sub_(log_p_t.exp_())
-                else:
-                    g = log_p_s.sub_(log_p_t).sub_(kl[a : a + size, None]).mul_(p_s)
-                g.mul_(w_rows[a : a + size, None])
-                if need_h:
-                    grad_h[a : a + size] = (g.to(s_weight.dtype) @ s_weight).to(grad_h.dtype)
-                if need_w:
-                    grad_w.addmm_(g.t(), h.to(torch.float32))
-                if need_b:
-                    grad_b.add_(g.sum(0))
-        grad_w = grad_w.to(s_weight.dtype) if need_w else None
-        grad_b = grad_b.to(s_bias.dtype) if need_b else None
-        return grad_h, grad_w, grad_b, None, None, None, None, None, None
+                block = kl_block(s, t)[0]  # KL(p_s ‖ p_t) (overwrites s)
+                kl[a : a + chunk_size] = block
+                g = log_p_s.sub_(log_p_t).sub_(block[:, None]).mul_(p_s)
+            g.mul_(w_rows[a : a + chunk_size, None])
+            if need_h:
+                grad_h[a : a + chunk_size] = (g.to(s_weight.dtype) @ s_weight).to(grad_h.dtype)
+            if need_w:
+                grad_w.addmm_(g.t(), h.to(torch.float32))
+            if need_b:
+                grad_b.add_(g.sum(0))
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (s_weight.dtype, None if s_bias is None else s_bias.dtype)
+        ctx.mark_non_differentiable(kl)
+        return (kl * w_rows).sum(), kl
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_kl):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+        scale = lambda g, dtype: None if g is None else (g * grad_loss.to(g.dtype)).to(dtype)  # noqa: E731
+        return (scale(grad_h, None if grad_h is None else grad_h.dtype), scale(grad_w, w_dtype), scale(grad_b, b_dtype),
+                None, None, None, None, None, None)
 
 
 def chunked_kl_loss(s_hidden: torch.Tensor, s_weight: torch.Tensor, s_bias: torch.Tensor | None,
