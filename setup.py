@@ -24,6 +24,7 @@ setup(
         "safetensors>=0.4",
         "huggingface_hub>=2.0,<3",
         "datasets>=4.0",
+        "accelerate==1.15.0",
         "loguru>=0.7",
         "wandb>=0.19",
         "numpy>=1.26",

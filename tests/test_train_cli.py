@@ -136,3 +136,26 @@ def test_accelerate_launch_ddp_two_cpu_processes(models, tmp_path):
     start, trained = _held_out_kl(done.stdout)
     assert trained <= 0.7 * start, done.stdout
     _assert_submission(output, models / "teacher")
+
+
+def _usage(tmp_path, *extra):
+    (tmp_path / "p.jsonl").write_text('{"text": "hi"}\n')
+    return ["--teacher", str(tmp_path / "nowhere"), "--student", str(tmp_path / "nowhere"), "--output",
+            str(tmp_path / "o"), "--prompts-file", str(tmp_path / "p.jsonl"), "--max-steps", "3", "--wandb.off", *extra]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--max-steps", "0"], "--max-steps must be >= 1"),
+    (["--device", "tpu"], "EvalSpec.device"),
+    (["--prompts-file", "/nonexistent.jsonl"], "does not exist"),
+])
+def test_bad_flags_are_usage_errors_before_anything_loads(tmp_path, capsys, extra, message):
+    assert main(_usage(tmp_path, *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_on_policy_fraction_outside_0_1_is_refused_by_the_parser(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(_usage(tmp_path, "--on-policy", "1.5"))
+    assert exit_.value.code == 2 and "not in [0, 1]" in capsys.readouterr().err
