@@ -25,6 +25,7 @@ setup(
         "safetensors>=0.4",
         "huggingface_hub>=2.0,<3",
         "datasets>=4.0",
+        "accelerate==1.15.0",
         "loguru>=0.7",
         "wandb>=0.19",
         "numpy>=1.26",
@@ -43,6 +44,7 @@ setup(
             "distil-eval=distil.eval.cli:main",
             "distil-check=distil.checks.cli:main",
             "distil-state=distil.state_cli:main",
+            "distil-train=distil.train.cli:main",
         ]
     },
     classifiers=[

@@ -156,8 +156,9 @@ MODULES = {
     "distil.demo": "distil.demo",
     "distil.bench": "distil.bench",
     "template.mock_chain": "mock-chain",
+    "distil.train": "distil-train",
 }
-CONSOLE_SCRIPTS = {"distil-eval", "distil-check", "distil-state"}
+CONSOLE_SCRIPTS = {"distil-eval", "distil-check", "distil-state", "distil-train"}
 
 
 def program_of(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -167,6 +168,9 @@ def program_of(argv: list[str]) -> tuple[str | None, list[str]]:
     if not argv:
         return None, argv
     head = argv[0]
+    if head == "accelerate" and argv[1:2] == ["launch"] and "-m" in argv:  # accelerate launch [its flags] -m MODULE ...
+        at = argv.index("-m")
+        return program_of(["python", *argv[at:]])
     if head in CONSOLE_SCRIPTS:
         return head, argv[1:]
     if head == "make":
@@ -347,7 +351,8 @@ def test_documented_command_parses(command, monkeypatch):
 def test_the_docs_show_every_program_and_both_make_targets():
     ran = [program_of(argv) for c in COMMANDS for argv in split_pipeline(c.text)]
     programs = {name for name, _ in ran if name}
-    for program in ("miner", "validator", "distil-check", "distil-eval", "distil-state", "distil.demo", "make"):
+    for program in ("miner", "validator", "distil-check", "distil-eval", "distil-state", "distil-train", "distil.demo",
+                    "make"):
         assert program in programs, f"no documented command runs {program}"
     assert sum(1 for name, _ in ran if name) >= 30, "suspiciously few commands found: is the extraction broken?"
     readme = [c.text for c in COMMANDS if c.where.startswith("README.md")]
@@ -367,6 +372,8 @@ def test_the_docs_show_every_program_and_both_make_targets():
         "distil-eval --teacher t --student s --prompts-file p.jsonl",  # no --seed
         "distil-eval --teacher t --student s --round r.json --n-prompts 8",
         "distil-state show",
+        "distil-train --teacher t --student s --output o --prompts-file p.jsonl",  # no --max-steps
+        "accelerate launch --num_processes 2 -m distil.train --teacher t --student s --output o --dataset d --max-step 5",
         "make deploy",
         "python -m distil.nothing here",
     ],

@@ -3,6 +3,7 @@
     python -m distil.bench kl            # KL reduction on [512, 248320] bf16 logits vs the naive way
     python -m distil.bench round --tiny  # a whole round on tiny models vs a naive pipeline
     python -m distil.bench prefetch      # a round with students on a throttled hub vs download + scoring
+    python -m distil.bench train --tiny  # a training step: chunked KL loss vs naive full logits
 
 Each prints one JSON line. Every subcommand is a module of this package with
 `register(subparsers)`, which adds its parser and sets `run` (args -> dict) as default;

@@ -106,6 +106,7 @@ PROGRAMS: dict[str, Program] = {
         Program("distil-state", "distil-state", lambda: _module("distil.state_cli").build_parser(), "distil/state_cli.py"),
         Program("mock-chain", "python -m template.mock_chain", lambda: _module("template.mock_chain").build_parser(),
                 "template/mock_chain.py"),
+        Program("distil-train", "distil-train", lambda: _module("distil.train.cli").build_parser(), "distil/train/cli.py"),
     )
 }
 

@@ -1,0 +1,162 @@
+"""One `distil-train` run end to end: prompts → models → steps → output → verdict."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from loguru import logger
+
+from distil.train.cli import UsageError, eval_spec, launched
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logger.disable("distil.eval.teacher")  # its per-batch lines would drown the progress bar
+
+
+def _schedule(optimizer, args):
+    def factor(step: int) -> float:
+        if step < args.warmup_steps:
+            return (step + 1) / (args.warmup_steps + 1)
+        if args.lr_schedule == "constant":
+            return 1.0
+        progress = (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _prompt_sets(args, spec, teacher_dir):
+    from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource
+    from distil.train.data import load_prompt_sets
+
+    if args.prompts_file:
+        source = JsonlPromptSource(args.prompts_file, spec.text_column)
+    else:
+        source = DatasetPromptSource(spec.dataset, spec.dataset_revision, spec.text_column, spec.dataset_shards,
+                                     spec.rows_per_shard, spec.dataset_data_dir, spec.prompt_cache_dir)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=False)
+    return load_prompt_sets(source, tokenizer, spec, args.train_prompts, args.held_out_prompts, args.seed,
+                            args.held_out_seed)
+
+
+def _reporter(args, accelerator, state_dir: Path):
+    from distil.metrics.wandb_logger import NullLogger, WandbLogger
+
+    if args.wandb_off or not accelerator.is_main_process:
+        return NullLogger()
+    try:
+        return WandbLogger(state_dir, project=args.wandb_project, entity=args.wandb_entity,
+                           config={k: v for k, v in vars(args).items()}, name=f"distil-train-{Path(args.output).name}",
+                           mode="offline" if args.wandb_offline else None)
+    except Exception as e:
+        logger.error(f"W&B unavailable ({type(e).__name__}: {e}); continuing without it (use --wandb.off to silence)")
+        return NullLogger()
+
+
+def _run_dir(output: Path) -> Path:
+    """Where the run's state (checkpoints, W&B files) goes once the model is written: beside OUTPUT."""
+    candidate, n = output.with_name(output.name + ".run"), 1
+    while candidate.exists():
+        n += 1
+        candidate = output.with_name(f"{output.name}.run{n}")
+    return candidate
+
+
+def run(args) -> int:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from distil.eval.cli import resolve_model
+    from distil.eval.models import free_memory, load_causal_lm, own_logits_reason
+    from distil.train.loop import DistilledStudent, LoopSettings, checkpoint_dir, latest_checkpoint, train_steps
+    from distil.train.output import held_out_scores, run_prechecks, save_student
+    from distil.train.targets import TeacherTargets
+
+    _quiet_libraries()
+    under_launch = launched()
+    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps, device_placement=False,
+                              mixed_precision=None if under_launch else args.mixed_precision,
+                              cpu=None if under_launch else torch.device(args.device).type == "cpu")
+    # accelerate names the CPU of a multi-CPU run "cpu:0"; the spec (and load_causal_lm) say "cpu"
+    device = re.sub(r"^cpu:\d+$", "cpu", str(accelerator.device)) if under_launch else args.device
+    if under_launch and accelerator.is_main_process:
+        logger.info(f"under accelerate launch: {accelerator.num_processes} processes ({accelerator.distributed_type}); "
+                    f"--device {args.device} is ignored, this process uses {device}")
+    set_seed(args.seed)
+    output = Path(args.output)
+    found = latest_checkpoint(output)
+    if found and not args.resume:
+        print(f"distil-train: error: {checkpoint_dir(output)} holds checkpoints; pass --resume to continue "
+              f"or choose another --output", flush=True)
+        return 2
+    try:
+        with accelerator.main_process_first():  # one download / corpus read; the others find it cached
+            teacher_dir, student_dir = resolve_model(args.teacher), resolve_model(args.student)
+            spec = eval_spec(args, device)
+            prompts = _prompt_sets(args, spec, teacher_dir)
+    except (UsageError, ValueError, OSError) as e:
+        print(f"distil-train: error: {e}", flush=True)
+        return 2
+    logger.info(f"{len(prompts.train)} training prompts, {len(prompts.held_out)} held out (seed {prompts.held_out_seed[:16]}…)")
+
+    teacher = load_causal_lm(teacher_dir, args.teacher_device or device, spec.torch_dtype, args.vocab_size,
+                             allow_unexpected=True)
+    student = load_causal_lm(student_dir, device, torch.float32, args.vocab_size)
+    reason = own_logits_reason(student.config)
+    if reason is not None:
+        print(f"distil-train: error: the student's logits are not a plain lm_head projection ({reason})", flush=True)
+        return 2
+    student.requires_grad_(True)
+    if args.gradient_checkpointing:
+        student.gradient_checkpointing_enable()
+    model = DistilledStudent(student, spec.chunk_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = _schedule(optimizer, args)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    start = 0
+    if args.resume and found:
+        accelerator.load_state(str(found[1]))
+        start = found[0]
+        logger.info(f"resumed from {found[1]} (step {start} of {args.max_steps})")
+    elif args.resume:
+        logger.warning(f"--resume: no checkpoint under {checkpoint_dir(output)}; starting at step 0")
+
+    settings = LoopSettings(args.max_steps, args.batch_size, args.gradient_accumulation_steps, args.on_policy,
+                            args.max_new_tokens, args.save_steps, args.save_total_limit, args.max_grad_norm, args.seed)
+    targets = TeacherTargets(teacher, args.max_new_tokens, spec.generation_batch_size)
+    reporter = _reporter(args, accelerator, checkpoint_dir(output))
+
+    def report(step, values):
+        if accelerator.is_main_process:
+            logger.info(f"step {step}: " + ", ".join(f"{k} {v:.5g}" for k, v in values.items()))
+        reporter.log_epoch(step, {f"train/{k}": v for k, v in values.items()})
+
+    train_steps(accelerator, model, optimizer, scheduler, targets, prompts.train, settings, output, start, report)
+    save_student(accelerator, model, output, teacher_dir)
+    reporter.finish()
+    model = optimizer = student = teacher = targets = None
+    free_memory()
+    if not accelerator.is_main_process:
+        return 0
+    if checkpoint_dir(output).exists():
+        kept = _run_dir(output)
+        shutil.move(str(checkpoint_dir(output)), kept)
+        logger.info(f"run state (checkpoints, W&B files) moved to {kept}: {output} holds the model only")
+    result, text = run_prechecks(output, teacher_dir, args.max_params, args.vocab_size)
+    print(text, flush=True)
+    if not args.skip_final_eval:
+        final = eval_spec(args, device, n_prompts=len(prompts.held_out))
+        _, _, table = held_out_scores(teacher_dir, student_dir, str(output), prompts.held_out, final)
+        print(table, flush=True)
+    return 0 if result.ok else 1
