@@ -223,6 +223,7 @@ def test_load_check_memory_is_bounded_by_the_weights(models, tmp_path):
 DEVICE_BRANCH_ALLOWED = {
     "distil/bench/__init__.py": "reads CUDA memory statistics / synchronises when timing on a GPU",
     "distil/eval/spec.py": "validates the --device flag and picks the documented default dtype",
+    "distil/train/run.py": "tells accelerate's Accelerator(cpu=...) to stay on the CPU when --device asks for it",
 }
 _DEVICE_NAMES = re.compile(r"^(cpu|cuda|mps|xpu|meta)(:\d+)?$")
 

@@ -48,16 +48,19 @@ READY, RESULT = "ready", "result"
 def parse_devices(text: str | list[str], flag: str = "devices") -> list[str]:
     """"cuda:0,cuda:1" (or a list) → ["cuda:0", "cuda:1"]; ValueError naming what is wrong.
 
-    Every device must be `cpu` or `cuda[:N]` and all of one kind (the same hardware type
-    gives the same numbers as a single-device run). Each entry is one worker.
+    Every entry must be a torch device name and all of one kind (the same hardware type
+    gives the same numbers as a single-device run); whether it exists is the preflight's
+    question. Each entry is one worker.
     """
     items = [d.strip() for d in (text.split(",") if isinstance(text, str) else text)]
     if not items or any(not d for d in items):
         raise ValueError(f"{flag} must be a comma-separated list such as cuda:0,cuda:1, got {text!r}")
+    kinds = set()
     for d in items:
-        if not (d == "cpu" or d.startswith("cuda")):
-            raise ValueError(f"{flag}: {d!r} is not cpu or cuda[:N]")
-    kinds = {d.split(":")[0] for d in items}
+        try:
+            kinds.add(torch.device(d).type)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"{flag}: {d!r} is not a device name such as cpu or cuda:0") from None
     if len(kinds) > 1:
         raise ValueError(f"{flag} must all be of one kind (the same hardware gives the same numbers), got {','.join(items)}")
     return items
