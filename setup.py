@@ -21,11 +21,10 @@ setup(
         "bittensor==10.5.0",  # 11.x is a different SDK without Axon/Dendrite/Synapse
         "torch>=2.6",  # unpinned build: GPU machines get CUDA, `make test` installs the CPU wheel first
         "transformers>=5.0,<6",
-        "accelerate>=1.10",  # `device_map` in the one load call (distil/eval/models.py), on every device
+        "accelerate>=1.10",  # `device_map` in the one load call (distil/eval/models.py), on every device; distil-train
         "safetensors>=0.4",
         "huggingface_hub>=2.0,<3",
         "datasets>=4.0",
-        "accelerate==1.15.0",
         "loguru>=0.7",
         "wandb>=0.19",
         "numpy>=1.26",
