@@ -17,12 +17,16 @@ by the epoch's first block hash; apply the dethrone rule; save the state; set we
 # No `from __future__ import annotations`: Axon.attach inspects the handlers' real annotations.
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# model loading and downloads log their progress; tqdm bars would interleave with the log (and
+# the worker processes inherit this). Set before huggingface_hub and transformers are imported.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from loguru import logger  # noqa: E402
 
@@ -33,6 +37,7 @@ from distil.eval.prompts import seed_from_block_hash  # noqa: E402
 from distil.hub import ModelStore  # noqa: E402
 from distil.metrics import make_logger  # noqa: E402
 from distil.metrics.report import report_epoch, run_config  # noqa: E402
+from distil.metrics.rounds import RoundFiles  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from distil.scoring import epoch as ep  # noqa: E402
 from distil.state import StateError, ValidatorState, load_state, save_state  # noqa: E402
@@ -82,6 +87,7 @@ class Validator(BaseValidatorNeuron):
         self.prompt_source = make_prompt_source(self.spec, config.eval.prompts_file)
         if scorer is None:  # the rounds will draw prompts: refuse a source that cannot serve them
             check_prompt_source(self.prompt_source, int(config.eval.n_prompts), offline=bool(config.mock))
+        self.rounds = RoundFiles(Path(config.neuron.full_path) / "rounds", int(config.neuron.keep_rounds))
         self.metrics = make_logger(config, config.neuron.full_path,
                                    run_config(self.spec_version, int(config.netuid), self.hotkey, self.spec, self.params))
         if not config.neuron.axon_off:
@@ -149,7 +155,7 @@ class Validator(BaseValidatorNeuron):
         self.commit(state)
         self.teacher.protect_snapshots(self.state)
         report_epoch(self.metrics, self.step, epoch_block, self.state, plan, scores, self.events,
-                     time.monotonic() - started, self.prechecks.download_seconds)
+                     time.monotonic() - started, self.prechecks.download_seconds, self.rounds)
         weights = ep.weights_for(state, hotkey_uids)
         if weights is None:
             logger.info("no king yet: no weights set")
@@ -210,9 +216,9 @@ class Validator(BaseValidatorNeuron):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Validator.build_parser(__doc__.split("\n\n")[0])
     config = parse_config(parser, argv)
-    if config.mock and config.neuron.epochs <= 0:
+    if config.mock and config.neuron.epochs <= 0 and config.mock_block_time <= 0:
         # the in-memory chain jumps to the next epoch at once: without a bound, it never stops
-        parser.error("--mock needs --neuron.epochs N (the mock chain does not wait for blocks)")
+        parser.error("--mock needs --neuron.epochs N (the mock chain does not wait for blocks) or --mock.block_time S")
     try:
         validator = Validator(config)
     except (StateError, ChainError, ScenarioError, WalletError, ValueError) as e:

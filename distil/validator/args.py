@@ -58,7 +58,15 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--neuron.devices", default=None,
                         help="score students in parallel, one worker process per device, e.g. cuda:0,cuda:1 "
                              "(the teacher runs on the first; overrides --neuron.device)")
+    parser.add_argument("--neuron.keep_rounds", type=int, default=100,
+                        help="round files kept under <full_path>/rounds/, newest first (default: %(default)s)")
     parser.add_argument("--mock.scenario", dest="mock_scenario", default=None, help="with --mock: scenario JSON (see docs/validators.md)")
+    parser.add_argument("--mock.models_dir", dest="mock_models_dir", default=None,
+                        help="with --mock: also serve every <dir>/<namespace>/<name> directory as the repo namespace/name "
+                             "(the miner's --mock.models_dir), found when a commitment names it")
+    parser.add_argument("--mock.block_time", dest="mock_block_time", type=float, default=0.0,
+                        help="with --mock: seconds per block while waiting for the next epoch, so the validator keeps "
+                             "running (and answering --status) without --neuron.epochs (default: 0, jump at once)")
     parser.add_argument("--status.rate_limit", dest="status_rate_limit", type=int, default=30, help="DistilStatus requests per caller per minute")
 
 

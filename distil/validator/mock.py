@@ -60,12 +60,17 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
 
 def mock_world(config, validator_hotkey: str):
     """(chain, store, teacher) for `--mock`; the scenario's teacher becomes the tokenizer
-    reference unless `--checks.teacher` names another."""
+    reference unless `--checks.teacher` names another. With `--mock.models_dir DIR` the
+    store also serves `DIR/<namespace>/<name>` as `namespace/name`, as the miner does, so a
+    mock miner's commitment of a local model can be scored."""
     if not config.mock_scenario:
         raise ScenarioError("--mock needs --mock.scenario FILE (a mock chain and models to serve; see docs/validators.md)")
     chain, store, teacher = load_scenario(
         config.mock_scenario, int(config.netuid), validator_hotkey, int(config.neuron.epoch_length), config.mock_chain_state,
     )
+    chain.block_time_s = float(config.mock_block_time)
+    if config.mock_models_dir:
+        store.serve_root(config.mock_models_dir)
     if config.checks.teacher == TEACHER_REPO:
         config.checks.teacher = teacher
     return chain, store, teacher
