@@ -22,6 +22,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -115,6 +116,8 @@ class InMemoryChain(ChainClient):
         self._depth = 0  # nesting of _synced: only the outermost one locks, reads and writes
         self._dirty = False
         self.path = Path(path) if path else None
+        # seconds a block takes while someone waits for one; 0: the chain jumps there at once
+        self.block_time_s = 0.0
         if self.path and self.path.exists():
             self._load(self.path)
 
@@ -325,6 +328,11 @@ class InMemoryChain(ChainClient):
             self._save()
 
     def wait_for_block(self, block: int) -> int:
+        while self.block_time_s > 0 and self.block() < block:  # paced: one block per block_time_s
+            time.sleep(self.block_time_s)
+            with self._synced():
+                self._block += 1
+                self._save()
         with self._synced():
             if block > self._block:
                 self._block = int(block)

@@ -111,9 +111,10 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["gpu_round_s"] > 0
     assert logged["timings/precheck_download_s"] == round_json["timings"]["precheck_download_s"]
     assert logged["timings/gpu_round_s"] > 0
-    # the audit: distil-eval --round re-scores the king on exactly that round's tokens
-    path = tmp_path / "round.json"
-    path.write_text(json.dumps(round_json))
+    # the audit: distil-eval --round re-scores the king on exactly that round's tokens, from the
+    # round file the validator keeps under its state directory (the same document as the artifact)
+    path = state_dir / "rounds" / "round-150.json"
+    assert json.loads(path.read_text()) == round_json
     from distil.eval.cli import main as distil_eval
 
     assert distil_eval(["--teacher", str(world / "teacher"), "--student", str(world / "miners" / "better"),

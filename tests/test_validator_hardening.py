@@ -25,6 +25,7 @@ from test_validator import CountingScorer, argv, hotkey, make_validator, scenari
 
 sys.path.insert(0, str(ROOT / "neurons"))
 import validator as validator_script  # noqa: E402
+from distil.validator import precheck as precheck_step  # noqa: E402
 
 BAD = 20  # commitments that keep failing, all committed before the honest better model
 
@@ -67,14 +68,14 @@ def bad_hotkeys():
 def test_twenty_crashing_commitments_do_not_starve_an_honest_better_model(world, tmp_path, monkeypatch, crash):
     bad = [deep_config_repo(world, tmp_path / "bad" / f"{i:02d}", i) for i in range(BAD)]
     if crash == "checker raises":
-        real = validator_script.check_commitment
+        real = precheck_step.check_commitment
 
         def check(store, commitment, *args, **kwargs):
             if commitment.repo.startswith("mock/bad"):
                 raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
             return real(store, commitment, *args, **kwargs)
 
-        monkeypatch.setattr(validator_script, "check_commitment", check)
+        monkeypatch.setattr(precheck_step, "check_commitment", check)
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("better"): 0.05})
     v = make_validator(world, tmp_path / "state", scenario=bad_then_honest(world, tmp_path, bad), scorer=scorer)
     assert v.run(epochs=2) == 2

@@ -319,7 +319,7 @@ def check_validator(validator) -> int | None:
     from distil.hub import LocalModelStore
 
     config = validator.config
-    teacher = validator._teacher
+    teacher = validator.teacher.name
     downloads = 0 if isinstance(validator.store, LocalModelStore) else 2  # a local store serves directories in place
     if not os.path.isdir(teacher) and config.eval.teacher_revision:
         teacher = f"{teacher}@{config.eval.teacher_revision}"

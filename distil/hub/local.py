@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from distil.commitment import Commitment
+from distil.commitment import Commitment, CommitmentError, validate_repo
 from distil.hub.store import (
     HubError,
     HubTransientError,
@@ -143,6 +143,7 @@ class LocalModelStore(ModelStore):
         self._unavailable: dict[str, str] = {}
         self._transient: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []  # (operation, repo): what tests may assert on
+        self.root: Path | None = None  # see serve_root
 
     @classmethod
     def from_root(cls, root: str | Path) -> "LocalModelStore":
@@ -156,6 +157,11 @@ class LocalModelStore(ModelStore):
         return cls(repos)
 
     # -- set-up -----------------------------------------------------------------------
+
+    def serve_root(self, root: str | Path) -> None:
+        """Also serve `root/<namespace>/<name>` as the repo `namespace/name`, looked up when a
+        repo is asked for: a model placed there after start-up is found (a mock miner's)."""
+        self.root = Path(root)
 
     def add(self, repo: str, path: str | Path) -> str:
         """Serve `path` as `repo` (its current revision); returns that revision."""
@@ -197,6 +203,11 @@ class LocalModelStore(ModelStore):
         directory); LocalStorageError when it cannot be looked at."""
         path = self.repos.get(repo)
         gone = RepoUnavailable(repo, "missing", f"repository {repo} not found in the local model store")
+        if path is None and self.root is not None:
+            try:
+                path = self.root / validate_repo(repo)  # a valid repo id: two plain names, no `..`
+            except CommitmentError:
+                raise gone from None
         if path is None:
             raise gone
         try:

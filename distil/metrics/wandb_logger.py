@@ -4,7 +4,13 @@ Per round: the leaderboard table, the king, each model's KL statistics, disquali
 with reasons, the timings of each phase, and an artifact `round-<seed_block>` holding
 `round.json`: the round's seed block, seed, resolved spec, prompt and continuation token
 ids and per-prompt KL (the format `distil-eval --json` prints), so any miner can re-score
-a model on exactly that round's tokens with `distil-eval --round round.json`.
+a model on exactly that round's tokens with `distil-eval --round round.json` (the same
+document is kept as `<full_path>/rounds/round-<block>.json`).
+
+Every epoch logs the whole summary (king, its KL, `epoch_block`, `n_models`,
+`n_disqualified`) and its timings, and each entry is committed at once; a timing the last
+epoch did not have (a round phase, after an epoch without a round) is removed from the run
+summary, so the summary always describes the last epoch.
 """
 
 from __future__ import annotations
@@ -96,10 +102,9 @@ class WandbLogger:
         payload: dict[str, Any] = {
             "leaderboard": wandb.Table(columns=LEADERBOARD_COLUMNS, data=_rows(leaderboard, LEADERBOARD_COLUMNS)),
             "disqualified": wandb.Table(columns=DISQUALIFIED_COLUMNS, data=_rows(disqualified, DISQUALIFIED_COLUMNS)),
-            "king": summary.get("king"),
-            "king_kl": summary.get("king_kl"),
             "n_models": len(leaderboard),
             "n_disqualified": len(disqualified),
+            **summary,
         }
         for row in leaderboard:
             for stat in ("kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"):
@@ -107,10 +112,7 @@ class WandbLogger:
                     payload[f"models/{row['hotkey']}/{stat}"] = row[stat]
         for phase, seconds in timings.items():
             payload[f"timings/{phase.removesuffix('_s')}_s"] = seconds
-        self.run.log(payload, step=step)
-        for key, value in summary.items():
-            self.run.summary[key] = value
-        self.logged.append(payload)
+        self._log(step, payload, summary)
         if round_json is not None:
             artifact = wandb.Artifact(
                 f"round-{round_json.get('seed_block', step)}",
@@ -123,8 +125,18 @@ class WandbLogger:
             self.artifacts.append(artifact)
 
     def log_epoch(self, step, values) -> None:
-        self.run.log(dict(values), step=step)
-        self.logged.append(dict(values))
+        values = dict(values)
+        self._log(step, values, {k: v for k, v in values.items() if not k.startswith("timings/")})
+
+    def _log(self, step: int, payload: dict[str, Any], summary: dict[str, Any]) -> None:
+        # commit=True: with an explicit step, W&B would otherwise hold the entry open until
+        # the next step, and the run summary would lag one epoch behind
+        self.run.log(payload, step=step, commit=True)
+        stale = [k for k in self.run.summary.keys() if k.startswith("timings/") and k not in payload]
+        for key in stale:  # a round's phases beside an epoch without a round would mislead
+            del self.run.summary[key]
+        self.run.summary.update(summary)
+        self.logged.append(payload)
 
     def finish(self) -> None:
         try:

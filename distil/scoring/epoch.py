@@ -9,6 +9,7 @@ saves the state once a whole round is done.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -248,7 +249,7 @@ def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[Validat
 def disqualify(state: ValidatorState, hotkey: str, reason: str, code: str, detail: str) -> tuple[ValidatorState, list[Event]]:
     state = state.copy()
     state.miners[hotkey] = _disqualify(state.miners[hotkey], reason, code, detail)
-    events = [Event("disqualified", hotkey, f"{reason} ({code}): {detail}")]
+    events = [Event("disqualified", hotkey, f"{reason} ({code}): {detail}" if code != reason else f"{reason}: {detail}")]
     if state.king == hotkey:
         state.king = None
         events.append(Event("king_lost", hotkey, f"the king was disqualified: {reason}"))
@@ -336,6 +337,9 @@ def apply_round(
         problem = kl_failure(result.kl_mean, params.kl_limit)
         if problem:
             state, more = disqualify(state, hotkey, KL_TOO_HIGH, "KL_TOO_HIGH", problem)
+            measured = {"mean": result.kl_mean, "se": result.kl_se, "median": result.kl_median, "p99": result.kl_p99, "top1": result.top1_agreement}
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in measured.values()):  # the measured KL stays on record
+                state.miners[hotkey] = replace(state.miners[hotkey], kl={**measured, "seed_block": seed_block})
             events.extend(more)
             continue
         valid[hotkey] = result

@@ -5,7 +5,8 @@
 each `CheckResult` into state: passed → checked (hash claims), INVALID/COPY/REMOVED →
 disqualified, UNAVAILABLE → pending or a verdict by the grace period, TRANSIENT → pending
 as a retry. It returns the attempts so that, once the integrity checks have run,
-`apply_strikes` can tell a repo's own failures from an outage.
+`apply_strikes` can tell a repo's own failures from an outage. `Prechecks` is the
+validator's step: it binds the store, the limits and the teacher's tokenizer reference.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Callable, Iterable
 
 from loguru import logger
 
-from distil.checks import COPY, INVALID, REMOVED, UNAVAILABLE, CheckResult, publication_verdict
+from distil.checks import COPY, INVALID, REMOVED, UNAVAILABLE, CheckLimits, CheckResult, check_commitment, load_reference, publication_verdict
 from distil.commitment import Commitment, parse_commitment
+from distil.hub import ModelStore
 from distil.scoring import epoch as ep
 from distil.scoring import prechecks as pq
 from distil.state import ValidatorState
+from distil.validator.timing import TimedDownloads
+from template.base.validator import one_line
 
 # (commitment, owner_of) -> CheckResult: the validator binds the store, limits and teacher
 Checker = Callable[[Commitment, Callable[[str], "str | None"]], CheckResult]
@@ -31,6 +35,43 @@ class PrecheckRound:
     state: ValidatorState
     attempts: list[pq.Attempt] = field(default_factory=list)
     events: list[ep.Event] = field(default_factory=list)
+
+
+class Prechecks:
+    """The epoch's pre-check step (docs/rounds.md, step 2).
+
+    The teacher's tokenizer reference (`--checks.teacher`) is loaded once; if it cannot
+    be, no commitment is checked this epoch (no verdict could be fair). The seconds spent
+    downloading snapshots are kept in `download_seconds`, per epoch.
+    """
+
+    def __init__(self, store: ModelStore, limits: CheckLimits, teacher: str, budget: int, grace_blocks: int):
+        self.store, self.limits, self.teacher = store, limits, teacher
+        self.budget, self.grace_blocks = budget, grace_blocks
+        self.download_seconds = 0.0
+        self._reference = None
+
+    def reference(self):
+        if self._reference is None:
+            self._reference = load_reference(self.teacher, store=self.store)
+        return self._reference
+
+    def run(self, state: ValidatorState, now: int) -> PrecheckRound:
+        self.download_seconds = 0.0
+        try:
+            teacher = self.reference()
+        except Exception as e:  # the teacher's tokenizer could not be read: no verdict can be fair
+            logger.warning(f"no pre-checks this epoch: the teacher's tokenizer reference failed ({type(e).__name__}: {one_line(e)})")
+            return PrecheckRound(state)
+        store = TimedDownloads(self.store)
+
+        def check(commitment, owner_of):
+            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
+
+        try:
+            return run_prechecks(state, now, check, self.budget, self.grace_blocks)
+        finally:
+            self.download_seconds = store.seconds
 
 
 def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, grace_blocks: int) -> PrecheckRound:

@@ -100,7 +100,7 @@ PROGRAMS: dict[str, Program] = {
     for p in (
         Program("miner", "python neurons/miner.py", _miner_parser, "neurons/miner.py, template/config.py"),
         Program("validator", "python neurons/validator.py", _validator_parser,
-                "neurons/validator.py, template/base/validator.py, distil/checks/args.py"),
+                "neurons/validator.py, template/base/validator.py, distil/validator/args.py, distil/checks/args.py"),
         Program("distil-check", "distil-check", lambda: _module("distil.checks.cli").build_parser(), "distil/checks/cli.py"),
         Program("distil-eval", "distil-eval", lambda: _module("distil.eval.cli").build_parser(), "distil/eval/cli.py"),
         Program("distil-state", "distil-state", lambda: _module("distil.state_cli").build_parser(), "distil/state_cli.py"),

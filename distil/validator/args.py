@@ -1,0 +1,96 @@
+"""The validator's command line: its flags, and the objects they configure.
+
+`add_validator_args` adds everything the validator reads beyond the template's wallet,
+chain, axon, logging and W&B flags: the evaluation spec (`--eval.*`), the pre-checks
+(`--checks.*`), the fan-out devices, the status rate limit, the round files and the mock
+world (`--mock.*`). The helpers below turn a parsed config into the spec, limits, dethrone
+parameters and model store, so `neurons/validator.py` only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from distil import TEACHER_REPO
+from distil.checks import CheckLimits
+from distil.checks.args import add_check_args
+from distil.eval.spec import EvalSpec
+from distil.hub import HuggingFaceStore
+from distil.scoring import epoch as ep
+from distil.scoring.prechecks import DEFAULT_MAX_STRIKES
+from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT
+
+# EvalSpec fields the validator exposes as --eval.<field> (the rest keep the spec's defaults).
+EVAL_SPEC_FLAGS = (
+    "n_prompts", "max_new_tokens", "max_prompt_chars", "max_prompt_tokens", "dataset", "dataset_revision",
+    "dataset_data_dir", "text_column", "dataset_shards", "rows_per_shard", "generation_batch_size", "chunk_size",
+    "dtype", "student_timeout_s", "prompt_cache_dir",
+    "probe_prompts", "probe_min_loops", "probe_loop_margin", "probe_repeat_margin",  # degeneration guard
+)
+
+
+def add_eval_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("evaluation (scoring spec v1 defaults)")
+    defaults = EvalSpec()
+    for name in EVAL_SPEC_FLAGS:
+        default = getattr(defaults, name)
+        group.add_argument(f"--eval.{name}", type=type(default), default=default, help="default: %(default)s")
+    group.add_argument("--eval.teacher", default=TEACHER_REPO, help="teacher directory or hub repo (default: %(default)s)")
+    group.add_argument("--eval.teacher_revision", default=None, help="teacher commit to pin (default: the repo's current one, logged)")
+    group.add_argument("--eval.prompts_file", default=None, help="JSONL prompts instead of the dataset (offline runs)")
+    group.add_argument("--eval.max_challengers", type=int, default=8, help="challengers per round, earliest commit first (default: %(default)s)")
+    group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
+    group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
+    group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
+    group.add_argument("--eval.kl_limit", type=float, default=KL_LIMIT, help="KL above this is KL_TOO_HIGH (default: %(default)s)")
+    group.add_argument("--eval.copy_cosine", type=float, default=COPY_COSINE, help="functional-copy cosine threshold (default: %(default)s)")
+
+
+def add_validator_args(parser: argparse.ArgumentParser) -> None:
+    add_eval_args(parser)
+    add_check_args(parser)
+    parser.add_argument("--checks.max_per_epoch", type=int, default=16,
+                        help="commitments pre-checked per epoch, never-checked ones first (default: %(default)s)")
+    parser.add_argument("--checks.max_strikes", type=int, default=DEFAULT_MAX_STRIKES,
+                        help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
+                             "(default: %(default)s; outages never count)")
+    parser.add_argument("--neuron.devices", default=None,
+                        help="score students in parallel, one worker process per device, e.g. cuda:0,cuda:1 "
+                             "(the teacher runs on the first; overrides --neuron.device)")
+    parser.add_argument("--neuron.keep_rounds", type=int, default=100,
+                        help="round files kept under <full_path>/rounds/, newest first (default: %(default)s)")
+    parser.add_argument("--mock.scenario", dest="mock_scenario", default=None, help="with --mock: scenario JSON (see docs/validators.md)")
+    parser.add_argument("--mock.models_dir", dest="mock_models_dir", default=None,
+                        help="with --mock: also serve every <dir>/<namespace>/<name> directory as the repo namespace/name "
+                             "(the miner's --mock.models_dir), found when a commitment names it")
+    parser.add_argument("--mock.block_time", dest="mock_block_time", type=float, default=0.0,
+                        help="with --mock: seconds per block while waiting for the next epoch, so the validator keeps "
+                             "running (and answering --status) without --neuron.epochs (default: 0, jump at once)")
+    parser.add_argument("--status.rate_limit", dest="status_rate_limit", type=int, default=30, help="DistilStatus requests per caller per minute")
+
+
+def eval_spec(config, devices: list[str] | None) -> EvalSpec:
+    """The round's evaluation spec; with `--neuron.devices` the teacher runs on the first."""
+    return EvalSpec(
+        **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
+        device=devices[0] if devices else config.neuron.device,
+        vocab_size=int(config.checks.vocab_size),
+    )
+
+
+def round_params(config) -> ep.RoundParams:
+    return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine)
+
+
+def check_limits(config) -> CheckLimits:
+    return CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size))
+
+
+def hub_store(config) -> HuggingFaceStore:
+    """The Hugging Face hub (`HF_ENDPOINT` if set), cached under `--checks.cache_dir`, bounded by `--checks.max_cache_gb`."""
+    return HuggingFaceStore(
+        endpoint=os.environ.get("HF_ENDPOINT"),
+        cache_dir=config.checks.cache_dir,
+        max_cache_bytes=int(config.checks.max_cache_gb * 2**30) if config.checks.max_cache_gb else None,
+    )
