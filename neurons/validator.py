@@ -42,6 +42,8 @@ from distil.protocol import DistilStatus  # noqa: E402
 from distil.scoring import epoch as ep  # noqa: E402
 from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT  # noqa: E402
 from distil.scoring.prechecks import DEFAULT_MAX_STRIKES  # noqa: E402
+from distil.scoring.coldkeys import MAX_PER_COLDKEY  # noqa: E402  (issue 12 §2)
+from distil.eval.spec import warn_score_changing_overrides  # noqa: E402  (issue 12 §4)
 from distil.state import (  # noqa: E402
     DISQUALIFIED,
     KING,
@@ -53,7 +55,7 @@ from distil.state import (  # noqa: E402
 )
 from distil.validator.precheck import apply_strikes, run_prechecks  # noqa: E402
 from distil.validator.prompt_source import check_prompt_source, make_prompt_source  # noqa: E402
-from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # noqa: E402
+from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores, save_round  # noqa: E402
 from distil.validator.status import status_for  # noqa: E402
 from distil.validator.timing import TimedDownloads  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
@@ -83,6 +85,8 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.teacher_revision", default=None, help="teacher commit to pin (default: the repo's current one, logged)")
     group.add_argument("--eval.prompts_file", default=None, help="JSONL prompts instead of the dataset (offline runs)")
     group.add_argument("--eval.max_challengers", type=int, default=8, help="challengers per round, earliest commit first (default: %(default)s)")
+    group.add_argument("--eval.max_per_coldkey", type=int, default=MAX_PER_COLDKEY,  # issue 12 §2
+                       help="challengers of one owner coldkey per round; the rest wait for a later round (default: %(default)s)")
     group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
     group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
     group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
@@ -115,7 +119,8 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
             if not model.is_dir():
                 raise ScenarioError(f"miner {miner.get('hotkey')}: model directory {model} does not exist")
             repo = miner.get("repo") or f"mock/{model.name}"
-            commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"])))
+            commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"]),
+                                miner.get("coldkey")))  # issue 12 §2: optional owner coldkey
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScenarioError(f"cannot use scenario {path}: {type(e).__name__}: {e}") from None
     if not teacher.is_dir():
@@ -123,11 +128,11 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
     teacher = str(teacher)
     if chain_path and Path(chain_path).exists():
         return InMemoryChain(netuid=netuid, path=chain_path), store, teacher
-    start = int(scenario.get("start_block", max([b for _, _, b in commitments], default=0)))
+    start = int(scenario.get("start_block", max([c[2] for c in commitments], default=0)))
     chain = InMemoryChain(netuid=netuid, start_block=start, path=chain_path)
     chain.register(validator_hotkey, validator_permit=True, stake=1000.0)
-    for hotkey, data, block in commitments:
-        chain.register(hotkey)
+    for hotkey, data, block, coldkey in commitments:
+        chain.register(hotkey, coldkey=coldkey)
         chain.put_commitment(hotkey, data, block=block)
     return chain, store, teacher
 
@@ -181,6 +186,7 @@ class Validator(BaseValidatorNeuron):
             device=self.devices[0] if self.devices else config.neuron.device,
             vocab_size=int(config.checks.vocab_size),
         )
+        warn_score_changing_overrides(self.spec)  # issue 12 §4
         self._teacher = teacher
         self._teacher_commitment: Commitment | None = None
         self._pinned_king: Commitment | None = None
@@ -231,11 +237,13 @@ class Validator(BaseValidatorNeuron):
         now = self.chain.block()
         hotkey_uids = {n.hotkey: n.uid for n in self.metagraph.neurons}
         state = self.apply_requests(self.state)
-        state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now))
+        coldkeys = {n.hotkey: n.coldkey for n in self.metagraph.neurons}  # issue 12 §2
+        state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now, coldkeys))
         state, attempts = self.precheck(state, now)
         state, king_ok, unreachable, answered = self.check_integrity(state)
         state = self.note(apply_strikes(state, attempts, answered, int(self.config.checks.max_strikes)))
-        plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=unreachable)
+        plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=unreachable,
+                             max_per_coldkey=self.config.eval.max_per_coldkey)  # issue 12 §2
         self.commit(state)  # the CPU work is done: a crash from here on does not redo it
 
         scores = None
@@ -243,7 +251,9 @@ class Validator(BaseValidatorNeuron):
             logger.info(f"round {epoch_block}: king {plan.king or '-'}, {len(plan.challengers)} challenger(s), rematch {len(plan.rematch)}")
             try:
                 scores = self.score(plan, epoch_block)
-                outcome = ep.apply_round(state, plan, scores.results, self.round_info(epoch_block, scores), self.params)
+                outcome = ep.apply_round(state, plan, scores.results, self.round_info(epoch_block, scores), self.params,
+                                         probe=scores.probe)  # issue 12 §1: the degeneration guard
+                save_round(scores.round_json, self.config.neuron.full_path)  # issue 12: rounds/round-<block>.json
             except Exception as e:  # whatever failed, the round changes nothing; the king keeps its weights
                 scores = None
                 why = f"{type(e).__name__}: {one_line(e)}"
@@ -325,7 +335,8 @@ class Validator(BaseValidatorNeuron):
         king_ok = True
         checked: set[str] = set()
         while True:
-            plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=frozenset(unreachable))
+            plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=frozenset(unreachable),
+                                 max_per_coldkey=self.config.eval.max_per_coldkey)  # issue 12 §2
             todo = [hk for hk in plan.models if hk not in checked]
             if not todo:
                 break
@@ -347,7 +358,10 @@ class Validator(BaseValidatorNeuron):
         seed = seed_from_block_hash(self.chain.block_hash(epoch_block))
         models = [(hk, parse_commitment(self.state.miners[hk].commitment)) for hk in plan.models]
         scorer = self.scorer or self.engine_scorer()
-        return scorer.score(models, epoch_block, seed)
+        scores = scorer.score(models, epoch_block, seed)
+        if scores.round_json is not None:
+            scores.round_json["king"] = plan.king  # issue 12: distil.sim dethrone --round finds the king
+        return scores
 
     def engine_scorer(self) -> EngineScorer:
         teacher_dir, teacher_name = self.teacher_dir()
@@ -429,7 +443,8 @@ class Validator(BaseValidatorNeuron):
         for row in leaderboard:
             print(f"  #{row['rank']} uid {row['uid']} {row['status']:<9} KL {row['kl_mean']:.6f}  {row['commitment']}", flush=True)
         for event in self.events:
-            if event.kind in ("disqualified", "new_king", "king_holds", "round_aborted", "round_failed", "retry_later", "strike"):
+            if event.kind in ("disqualified", "new_king", "king_holds", "round_aborted", "round_failed", "retry_later", "strike",
+                              "probe"):  # issue 12 §1
                 who = f"{event.hotkey} " if event.hotkey else ""
                 print(f"  {event.kind}: {who}{event.detail}", flush=True)
         timings = dict(scores.timings) if scores else {}
