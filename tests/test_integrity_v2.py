@@ -159,3 +159,26 @@ def test_one_coldkey_gets_two_challenger_slots_per_round_and_the_rest_wait(world
     assert final.miners["5Op3"].coldkey == operator and final.miners["5Solo0"].coldkey != operator
     # the default cap comes from --eval.max_per_coldkey; 1 is stricter
     assert v.config.eval.max_per_coldkey == 2
+
+
+def test_probe_walk_invalid_moves_on_transient_stops_and_crowns_no_worse_model():
+    from distil.scoring.crowning import PROBE_INVALID, PROBE_TRANSIENT, ProbeVerdict, crown_first_sound
+
+    state = ValidatorState(king="k")
+    for i, hk in enumerate(["k", "a", "b", "c"]):
+        state.miners[hk] = MinerRecord(uid=i, commitment=f"ns/{hk}@{'0' * 40}", commit_block=i, checked=True,
+                                       status=KING if hk == "k" else EVALUATED,
+                                       kl={"mean": 0.1, "se": 0.0, "median": 0.1, "p99": 0.1, "top1": 0.5, "seed_block": 1})
+    answers = {"a": ProbeVerdict(PROBE_INVALID, "no longer loads"), "b": ProbeVerdict(PROBE_TRANSIENT, "CUDA out of memory"),
+               "c": ProbeVerdict("passed", "fine")}
+    asked = []
+
+    def probe(hk):
+        asked.append(hk)
+        return answers[hk]
+
+    after, events, outcomes = crown_first_sound(state, ["a", "b", "c"], probe, {hk: "beat k" for hk in "abc"})
+    assert asked == ["a", "b"]  # c, worse than b, is not crowned because b could not be probed
+    assert after.king == "k" and (after.miners["a"].reason, after.miners["a"].code) == (INVALID, "EVAL_PROBE")
+    assert after.miners["b"].status == PENDING and after.miners["b"].kl is None and "out of memory" in after.miners["b"].detail
+    assert outcomes == {"a": "invalid", "b": "transient"} and events[-1].kind == "king_holds"
