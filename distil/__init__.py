@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # Bumped whenever anything that changes a score changes: prompt sampling, the KL
 # definition, the dethrone rule, a default in the scoring spec. State and W&B rounds
 # record it, so scores from different versions are never compared.
-SCORING_VERSION = 1
+SCORING_VERSION = 2  # v2: the degeneration guard (docs/scoring.md)
 
 # Sent as `version_key` with every weight set (bittensor convention: an int that grows
 # with each release that validators must run together).

@@ -8,9 +8,11 @@ Shape (version 1)::
                          "reason": null | "COPY" | "REMOVED" | "INVALID" | "KL_TOO_HIGH",
                          "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
                          "checked": bool, "seen_public": bool,
-                         "strikes": INT, "last_check_block": INT | null, ...}},
+                         "strikes": INT, "last_check_block": INT | null,
+                         "coldkey": SS58 | null, ...}},
      "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
-     "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null}
+     "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null,
+     "legacy_king": HOTKEY | null}   (the previous scoring version's king, weighted until a round completes)
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
@@ -74,6 +76,7 @@ class MinerRecord:
     first_seen_block: int | None = None
     strikes: int = 0  # pre-check attempts that failed for a reason specific to this repo
     last_check_block: int | None = None  # the last pre-check attempt that reached no verdict
+    coldkey: str | None = None  # the hotkey's owner on chain (per-coldkey challenger cap)
 
     @property
     def evaluated(self) -> bool:
@@ -97,6 +100,9 @@ class ValidatorState:
     last_epoch_block: int | None = None
     scoring_version: int = SCORING_VERSION
     version: int = STATE_VERSION
+    # The king of an earlier scoring version: keeps the weights until the first round under
+    # this version completes (distil.scoring.epoch.migrate_scoring_version).
+    legacy_king: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +113,7 @@ class ValidatorState:
             "miners": {hk: m.to_json() for hk, m in sorted(self.miners.items())},
             "hash_owners": dict(sorted(self.hash_owners.items())),
             "last_round": self.last_round,
+            "legacy_king": self.legacy_king,
         }
 
     @classmethod
@@ -138,6 +145,7 @@ class ValidatorState:
             last_epoch_block=data.get("last_epoch_block"),
             scoring_version=data.get("scoring_version", SCORING_VERSION),
             version=data["version"],
+            legacy_king=data.get("legacy_king"),
         )
 
     def copy(self) -> "ValidatorState":

@@ -57,6 +57,7 @@ class MinerSchema(BaseModel):
     first_seen_block: Block | None = None
     strikes: Block = 0
     last_check_block: Block | None = None
+    coldkey: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "MinerSchema":
@@ -102,6 +103,7 @@ class StateSchema(BaseModel):
     miners: dict[str, MinerSchema] = {}
     hash_owners: dict[str, HashOwnerSchema] = {}
     last_round: LastRoundSchema | None = None
+    legacy_king: str | None = None
 
     @field_validator("miners")
     @classmethod
@@ -117,7 +119,7 @@ class StateSchema(BaseModel):
         if self.king is None:
             if crowned:
                 raise ValueError(f"king is null but miner(s) {crowned} have status 'king'")
-            return self
+            return self._legacy_king_valid()
         record = self.miners.get(self.king)
         if record is None:
             raise ValueError(f"king {self.king} has no miner record")
@@ -125,6 +127,11 @@ class StateSchema(BaseModel):
             raise ValueError(f"king {self.king} has status {record.status!r}, not 'king'")
         if crowned != [self.king]:
             raise ValueError(f"king is {self.king} but miners {crowned} have status 'king'")
+        return self._legacy_king_valid()
+
+    def _legacy_king_valid(self) -> "StateSchema":
+        if self.legacy_king is not None and self.legacy_king not in self.miners:
+            raise ValueError(f"legacy_king {self.legacy_king} has no miner record")
         return self
 
 

@@ -131,16 +131,19 @@ class Validator(BaseValidatorNeuron):
         hotkey_uids = {n.hotkey: n.uid for n in self.metagraph.neurons}
         # 1. sync: operator requests, then the chain's commitments and registrations
         state = self.note(apply_requests(self.state, self.config.neuron.full_path))
-        state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now))
+        coldkeys = {n.hotkey: n.coldkey for n in self.metagraph.neurons}
+        state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now, coldkeys))
         # 2. pre-checks on CPU
         checked = self.prechecks.run(state, now)
         state = self.note((checked.state, checked.events))
         # 3. integrity of the king and of every model the round would score; strikes for repo-only failures
-        integrity = check_round_integrity(state, self.store, self.config.eval.max_challengers, self.config.eval.rematch)
+        integrity = check_round_integrity(state, self.store, self.config.eval.max_challengers, self.config.eval.rematch,
+                                          self.config.eval.max_per_coldkey)
         state = self.note((integrity.state, integrity.events))
         state = self.note(apply_strikes(state, checked.attempts, integrity.answered, int(self.config.checks.max_strikes)))
-        # 4. plan; the CPU work is saved, so a crash from here on does not redo it
-        plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=integrity.unreachable)
+        # 4. plan (at most --eval.max_per_coldkey challengers per owner); the CPU work is saved, so a crash from here on does not redo it
+        plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=integrity.unreachable,
+                             max_per_coldkey=self.config.eval.max_per_coldkey)
         self.commit(state)
         # 5–8. prompts, teacher pass, scores, decision: the round on the GPU
         scores = None
@@ -169,7 +172,8 @@ class Validator(BaseValidatorNeuron):
             scores = self.score(plan, epoch_block)
             doc = scores.round_json or {}
             info = {"seed_block": epoch_block, "seed": doc.get("seed"), "spec": doc.get("spec")}
-            outcome = ep.apply_round(state, plan, scores.results, info, self.params)
+            # the would-be king is probed for degeneration before it is crowned (spec v2)
+            outcome = ep.apply_round(state, plan, scores.results, info, self.params, probe=scores.probe)
         except Exception as e:  # whatever failed, the round changes nothing; the king keeps its weights
             why = f"{type(e).__name__}: {one_line(e)}"
             logger.warning(f"round {epoch_block} failed ({why}); nothing changes, retried next epoch")
@@ -185,7 +189,10 @@ class Validator(BaseValidatorNeuron):
         if self.scorer is None:
             teacher_dir, teacher_name = self.teacher.directory()
             self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source, devices=self.devices)
-        return self.scorer.score(models, epoch_block, seed)
+        scores = self.scorer.score(models, epoch_block, seed)
+        if scores.round_json is not None:
+            scores.round_json["king"] = plan.king  # the king before the round: what `distil.sim dethrone --round` compares with
+        return scores
 
     def note(self, result: tuple[ValidatorState, list[ep.Event]]) -> ValidatorState:
         state, events = result

@@ -43,7 +43,7 @@ def round_json(prompts_file):
 
 def test_json_agrees_with_float64_computation_over_reported_ids(round_json):
     doc = json.loads(round_json)
-    assert doc["scoring_version"] == 1 and doc["seed"] == "5e" * 32
+    assert doc["scoring_version"] == 2 and doc["seed"] == "5e" * 32
     assert doc["spec"]["n_prompts"] == 3 and doc["spec"]["versions"]["torch"]
     assert doc["prompt_source"]["kind"] == "jsonl"
     prompts = [p["prompt_ids"] for p in doc["prompts"]]
@@ -72,6 +72,39 @@ def test_same_seed_same_json_and_round_rescoring_reproduces_it(round_json, promp
                "--round", str(path), "--json"]
     assert cli.main(rescore) == 0
     assert capsys.readouterr().out == round_json  # the same numbers, from the file's ids alone
+    # a round of scoring spec v1 is refused with the version named (exit 2), not replayed under v2
+    old = json.loads(round_json)
+    old["scoring_version"] = 1
+    path.write_text(json.dumps(old))
+    assert cli.main(rescore) == 2
+    err = capsys.readouterr().err
+    assert "scoring spec v1" in err and "implements v2" in err
+
+
+def test_every_scored_student_is_probed_and_the_verdict_follows_from_the_ids(round_json):
+    from distil.eval.probe import probe_verdict
+    from distil.eval.spec import EvalSpec
+    from distil.scoring.degeneration import probe_stats
+
+    doc = json.loads(round_json)
+    spec = EvalSpec.from_dict(doc["spec"])
+    teacher_conts = [p["continuation_ids"] for p in doc["prompts"]]
+    assert spec.probe_count == 3
+    for model in doc["models"]:
+        probe = model["probe"]
+        assert probe["k"] == 3 and len(probe["continuation_ids"]) == 3
+        assert all(1 <= len(c) <= 5 for c in probe["continuation_ids"])
+        # the teacher's statistics are those of its own cached continuations
+        assert probe["teacher_stats"] == probe_stats(teacher_conts, doc["eos_ids"]).to_dict()
+        again = probe_verdict(model["key"], probe["continuation_ids"], teacher_conts, doc["eos_ids"], spec)
+        assert again.to_dict() == probe
+    near = next(m for m in doc["models"] if m["key"] == model_dir("near"))
+    assert near["probe"]["verdict"] == "passed"
+    # the near-copy generates what the teacher generates (independent float64 greedy argmax)
+    prompts = [p["prompt_ids"] for p in doc["prompts"]]
+    student = float64_logits(model_dir("near"), prompts, near["probe"]["continuation_ids"])
+    for logits, cont in zip(student, near["probe"]["continuation_ids"]):
+        assert logits.argmax(-1).tolist()[: len(cont)] == cont
 
 
 def test_table_output_and_exit_codes(prompts_file, capsys, tmp_path):
@@ -81,6 +114,7 @@ def test_table_output_and_exit_codes(prompts_file, capsys, tmp_path):
     out = capsys.readouterr().out
     assert code == 1  # a model failed
     assert "KL mean" in out and "INVALID (load)" in out and "vocab_size 151936" in out
+    assert f"probe: {model_dir('near')} passed (loops 0/2, repeated 4-grams" in out
     assert cli.main(args(prompts_file)[:-2] + ["--seed", "block 12"]) == 2
     assert "not a hex block hash" in capsys.readouterr().err
     assert cli.main(args(prompts_file)[:-2] + ["--n-prompts", "99"]) == 2

@@ -16,6 +16,11 @@ PATH_OR_REPO that is not a local directory is downloaded from the hub
 (`namespace/name@<revision>` pins it); students download in the background while
 the teacher runs. `--devices` scores students in parallel, one worker process per
 device (runtime only: the same numbers as one device). Logs go to stderr, the result to stdout.
+Every scored student is also probed (scoring spec v2's degeneration guard: it generates
+greedily on the first `--probe-prompts` prompts and is compared with the teacher's own
+continuations); the verdict is printed and goes into the JSON as the model's `probe`
+object, so a miner sees it before committing. A verdict is a result: it does not change
+the exit status.
 Exit status: 0 all scored, 1 a model failed, 2 usage error.
 """
 
@@ -233,7 +238,32 @@ def format_table(doc: dict) -> str:
     head = f"seed {doc['seed']}  |  {len(doc['prompts'])} prompts, {n_tokens} teacher tokens  |  scoring v{doc['scoring_version']}"
     if doc.get("teacher_mismatch"):
         head += f"\nTEACHER MISMATCH (--force): {doc['teacher_mismatch']['detail']}"
-    return "\n".join([head, *lines])
+    probes = [probe_line(m) for m in doc["models"] if m.get("probe")]
+    return "\n".join([head, *lines, *probes])
+
+
+def probe_line(model: dict) -> str:
+    """`probe: KEY passed (loops 0/8, repeated 4-grams 0.012 vs teacher 0.010)` (+ the detail when DEGENERATE)."""
+    p = model["probe"]
+    if p["verdict"] == "failed":
+        f = p["failure"]
+        return f"probe: {model['key']} could not run ({f['kind']}, {f['phase']}): {f['detail']}"
+    line = (f"probe: {model['key']} {p['verdict']} (loops {p['stats']['loops']}/{p['k']}, repeated 4-grams "
+            f"{p['stats']['mean_repeated_ngram_share']:.3f} vs teacher {p['teacher_stats']['mean_repeated_ngram_share']:.3f})")
+    return line + (f"\n  {p['detail']}" if p["verdict"] != "passed" else "")
+
+
+def probe_scored(doc: dict, result, sources: dict, spec: EvalSpec) -> None:
+    """Probe every scored student (the degeneration guard) and add its `probe` object to the JSON."""
+    from distil.eval.probe import probe_one
+
+    for model in doc["models"]:
+        if model["status"] != "ok":
+            continue
+        outcome = probe_one(model["key"], sources[model["key"]].result(), result.prompt_ids, result.continuation_ids,
+                            result.eos_ids, spec)
+        model["probe"] = (outcome.to_dict() if outcome.ok else
+                          {"verdict": "failed", "failure": {"kind": outcome.kind, "phase": outcome.phase, "detail": outcome.detail}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     prefetch.close()
     result.timings["download_s"] = prefetch.download_s
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
+    probe_scored(doc, result, dict(prefetch.sources), spec.replace(device=(devices or [spec.device])[0]))
     if identity is not None:
         doc["teacher_identity"] = identity
     if mismatch:

@@ -12,10 +12,13 @@
       "models": [
         {"key": "...", "status": "ok", "kl_mean": ..., "kl_se": ..., "kl_median": ..., "kl_p99": ...,
          "top1_agreement": ..., "per_prompt_kl": [...], "n_positions": ..., "position_kl": [[...], [...]],
-         "head": "hidden" | "own_logits"},
+         "head": "hidden" | "own_logits",
+         "probe": {"verdict": "passed" | "DEGENERATE", "detail": "...", "k": K, "stats": {...}, "teacher_stats": {...},
+                   "continuation_ids": [[...], ...]}},   (distil-eval: every scored student; validator: each probed model)
         {"key": "...", "status": "failed", "failure": {"kind": "invalid" | "transient", "phase": "download" | "load" | "score" | "worker", "detail": "..."}}
       ],
       "devices": ["cuda:0", ...],  (where it ran: the teacher on the first, one student worker per device)
+      "king": "<hotkey>" | null,  (validator rounds: the king before the round)
       "timings": {...}            (only when asked for: it differs between runs)
     }
 
@@ -61,7 +64,10 @@ def round_from_json(doc: dict) -> dict:
     if doc.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"round format_version {doc.get('format_version')!r}, this distil reads {FORMAT_VERSION}")
     if doc.get("scoring_version") != SCORING_VERSION:
-        raise ValueError(f"round has scoring_version {doc.get('scoring_version')!r}, this distil implements {SCORING_VERSION}")
+        raise ValueError(
+            f"the round was scored under scoring spec v{doc.get('scoring_version')}, and this distil implements "
+            f"v{SCORING_VERSION}: it cannot replay it (its per-prompt KLs stay readable by `python -m distil.sim "
+            f"dethrone --round`; replay it with the distil release of scoring v{doc.get('scoring_version')})")
     prompts = doc.get("prompts")
     if not isinstance(prompts, list) or not prompts:
         raise ValueError("round has no prompts")

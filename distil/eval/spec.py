@@ -122,6 +122,36 @@ class EvalSpec:
         return cls(**values)
 
 
+# Fields that say where and how long a validator runs, not what it scores.
+NOT_SCORE_FIELDS = ("device", "student_timeout_s", "prompt_cache_dir")
+
+
+def score_changing_overrides(spec: EvalSpec) -> list[str]:
+    """The resolved spec fields that differ from the defaults on the same device ("name:
+    default → value"); runtime-only fields (device, timeout, cache folder) do not count.
+
+    Validators whose scores must agree need the same resolved spec (docs/validators.md,
+    "What must match"): each entry here makes this validator's scores incomparable with
+    those of validators running the defaults.
+    """
+    mine = spec.to_dict()
+    default = EvalSpec(device=spec.device).to_dict()
+    ignored = {*NOT_SCORE_FIELDS, "versions"}
+    return [f"{k}: {default.get(k)!r} → {mine[k]!r}" for k in mine if k not in ignored and mine[k] != default.get(k)]
+
+
+def warn_score_changing_overrides(spec: EvalSpec, log=None) -> list[str]:
+    """Log one warning naming every score-changing override (see `score_changing_overrides`)."""
+    changed = score_changing_overrides(spec)
+    if changed:
+        from loguru import logger
+
+        (log or logger.warning)(
+            "this validator overrides scoring spec field(s) " + "; ".join(changed)
+            + ": its scores and kings will not match validators that run the defaults (docs/validators.md)")
+    return changed
+
+
 def library_versions() -> dict:
     import transformers
 

@@ -49,13 +49,15 @@ def cut_at_eos(tokens: list[int], eos_ids: list[int]) -> list[int]:
 
 @torch.no_grad()
 def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int, eos_ids: list[int],
-                    batch_size: int = 16) -> list[list[int]]:
+                    batch_size: int = 16, who: str = "teacher") -> list[list[int]]:
     """Greedy continuations (argmax at every step) of each prompt, stopped after an EOS.
 
     Prompts are batched `batch_size` at a time, LEFT-padded with an attention mask, so
     each row equals its unbatched step-by-step argmax (up to the rounding of batched
     matmuls). The model's own generation_config (sampling, penalties, min length...) is
-    replaced by a bare greedy one for the call, so a repo cannot change decoding.
+    replaced by a bare greedy one for the call, so a repo cannot change decoding. The
+    degeneration probe (distil.eval.probe) runs students through this same function;
+    `who` names the model in the progress log.
     """
     from transformers import GenerationConfig
 
@@ -74,7 +76,7 @@ def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int, eos_id
                                  max_new_tokens=max_new_tokens, min_new_tokens=0)
             for row in gen[:, width:].tolist():
                 out.append(cut_at_eos(row, eos_ids))
-            logger.info(f"teacher generated {min(b + batch_size, len(prompts))}/{len(prompts)} continuations")
+            logger.info(f"{who} generated {min(b + batch_size, len(prompts))}/{len(prompts)} continuations")
     finally:
         model.generation_config = saved
     return out

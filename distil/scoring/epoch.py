@@ -15,17 +15,19 @@ from typing import Mapping
 
 from distil.commitment import CommitmentError, parse_commitment
 from distil.checks.hashing import Claim, DuplicateRegistry
+from distil.scoring.coldkeys import MAX_PER_COLDKEY, cap_per_coldkey
+from distil.scoring.crowning import Probe, crown_candidates, crown_first_sound
 from distil.scoring.prechecks import precheck_queue
 from distil.scoring.rules import (
     ALPHA,
     COPY_COSINE,
     EPSILON,
     KL_LIMIT,
-    dethrones,
     functional_copies,
     kl_failure,
     rank_key,
 )
+from distil.scoring.verdicts import Event, crown, disqualify, note_pending  # noqa: F401  (re-exported for callers)
 from distil.state import (
     COPY,
     DISQUALIFIED,
@@ -37,15 +39,6 @@ from distil.state import (
     MinerRecord,
     ValidatorState,
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something the epoch did, for the log and W&B: `kind` is a short stable word."""
-
-    kind: str
-    hotkey: str | None
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +78,7 @@ class RoundPlan:
     king: str | None
     challengers: tuple[str, ...]
     rematch: tuple[str, ...] = ()  # evaluated models re-scored because there is no king
+    deferred: tuple[str, ...] = ()  # ready challengers over their coldkey's cap: a later round
 
     @property
     def models(self) -> list[str]:
@@ -102,10 +96,6 @@ class RoundOutcome:
     applied: bool = True  # False: the round changed nothing (the king could not be scored)
 
 
-def _disqualify(record: MinerRecord, reason: str, code: str, detail: str) -> MinerRecord:
-    return replace(record, status=DISQUALIFIED, reason=reason, code=code, detail=detail)
-
-
 # -- chain → state ----------------------------------------------------------------------
 
 
@@ -114,6 +104,7 @@ def reconcile(
     hotkey_uids: Mapping[str, int],
     commitments: Mapping[str, tuple[str, int]],
     now_block: int,
+    coldkeys: Mapping[str, str] | None = None,
 ) -> tuple[ValidatorState, list[Event]]:
     """Bring the state in line with the metagraph and the commitments on chain.
 
@@ -124,6 +115,8 @@ def reconcile(
       parse is disqualified `INVALID` (code `COMMITMENT_FORMAT`), final for that hotkey.
     * One commitment per hotkey: a commitment that differs from the recorded one is
       ignored (and reported).
+    * `coldkeys` (hotkey → owner coldkey, from the metagraph) is recorded on each record,
+      for the per-coldkey challenger cap.
     """
     state = state.copy()
     events: list[Event] = []
@@ -133,12 +126,15 @@ def reconcile(
         if state.king == hotkey:
             state.king = None
             events.append(Event("king_lost", hotkey, "the king was deregistered; next round has no king"))
+        if state.legacy_king == hotkey:
+            state.legacy_king = None
     for hotkey, uid in sorted(hotkey_uids.items(), key=lambda kv: kv[1]):
         record = state.miners.get(hotkey)
         on_chain = commitments.get(hotkey)
+        coldkey = (coldkeys or {}).get(hotkey)
         if record is not None:
-            if record.uid != uid:
-                state.miners[hotkey] = replace(record, uid=uid)
+            if record.uid != uid or (coldkey and record.coldkey != coldkey):
+                record = state.miners[hotkey] = replace(record, uid=uid, coldkey=coldkey or record.coldkey)
             if on_chain is not None and not _same_commitment(record, on_chain):
                 events.append(
                     Event(
@@ -164,10 +160,12 @@ def reconcile(
                 code="COMMITMENT_FORMAT",
                 detail=str(e),
                 first_seen_block=now_block,
+                coldkey=coldkey,
             )
             events.append(Event("disqualified", hotkey, f"INVALID commitment: {e}"))
             continue
-        state.miners[hotkey] = MinerRecord(uid=uid, commitment=commitment, commit_block=int(block), first_seen_block=now_block)
+        state.miners[hotkey] = MinerRecord(uid=uid, commitment=commitment, commit_block=int(block), first_seen_block=now_block,
+                                           coldkey=coldkey)
         events.append(Event("new_commitment", hotkey, f"{commitment} at block {block}"))
     return state, events
 
@@ -246,51 +244,48 @@ def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[Validat
     return disqualify(state, loser.hotkey, COPY, "DUPLICATE_CONTENT", detail)
 
 
-def disqualify(state: ValidatorState, hotkey: str, reason: str, code: str, detail: str) -> tuple[ValidatorState, list[Event]]:
-    state = state.copy()
-    state.miners[hotkey] = _disqualify(state.miners[hotkey], reason, code, detail)
-    events = [Event("disqualified", hotkey, f"{reason} ({code}): {detail}" if code != reason else f"{reason}: {detail}")]
-    if state.king == hotkey:
-        state.king = None
-        events.append(Event("king_lost", hotkey, f"the king was disqualified: {reason}"))
-    return state, events
-
-
-def note_pending(state: ValidatorState, hotkey: str, code: str, detail: str) -> ValidatorState:
-    """Transient trouble or not public yet: the miner stays pending, with the reason shown."""
-    state = state.copy()
-    state.miners[hotkey] = replace(state.miners[hotkey], code=code, detail=detail)
-    return state
-
-
 # -- who reaches the GPU ----------------------------------------------------------------
 
 
-def challengers(state: ValidatorState, limit: int, exclude: frozenset[str] = frozenset()) -> list[str]:
-    """Valid, never evaluated, earliest commit block first; at most `limit`."""
+def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """Valid, never evaluated, earliest commit block first."""
     ready = [
         hk for hk, m in state.miners.items()
         if m.status == PENDING and m.checked and not m.evaluated and hk not in exclude
     ]
     ready.sort(key=lambda hk: (state.miners[hk].commit_block, hk))
-    return ready[: max(0, int(limit))]
+    return ready
+
+
+def challengers(state: ValidatorState, limit: int, exclude: frozenset[str] = frozenset(),
+                max_per_coldkey: int = MAX_PER_COLDKEY) -> list[str]:
+    """Valid, never evaluated, earliest commit block first; at most `max_per_coldkey` of one
+    coldkey (the rest wait for a later round), then at most `limit`."""
+    admitted, _ = cap_per_coldkey(ready_challengers(state, exclude), lambda hk: state.miners[hk].coldkey, max_per_coldkey)
+    return admitted[: max(0, int(limit))]
 
 
 def plan_round(
-    state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4, exclude: frozenset[str] = frozenset()
+    state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4, exclude: frozenset[str] = frozenset(),
+    max_per_coldkey: int = MAX_PER_COLDKEY,
 ) -> RoundPlan:
     """King + new challengers; without a king, also the best few evaluated models.
 
     Scores from different prompt sets are never compared, so when there is no king the
     best evaluated models are scored again beside the challengers and the round decides.
     `exclude`: models to leave out this epoch (their integrity check could not run).
+    `max_per_coldkey`: new challengers of one owner coldkey per round (applied before
+    `max_challengers`; the king and rematch models do not count); the others are
+    `deferred` to later rounds, earliest commit first.
     """
-    new = tuple(challengers(state, max_challengers, exclude))
+    admitted, deferred = cap_per_coldkey(
+        ready_challengers(state, exclude), lambda hk: state.miners[hk].coldkey, max_per_coldkey)
+    new = tuple(admitted[: max(0, int(max_challengers))])
     if state.king is not None:
-        return RoundPlan(state.king, new)
+        return RoundPlan(state.king, new, deferred=tuple(deferred))
     evaluated = [hk for hk, m in state.miners.items() if m.status == EVALUATED and m.kl is not None and hk not in exclude]
     evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
-    return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]))
+    return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]), tuple(deferred))
 
 
 # -- a finished round -------------------------------------------------------------------
@@ -302,12 +297,17 @@ def apply_round(
     results: Mapping[str, ScoredModel | FailedModel],
     round_info: dict,
     params: RoundParams = RoundParams(),
+    probe: Probe | None = None,
 ) -> RoundOutcome:
-    """Apply a completed round: disqualifications, KL records, the dethrone rule.
+    """Apply a completed round: disqualifications, KL records, the dethrone rule, the
+    degeneration guard.
 
     Every model of `plan` must have a result. If the king could not be scored for a
     reason of ours (transient), nothing changes: challengers are never compared with an
-    unscored king, and everyone is retried next epoch.
+    unscored king, and everyone is retried next epoch. Before a model is crowned,
+    `probe(hotkey)` is asked about it, best candidate first (`distil.scoring.crowning`);
+    None crowns unprobed. A completed round ends a previous scoring version's interim
+    king (`legacy_king`).
     """
     missing = [hk for hk in plan.models if hk not in results]
     if missing:
@@ -374,32 +374,18 @@ def apply_round(
             },
         )
 
-    decisions: dict[str, str] = {}
     current = state.king if state.king in valid else None
-    if current is not None:
-        king_result = valid[current]
-        qualifying = []
-        for hotkey in sorted(valid):
-            if hotkey == current:
-                continue
-            decision = dethrones(
-                valid[hotkey].kl_mean, valid[hotkey].per_prompt_kl,
-                king_result.kl_mean, king_result.per_prompt_kl,
-                params.epsilon, params.alpha,
-            )
-            decisions[hotkey] = decision.reason
-            if decision.dethrones:
-                qualifying.append(hotkey)
-        if qualifying:
-            winner = min(qualifying, key=lambda hk: rank_key(valid[hk].kl_mean, state.miners[hk].commit_block, hk))
-            state = _crown(state, winner)
-            events.append(Event("new_king", winner, f"dethroned {current}: {decisions[winner]}"))
-        else:
-            events.append(Event("king_holds", current, f"no challenger beat KL {king_result.kl_mean:.6f}"))
-    elif valid:
-        winner = min(valid, key=lambda hk: rank_key(valid[hk].kl_mean, state.miners[hk].commit_block, hk))
-        state = _crown(state, winner)
-        events.append(Event("new_king", winner, f"no king: best valid model of the round (KL {valid[winner].kl_mean:.6f})"))
+    candidates, decisions = crown_candidates(
+        valid, current, {hk: state.miners[hk].commit_block for hk in valid}, params.epsilon, params.alpha)
+    probes: dict[str, str] = {}
+    if current is not None and not candidates:
+        events.append(Event("king_holds", current, f"no challenger beat KL {valid[current].kl_mean:.6f}"))
+    elif candidates:
+        why = {hk: (f"dethroned {current}: {decisions[hk]}" if current is not None
+                    else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
+        state, more, probes = crown_first_sound(state, candidates, probe, why)
+        events.extend(more)
+    state.legacy_king = None  # a round under this scoring version completed: its king (or none) rules
     state.last_round = {
         **round_info,
         "models": plan.models,
@@ -407,27 +393,24 @@ def apply_round(
         "king_after": state.king,
         "kl": {hk: r.kl_mean for hk, r in valid.items()},
         "decisions": decisions,
+        "probes": probes,
     }
     return RoundOutcome(state, events)
-
-
-def _crown(state: ValidatorState, hotkey: str) -> ValidatorState:
-    for hk, record in state.miners.items():
-        if record.status == KING and hk != hotkey:
-            state.miners[hk] = replace(record, status=EVALUATED)
-    state.miners[hotkey] = replace(state.miners[hotkey], status=KING)
-    state.king = hotkey
-    return state
 
 
 # -- weights ----------------------------------------------------------------------------
 
 
 def weights_for(state: ValidatorState, hotkey_uids: Mapping[str, int]) -> tuple[list[int], list[float]] | None:
-    """King 1.0, every other uid 0.0; None while there is no registered king."""
-    if state.king is None or state.king not in hotkey_uids:
+    """King 1.0, every other uid 0.0; None while there is no registered king.
+
+    Right after a scoring-version change there is no king yet: the previous version's king
+    (`legacy_king`) keeps the weights until the first round under the new version completes.
+    """
+    king = state.king or state.legacy_king
+    if king is None or king not in hotkey_uids:
         return None
-    king_uid = hotkey_uids[state.king]
+    king_uid = hotkey_uids[king]
     uids = sorted(set(hotkey_uids.values()))
     return uids, [1.0 if uid == king_uid else 0.0 for uid in uids]
 
@@ -456,7 +439,8 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
     Every evaluated model (the king too) goes back to `pending` with its pre-checks kept,
     so the next rounds score them again under the new spec; KL_TOO_HIGH verdicts are
     lifted for the same reason. COPY, REMOVED and INVALID verdicts do not depend on the
-    scoring spec and stay.
+    scoring spec and stay. The old king keeps receiving the weights (`legacy_king`) until
+    the first round under the new version completes: no epoch without weights.
     """
     if state.scoring_version == scoring_version:
         return state, []
@@ -468,6 +452,9 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
                 record, status=PENDING, reason=None, code=None, kl=None,
                 detail=f"re-scored under scoring version {scoring_version}",
             )
+    if state.king is not None:
+        state.legacy_king = state.king
+        events.append(Event("legacy_king", state.king, f"keeps the weights until the first v{scoring_version} round completes"))
     state.king = None
     state.scoring_version = scoring_version
     return state, events

@@ -15,9 +15,10 @@ import os
 from distil import TEACHER_REPO
 from distil.checks import CheckLimits
 from distil.checks.args import add_check_args
-from distil.eval.spec import EvalSpec
+from distil.eval.spec import EvalSpec, warn_score_changing_overrides
 from distil.hub import HuggingFaceStore
 from distil.scoring import epoch as ep
+from distil.scoring.coldkeys import MAX_PER_COLDKEY
 from distil.scoring.prechecks import DEFAULT_MAX_STRIKES
 from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT
 
@@ -40,6 +41,8 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.teacher_revision", default=None, help="teacher commit to pin (default: the repo's current one, logged)")
     group.add_argument("--eval.prompts_file", default=None, help="JSONL prompts instead of the dataset (offline runs)")
     group.add_argument("--eval.max_challengers", type=int, default=8, help="challengers per round, earliest commit first (default: %(default)s)")
+    group.add_argument("--eval.max_per_coldkey", type=int, default=MAX_PER_COLDKEY,
+                       help="challengers of one owner coldkey per round; the rest wait for a later round (default: %(default)s)")
     group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
     group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
     group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
@@ -72,11 +75,13 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
 
 def eval_spec(config, devices: list[str] | None) -> EvalSpec:
     """The round's evaluation spec; with `--neuron.devices` the teacher runs on the first."""
-    return EvalSpec(
+    spec = EvalSpec(
         **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
         device=devices[0] if devices else config.neuron.device,
         vocab_size=int(config.checks.vocab_size),
     )
+    warn_score_changing_overrides(spec)  # scores are comparable across validators only on the same spec
+    return spec
 
 
 def round_params(config) -> ep.RoundParams:

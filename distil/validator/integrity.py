@@ -17,6 +17,7 @@ from distil.checks import REMOVED, TRANSIENT, check_integrity
 from distil.commitment import parse_commitment
 from distil.hub import ModelStore
 from distil.scoring import epoch as ep
+from distil.scoring.coldkeys import MAX_PER_COLDKEY
 from distil.state import ValidatorState
 
 
@@ -32,14 +33,15 @@ class IntegrityResult:
     events: list[ep.Event] = field(default_factory=list)
 
 
-def check_round_integrity(state: ValidatorState, store: ModelStore, max_challengers: int, rematch: int) -> IntegrityResult:
+def check_round_integrity(state: ValidatorState, store: ModelStore, max_challengers: int, rematch: int,
+                          max_per_coldkey: int = MAX_PER_COLDKEY) -> IntegrityResult:
     unreachable: set[str] = set()
     answered: set[str] = set()
     checked: set[str] = set()
     events: list[ep.Event] = []
     king_ok = True
     while True:
-        plan = ep.plan_round(state, max_challengers, rematch, exclude=frozenset(unreachable))
+        plan = ep.plan_round(state, max_challengers, rematch, exclude=frozenset(unreachable), max_per_coldkey=max_per_coldkey)
         todo = [hk for hk in plan.models if hk not in checked]
         if not todo:
             break

@@ -41,7 +41,8 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
             if not model.is_dir():
                 raise ScenarioError(f"miner {miner.get('hotkey')}: model directory {model} does not exist")
             repo = miner.get("repo") or f"mock/{model.name}"
-            commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"])))
+            commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"]),
+                                miner.get("coldkey")))  # optional owner coldkey (default: one of its own)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScenarioError(f"cannot use scenario {path}: {type(e).__name__}: {e}") from None
     if not teacher.is_dir():
@@ -49,11 +50,11 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
     teacher = str(teacher)
     if chain_path and Path(chain_path).exists():
         return InMemoryChain(netuid=netuid, path=chain_path), store, teacher
-    start = int(scenario.get("start_block", max([b for _, _, b in commitments], default=0)))
+    start = int(scenario.get("start_block", max([c[2] for c in commitments], default=0)))
     chain = InMemoryChain(netuid=netuid, start_block=start, path=chain_path)
     chain.register(validator_hotkey, validator_permit=True, stake=1000.0)
-    for hotkey, data, block in commitments:
-        chain.register(hotkey)
+    for hotkey, data, block, coldkey in commitments:
+        chain.register(hotkey, coldkey=coldkey)
         chain.put_commitment(hotkey, data, block=block)
     return chain, store, teacher
 

@@ -13,18 +13,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from loguru import logger
 
 from distil.commitment import Commitment
-from distil.eval.engine import ModelFailure, ModelScore, run_round
+from distil.eval.engine import ModelFailure, ModelScore, RoundResult, run_round
 from distil.eval.prefetch import Prefetch
 from distil.eval.prompts import PromptSource, tokenize_prompts
 from distil.eval.report import round_to_json
 from distil.eval.spec import EvalSpec
 from distil.hub.store import ModelStore, RepoUnavailable
+from distil.scoring.crowning import DEGENERATE, PASSED, PROBE_INVALID, PROBE_TRANSIENT, ProbeVerdict
 from distil.scoring.epoch import FailedModel, ScoredModel
+
 
 
 @dataclass
@@ -34,6 +36,9 @@ class RoundScores:
     results: dict[str, ScoredModel | FailedModel]
     round_json: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # The degeneration probe of this round (scoring spec v2): hotkey → verdict. None: this
+    # scorer does not generate (models are crowned unprobed).
+    probe: Callable[[str], ProbeVerdict] | None = None
 
 
 class RoundScorer(Protocol):
@@ -122,7 +127,51 @@ class EngineScorer:
         doc["seed_block"] = seed_block
         doc["commitments"] = {hotkey: str(c) for hotkey, c in models}
         doc["timings"] = dict(timings)  # a record of this round (the validator adds its pre-check downloads)
-        return RoundScores(results, doc, timings)
+        return RoundScores(results, doc, timings, probe=RoundProbe(self, dict(models), result, doc))
+
+
+class RoundProbe:
+    """The degeneration probe of one scored round: `probe(hotkey)` loads that model again
+    (its snapshot pinned meanwhile), generates greedily on the round's first K prompts, and
+    judges it against the teacher's cached continuations of them. Its token ids and
+    statistics go into the round JSON (the model's `probe` object); `probed` lists the
+    models probed, in order (one per round when the best candidate passes)."""
+
+    def __init__(self, scorer: EngineScorer, commitments: dict[str, Commitment], result: RoundResult, doc: dict):
+        self.scorer = scorer
+        self.commitments = commitments
+        self.result = result
+        self.doc = doc
+        self.probed: list[str] = []
+
+    def __call__(self, hotkey: str) -> ProbeVerdict:
+        from distil.eval.probe import probe_one
+
+        self.probed.append(hotkey)
+        commitment = self.commitments[hotkey]
+        spec = self.scorer.spec.replace(device=(self.scorer.devices or [self.scorer.spec.device])[0])
+        started = time.perf_counter()
+        with pinned(self.scorer.store, [commitment]):
+            try:
+                path = str(self.scorer.store.download(commitment))
+            except Exception as e:  # the hub, not the model: decided in a later round
+                self._record(hotkey, {"verdict": "failed", "failure": {"kind": "transient", "phase": "download",
+                                                                      "detail": f"{type(e).__name__}: {e}"}})
+                return ProbeVerdict(PROBE_TRANSIENT, f"download of {commitment}: {e}")
+            outcome = probe_one(hotkey, path, self.result.prompt_ids, self.result.continuation_ids, self.result.eos_ids, spec)
+        self.doc.setdefault("timings", {})[f"probe_s.{hotkey}"] = time.perf_counter() - started
+        if isinstance(outcome, ModelFailure):
+            self._record(hotkey, {"verdict": "failed", "failure": {"kind": outcome.kind, "phase": outcome.phase,
+                                                                  "detail": outcome.detail}})
+            kind = PROBE_INVALID if outcome.kind == "invalid" else PROBE_TRANSIENT
+            return ProbeVerdict(kind, f"probe {outcome.phase}: {outcome.detail}")
+        self._record(hotkey, outcome.to_dict())
+        return ProbeVerdict(DEGENERATE if outcome.degenerate else PASSED, outcome.detail, outcome.summary())
+
+    def _record(self, hotkey: str, probe: dict) -> None:
+        for model in self.doc.get("models", []):
+            if model.get("key") == hotkey:
+                model["probe"] = probe
 
 
 def download_failed(commitment: Commitment, error: BaseException) -> FailedModel:

@@ -1,0 +1,112 @@
+"""The degeneration probe (scoring spec v2): a would-be king generates on its own.
+
+A model about to be crowned generates greedily on the round's first K =
+`spec.probe_count` prompts, up to `spec.max_new_tokens`, with the teacher pass's own
+batched bare-greedy code (`teacher.greedy_generate`: the repo's generation_config is
+ignored, the teacher's EOS ids stop it), and its continuations are compared with the
+teacher's cached continuations of the same prompts (`distil.scoring.degeneration`).
+
+`probe_verdict` is pure (token ids in, verdict out): `distil-eval --round` recomputes the
+verdict of a published round from the ids the round JSON holds. `probe_one` loads a
+model, probes it and frees it; it never raises (a failure is a `ModelFailure`, classified
+like a scoring failure).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+
+from loguru import logger
+
+from distil.eval.engine import TRANSIENT, ModelFailure, classify_failure
+from distil.eval.models import free_memory, load_causal_lm
+from distil.eval.spec import EvalSpec
+from distil.eval.teacher import greedy_generate
+from distil.scoring.degeneration import ProbeStats, degenerate, probe_stats
+
+PASSED = "passed"
+DEGENERATE = "DEGENERATE"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One model's probe: its K continuations, their statistics, the teacher's, the verdict."""
+
+    key: str
+    degenerate: bool
+    detail: str
+    stats: ProbeStats
+    teacher_stats: ProbeStats
+    continuation_ids: list[list[int]]
+    seconds: float = 0.0
+    ok: bool = True
+
+    @property
+    def verdict(self) -> str:
+        return DEGENERATE if self.degenerate else PASSED
+
+    def summary(self) -> str:
+        """`passed (loops 0/8, repeated 4-grams 0.012 vs teacher 0.010)`."""
+        return (f"{self.verdict} (loops {self.stats.loops}/{self.stats.n}, repeated 4-grams "
+                f"{self.stats.mean_repeated_ngram_share:.3f} vs teacher {self.teacher_stats.mean_repeated_ngram_share:.3f})")
+
+    def to_dict(self) -> dict:
+        """The round JSON's `probe` object (no timing: the same round gives the same JSON)."""
+        return {
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "k": self.stats.n,
+            "stats": self.stats.to_dict(),
+            "teacher_stats": self.teacher_stats.to_dict(),
+            "continuation_ids": self.continuation_ids,
+        }
+
+
+def probe_verdict(key: str, continuations: list[list[int]], teacher_continuations: list[list[int]],
+                  eos_ids: list[int], spec: EvalSpec, seconds: float = 0.0) -> ProbeResult:
+    """The verdict on a model's K continuations against the teacher's first K (pure)."""
+    k = spec.probe_count
+    if len(continuations) != k or len(teacher_continuations) < k:
+        raise ValueError(f"the probe needs {k} continuations of the model and of the teacher, "
+                         f"got {len(continuations)} and {len(teacher_continuations)}")
+    model_stats = probe_stats(continuations, eos_ids)
+    teacher_stats = probe_stats(teacher_continuations[:k], eos_ids)
+    flagged, detail = degenerate(model_stats, teacher_stats, spec.degeneration_thresholds())
+    return ProbeResult(key, flagged, detail, model_stats, teacher_stats, [list(c) for c in continuations], seconds)
+
+
+def probe_loaded(model, key: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
+                 eos_ids: list[int], spec: EvalSpec) -> ProbeResult:
+    """Probe a loaded model on the first K prompts (raises on failure)."""
+    started = time.perf_counter()
+    k = spec.probe_count
+    logger.info(f"{key}: degeneration probe, greedy on {k} prompts, ≤{spec.max_new_tokens} new tokens")
+    continuations = greedy_generate(model, prompt_ids[:k], spec.max_new_tokens, list(eos_ids),
+                                    spec.generation_batch_size, who=key)
+    return probe_verdict(key, continuations, teacher_continuations, eos_ids, spec, time.perf_counter() - started)
+
+
+def probe_one(key: str, path: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
+              eos_ids: list[int], spec: EvalSpec) -> ProbeResult | ModelFailure:
+    """Load the model at `path` (`spec.torch_dtype` on `spec.device`), probe it, free it. Never raises."""
+    started = time.perf_counter()
+    phase, model = "load", None
+    try:
+        model = load_causal_lm(path, spec.device, spec.torch_dtype, spec.vocab_size)
+        phase = "probe"
+        result = probe_loaded(model, key, prompt_ids, teacher_continuations, eos_ids, spec)
+        log = logger.warning if result.degenerate else logger.info
+        log(f"{key}: probe {result.summary()} in {time.perf_counter() - started:.1f}s")
+        return result
+    except Exception as exc:  # a failed probe is that model's result, never a crash of the round
+        kind = classify_failure(exc, phase)
+        detail = f"{type(exc).__name__}: {exc}"
+        logger.warning(f"{key}: {kind} failure while probing ({phase}): {detail}")
+        if kind == TRANSIENT:
+            logger.debug("".join(traceback.format_exception(exc)))
+        return ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
+    finally:
+        model = None
+        free_memory()

@@ -1,0 +1,117 @@
+"""Who takes the crown after a scored round (scoring spec v2): the dethrone rule, then the probe.
+
+`crown_candidates` is pure: the models that *would* be crowned, best first (with a king:
+the challengers that pass the dethrone rule against it; without one: every valid model).
+`crown_first_sound` walks that list and asks `probe(hotkey)` about each until one passes
+the degeneration guard (docs/scoring.md, "Degeneration guard"):
+
+* passed: crowned, the walk stops (so in the usual round one model is probed);
+* DEGENERATE: disqualified (INVALID, code `DEGENERATE`, the statistics in the detail),
+  the next candidate is probed;
+* invalid (the probe failed for the model's own reason, e.g. it no longer loads):
+  disqualified INVALID `EVAL_PROBE`, the next candidate is probed;
+* transient (our side: out of memory, a download): the candidate goes back to pending
+  (its KL cleared, scored again in a later round) and the walk stops — a worse model is
+  never crowned because a better one could not be probed.
+
+With no candidate left the king keeps its seat (or the hill stays empty). `probe=None`
+crowns the first candidate unprobed (scorers that do not generate, e.g. test stubs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Protocol, Sequence
+
+from distil.scoring.rules import dethrones, rank_key
+from distil.scoring.verdicts import Event, crown, disqualify
+from distil.state import INVALID, PENDING, ValidatorState
+
+PASSED = "passed"
+DEGENERATE = "degenerate"
+PROBE_INVALID = "invalid"
+PROBE_TRANSIENT = "transient"
+DEGENERATE_CODE = "DEGENERATE"
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    """What the guard needs from a probe: `outcome` (passed | degenerate | invalid |
+    transient), `detail` (the statistics, or the failure) and a one-line `summary`."""
+
+    outcome: str
+    detail: str
+    summary: str = ""
+
+    def __post_init__(self):
+        if self.outcome not in (PASSED, DEGENERATE, PROBE_INVALID, PROBE_TRANSIENT):
+            raise ValueError(f"unknown probe outcome {self.outcome!r}")
+
+
+Probe = Callable[[str], ProbeVerdict]
+
+
+class _Scored(Protocol):
+    kl_mean: float
+    per_prompt_kl: Sequence[float]
+
+
+def crown_candidates(valid: Mapping[str, _Scored], king: str | None, commit_block: Mapping[str, int],
+                     epsilon: float, alpha: float) -> tuple[list[str], dict[str, str]]:
+    """(candidates best first, dethrone decision per challenger). Pure.
+
+    With a king (which must be in `valid`): the challengers that pass the dethrone rule
+    against it. Without one: every valid model. Best = lowest KL, then earliest commit.
+    """
+    def best_first(hotkeys):
+        return sorted(hotkeys, key=lambda hk: rank_key(valid[hk].kl_mean, commit_block[hk], hk))
+
+    if king is None:
+        return best_first(valid), {}
+    decisions: dict[str, str] = {}
+    qualifying = []
+    for hotkey in sorted(valid):
+        if hotkey == king:
+            continue
+        decision = dethrones(valid[hotkey].kl_mean, valid[hotkey].per_prompt_kl,
+                             valid[king].kl_mean, valid[king].per_prompt_kl, epsilon, alpha)
+        decisions[hotkey] = decision.reason
+        if decision.dethrones:
+            qualifying.append(hotkey)
+    return best_first(qualifying), decisions
+
+
+def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: Probe | None,
+                      why: Mapping[str, str]) -> tuple[ValidatorState, list[Event], dict[str, str]]:
+    """Probe the candidates best first and crown the first that passes; (state, events, {hotkey: outcome}).
+
+    `why[hotkey]`: the reason it would be crowned (for the `new_king` event).
+    """
+    state = state.copy()
+    events: list[Event] = []
+    outcomes: dict[str, str] = {}
+    for hotkey in candidates:
+        verdict = probe(hotkey) if probe is not None else None
+        if verdict is not None:
+            outcomes[hotkey] = verdict.outcome
+            events.append(Event("probe", hotkey, f"{state.miners[hotkey].commitment} {verdict.summary or verdict.outcome}"))
+        if verdict is None or verdict.outcome == PASSED:
+            state = crown(state, hotkey)
+            events.append(Event("new_king", hotkey, why[hotkey]))
+            return state, events, outcomes
+        if verdict.outcome == DEGENERATE:
+            state, more = disqualify(state, hotkey, INVALID, DEGENERATE_CODE, verdict.detail)
+            events.extend(more)
+        elif verdict.outcome == PROBE_INVALID:
+            state, more = disqualify(state, hotkey, INVALID, "EVAL_PROBE", verdict.detail)
+            events.extend(more)
+        else:  # transient: not this model's fault, and no worse model is crowned in its place
+            state.miners[hotkey] = replace(
+                state.miners[hotkey], status=PENDING, kl=None, code="EVAL_PROBE",
+                detail=f"the degeneration probe could not run ({verdict.detail}); scored again in a later round",
+            )
+            events.append(Event("retry_later", hotkey, f"probe could not run: {verdict.detail}"))
+            break
+    if state.king is not None:
+        events.append(Event("king_holds", state.king, "no challenger that beat it was crowned (degeneration probe)"))
+    return state, events, outcomes

@@ -1,0 +1,184 @@
+"""Scoring spec v2 through the mock validator: the degeneration guard, the v1 → v2 migration,
+the per-coldkey challenger cap (issue 12 §1-2).
+
+The guard runs the real engine on tiny models: a looping copy of the teacher
+(`distil.tiny.looping_copy`, strength 1.5: KL about 1.0 on the demo prompts, below an
+honest but weak student's 1.9, yet its greedy generations repeat one token) must never
+take the crown. The cap and the migration use the counting scorer (no GPU work).
+"""
+
+import json
+
+import pytest
+
+from distil import SCORING_VERSION, demo, tiny
+from distil.scoring.crowning import DEGENERATE_CODE
+from distil.state import EVALUATED, INVALID, KING, PENDING, MinerRecord, ValidatorState, load_state, save_state
+from template.mock_chain import InMemoryChain
+from template.wallet import MockWallet
+from test_validator import CountingScorer, hotkey, make_validator, scenario_with, world  # noqa: F401 (fixture)
+
+LOOP_STRENGTH = 1.5
+
+
+@pytest.fixture(scope="module")
+def guard_models(tmp_path_factory):
+    """weak: an honest noisy copy of the demo teacher (KL ≈ 1.9); looper, looper2: looping copies (KL ≈ 1.0)."""
+    root = tmp_path_factory.mktemp("guard-models")
+    teacher = tiny.build_model(tiny.teacher_config(), seed=0, logit_scale=demo.TEACHER_LOGIT_SCALE)
+    tiny.save_model(root / "weak", teacher.config, model=tiny.perturbed_copy(teacher, seed=1, scale=0.3))
+    tiny.save_model(root / "looper", teacher.config, model=tiny.looping_copy(teacher, LOOP_STRENGTH))
+    tiny.save_model(root / "looper2", teacher.config, model=tiny.looping_copy(teacher, LOOP_STRENGTH + 0.1))
+    return root
+
+
+def saved_rounds(state_dir):
+    return [json.loads(p.read_text()) for p in sorted((state_dir / "rounds").glob("round-*.json"))]
+
+
+def probed(round_doc):
+    return {m["key"]: m["probe"] for m in round_doc["models"] if "probe" in m}
+
+
+def test_a_looping_model_never_takes_the_crown_of_an_empty_hill_or_from_a_king(world, guard_models, tmp_path):  # noqa: F811
+    scenario = scenario_with(world, tmp_path, [
+        {"hotkey": hotkey("weak"), "model": str(guard_models / "weak"), "commit_block": 10},
+        {"hotkey": hotkey("looper"), "model": str(guard_models / "looper"), "commit_block": 20},
+        {"hotkey": hotkey("looper2"), "model": str(guard_models / "looper2"), "commit_block": 60},
+    ], start_block=50)
+    state_dir = tmp_path / "state"
+    # K = 4 prompts, 36 new tokens: long enough for a loop's tail window (≥ 32 tokens)
+    v = make_validator(world, state_dir, "--eval.n_prompts", "4", "--eval.max_new_tokens", "36", scenario=scenario)
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    looper, weak = state.miners[hotkey("looper")], state.miners[hotkey("weak")]
+    # empty hill: the looper has the best KL, is probed first, is DEGENERATE; the next best passes
+    first = saved_rounds(state_dir)[0]
+    kl = {m["key"]: m["kl_mean"] for m in first["models"]}
+    assert kl[hotkey("looper")] < kl[hotkey("weak")] < 2.0
+    assert (looper.reason, looper.code) == (INVALID, DEGENERATE_CODE)
+    assert "loops on 4/4 probe prompts" in looper.detail and "teacher 0" in looper.detail
+    assert state.king == hotkey("weak") and weak.status == KING
+    probes = probed(first)
+    assert list(probes) == [hotkey("weak"), hotkey("looper")]  # round order; both probed, no one else
+    assert probes[hotkey("looper")]["verdict"] == "DEGENERATE" and probes[hotkey("weak")]["verdict"] == "passed"
+    assert all(len(set(c[-16:])) == 1 for c in probes[hotkey("looper")]["continuation_ids"])  # one token, repeated
+    assert first["king"] is None and state.last_round["probes"] == {hotkey("looper"): "degenerate", hotkey("weak"): "passed"}
+    weights = dict(zip(v.chain.weight_sets[-1].uids, v.chain.weight_sets[-1].weights))
+    assert weights[weak.uid] == 1.0
+
+    # with a king: a looping challenger beats its KL by far (it passes the dethrone rule), and is refused
+    assert v.run(epochs=1) == 1
+    state = load_state(state_dir)
+    second = saved_rounds(state_dir)[-1]
+    assert second["king"] == hotkey("weak")
+    kl = {m["key"]: m["kl_mean"] for m in second["models"]}
+    assert kl[hotkey("looper2")] < 0.99 * kl[hotkey("weak")]  # it passes the dethrone rule ...
+    assert "p = " in state.last_round["decisions"][hotkey("looper2")]
+    assert state.king == hotkey("weak")
+    assert (state.miners[hotkey("looper2")].reason, state.miners[hotkey("looper2")].code) == (INVALID, DEGENERATE_CODE)
+    assert list(probed(second)) == [hotkey("looper2")]  # one model probed: the would-be king
+    assert any(e.kind == "king_holds" for e in v.events)
+
+
+def test_the_usual_round_probes_one_model(world, tmp_path, capsys):  # noqa: F811
+    """The demo world's first two epochs: one probe per round (the would-be king), and the verdict on stdout."""
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir)
+    assert v.run(epochs=2) == 2
+    rounds = saved_rounds(state_dir)
+    assert [r["seed_block"] for r in rounds] == [100, 150]
+    assert [list(probed(r)) for r in rounds] == [[hotkey("good")], [hotkey("better")]]
+    assert all(p["verdict"] == "passed" for r in rounds for p in probed(r).values())
+    out = capsys.readouterr().out
+    assert f"probe: {hotkey('better')} demo/better@" in out and "passed (loops 0/3, repeated 4-grams" in out
+
+
+def test_a_v1_king_keeps_its_weights_until_the_first_v2_round_completes(world, tmp_path):  # noqa: F811
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): 0.05})
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, scorer=scorer)
+    assert v.run(epochs=1) == 1
+    v1 = load_state(state_dir)
+    assert v1.king == hotkey("good")
+    v1.scoring_version = 1  # as a v1 validator left it
+    save_state(v1, state_dir)
+    good_uid = v1.miners[hotkey("good")].uid
+
+    scorer.fail[hotkey("better")] = RuntimeError("CUDA error: device lost")  # the first v2 round fails
+    restarted = make_validator(world, state_dir, scorer=scorer)
+    restarted.load_state()
+    assert restarted.state.scoring_version == SCORING_VERSION and restarted.state.king is None
+    assert restarted.state.legacy_king == hotkey("good")
+    assert restarted.state.miners[hotkey("good")].status == PENDING  # scores are re-measured
+    sets_before = len(restarted.chain.weight_sets)
+    assert restarted.run(epochs=1) == 1
+    after = load_state(state_dir)
+    assert after.king is None and after.legacy_king == hotkey("good")
+    assert len(restarted.chain.weight_sets) == sets_before + 1  # no epoch without weights
+    assert dict(zip(restarted.chain.weight_sets[-1].uids, restarted.chain.weight_sets[-1].weights))[good_uid] == 1.0
+
+    del scorer.fail[hotkey("better")]
+    assert restarted.run(epochs=1) == 1  # the first v2 round completes: its king takes over
+    done = load_state(state_dir)
+    assert done.legacy_king is None and done.king == hotkey("better")
+    better_uid = done.miners[hotkey("better")].uid
+    assert dict(zip(restarted.chain.weight_sets[-1].uids, restarted.chain.weight_sets[-1].weights))[better_uid] == 1.0
+
+
+def test_one_coldkey_gets_two_challenger_slots_per_round_and_the_rest_wait(world, tmp_path):  # noqa: F811
+    from distil.hub import LocalModelStore
+
+    wallet = MockWallet("validator", "v")
+    chain = InMemoryChain(start_block=100)
+    chain.register(wallet.hotkey.ss58_address, validator_permit=True)
+    store = LocalModelStore()
+    state = ValidatorState()
+    operator = MockWallet("operator", "cold").coldkey.ss58_address
+    miners = [(f"5Op{i}", operator) for i in range(5)] + [("5Solo0", None), ("5Solo1", None)]
+    for block, (hk, coldkey) in enumerate(miners, start=10):
+        data = f"cap/{hk}@{store.add(f'cap/{hk}', world / 'miners' / 'good')}"
+        uid = chain.register(hk, coldkey=coldkey)
+        chain.put_commitment(hk, data, block=block)
+        state.miners[hk] = MinerRecord(uid=uid, commitment=data, commit_block=block, checked=True, seen_public=True)
+    state_dir = tmp_path / "state"
+    save_state(state, state_dir)
+    # the operator's first model is the best; the others are all worse than it
+    kl = {"5Op0": 0.10, "5Op1": 0.30, "5Op2": 0.31, "5Op3": 0.32, "5Op4": 0.33, "5Solo0": 0.2, "5Solo1": 0.25}
+    scorer = CountingScorer(kl)
+    v = make_validator(world, state_dir, "--checks.teacher", str(world / "teacher"), "--eval.teacher", str(world / "teacher"),
+                       scenario=None, chain=chain, store=store, wallet=wallet, scorer=scorer)
+    assert v.run(epochs=3) == 3
+    assert scorer.rounds == [
+        ["5Op0", "5Op1", "5Solo0", "5Solo1"],  # 2 of the operator + 2 others; nobody disqualified
+        ["5Op0", "5Op2", "5Op3"],  # the king does not count against its coldkey's cap
+        ["5Op0", "5Op4"],
+    ]
+    final = load_state(state_dir)
+    assert final.king == "5Op0" and all(final.miners[hk].status == EVALUATED for hk, _ in miners[1:])
+    assert final.miners["5Op3"].coldkey == operator and final.miners["5Solo0"].coldkey != operator
+    # the default cap comes from --eval.max_per_coldkey; 1 is stricter
+    assert v.config.eval.max_per_coldkey == 2
+
+
+def test_probe_walk_invalid_moves_on_transient_stops_and_crowns_no_worse_model():
+    from distil.scoring.crowning import PROBE_INVALID, PROBE_TRANSIENT, ProbeVerdict, crown_first_sound
+
+    state = ValidatorState(king="k")
+    for i, hk in enumerate(["k", "a", "b", "c"]):
+        state.miners[hk] = MinerRecord(uid=i, commitment=f"ns/{hk}@{'0' * 40}", commit_block=i, checked=True,
+                                       status=KING if hk == "k" else EVALUATED,
+                                       kl={"mean": 0.1, "se": 0.0, "median": 0.1, "p99": 0.1, "top1": 0.5, "seed_block": 1})
+    answers = {"a": ProbeVerdict(PROBE_INVALID, "no longer loads"), "b": ProbeVerdict(PROBE_TRANSIENT, "CUDA out of memory"),
+               "c": ProbeVerdict("passed", "fine")}
+    asked = []
+
+    def probe(hk):
+        asked.append(hk)
+        return answers[hk]
+
+    after, events, outcomes = crown_first_sound(state, ["a", "b", "c"], probe, {hk: "beat k" for hk in "abc"})
+    assert asked == ["a", "b"]  # c, worse than b, is not crowned because b could not be probed
+    assert after.king == "k" and (after.miners["a"].reason, after.miners["a"].code) == (INVALID, "EVAL_PROBE")
+    assert after.miners["b"].status == PENDING and after.miners["b"].kl is None and "out of memory" in after.miners["b"].detail
+    assert outcomes == {"a": "invalid", "b": "transient"} and events[-1].kind == "king_holds"
