@@ -94,7 +94,7 @@ def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: P
         verdict = probe(hotkey) if probe is not None else None
         if verdict is not None:
             outcomes[hotkey] = verdict.outcome
-            events.append(Event("probe", hotkey, f"{state.miners[hotkey].commitment} {verdict.summary or verdict.outcome}"))
+            events.append(Event("probe", hotkey, verdict.summary or verdict.outcome))
         if verdict is None or verdict.outcome == PASSED:
             state = crown(state, hotkey)
             events.append(Event("new_king", hotkey, why[hotkey]))
