@@ -121,6 +121,11 @@ def main(argv=None) -> int:
     p_build.add_argument("directory")
     p_build.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()  # one line of output: the scenario's path
+    disable_progress_bars()
     path = build(args.directory, seed=args.seed)
     print(path)
     return 0

@@ -381,7 +381,9 @@ def apply_round(
     if current is not None and not candidates:
         events.append(Event("king_holds", current, f"no challenger beat KL {valid[current].kl_mean:.6f}"))
     elif candidates:
-        why = {hk: (f"dethroned {current}: {decisions[hk]}" if current is not None
+        king = state.miners[current] if current is not None else None
+        king_name = f"uid {king.uid} {king.commitment.split('@', 1)[0]}" if king is not None else None
+        why = {hk: (f"dethroned {king_name}: {decisions[hk]}" if current is not None
                     else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
         state, more, probes = crown_first_sound(state, candidates, probe, why)
         events.extend(more)
