@@ -306,8 +306,8 @@ def apply_round(
     reason of ours (transient), nothing changes: challengers are never compared with an
     unscored king, and everyone is retried next epoch. Before a model is crowned,
     `probe(hotkey)` is asked about it, best candidate first (`distil.scoring.crowning`);
-    None crowns unprobed. A completed round ends a previous scoring version's interim
-    king (`legacy_king`).
+    None crowns unprobed. A round that crowns a king ends a previous scoring version's
+    interim king (`legacy_king`); one that crowns nobody leaves it weighted.
     """
     missing = [hk for hk in plan.models if hk not in results]
     if missing:
@@ -387,7 +387,8 @@ def apply_round(
                     else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
         state, more, probes = crown_first_sound(state, candidates, probe, why)
         events.extend(more)
-    state.legacy_king = None  # a round under this scoring version completed: its king (or none) rules
+    if state.king is not None:  # crowned under this scoring version: the previous version's king steps down
+        state.legacy_king = None  # (a round that crowned nobody, e.g. every model transient, leaves it weighted)
     state.last_round = {
         **round_info,
         "models": plan.models,
@@ -407,7 +408,7 @@ def weights_for(state: ValidatorState, hotkey_uids: Mapping[str, int]) -> tuple[
     """King 1.0, every other uid 0.0; None while there is no registered king.
 
     Right after a scoring-version change there is no king yet: the previous version's king
-    (`legacy_king`) keeps the weights until the first round under the new version completes.
+    (`legacy_king`) keeps the weights until a round under the new version crowns a king.
     """
     king = state.king or state.legacy_king
     if king is None or king not in hotkey_uids:
@@ -456,7 +457,7 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
             )
     if state.king is not None:
         state.legacy_king = state.king
-        events.append(Event("legacy_king", state.king, f"keeps the weights until the first v{scoring_version} round completes"))
+        events.append(Event("legacy_king", state.king, f"keeps the weights until a v{scoring_version} round crowns a king"))
     state.king = None
     state.scoring_version = scoring_version
     return state, events
