@@ -468,3 +468,24 @@ def test_a_round_that_crowns_nobody_keeps_the_legacy_king_weighted():
     out = apply_round(state, plan, results, {"seed_block": 200})  # a crowned v2 king takes the weights over
     assert out.state.king == "e" and out.state.legacy_king is None
     assert weights_for(out.state, {"k": 0, "e": 1}) == ([0, 1], [0.0, 1.0])
+
+
+def test_float_rounding_below_zero_in_a_kl_summary_still_saves(tmp_path):
+    """KL is ≥ 0, but the centred kernel rounds a near-zero position to about -1e-6 (a student
+    matching the teacher up to a logit shift). A round whose record carried that value could
+    never be saved (the schema refuses negative KL), so every epoch replayed it without weights."""
+    from distil.state import load_state, save_state
+
+    state = ValidatorState()
+    state.miners["a"] = MinerRecord(**checked(1, 10))
+    state.miners["b"] = MinerRecord(**checked(2, 11))
+    plan = plan_round(state)
+    near_zero = ScoredModel(-2e-7, 1e-8, -1e-6, 3e-6, 1.0, (-2e-7,) * 20, (0.3, 0.1, 0.2))
+    too_high = ScoredModel(5.0, 0.1, -1e-6, 50.0, 0.1, (5.0,) * 20, (0.9, 0.1, 0.5))
+    out = apply_round(state, plan, {"a": near_zero, "b": too_high}, {"seed_block": 200})
+    assert out.state.king == "a" and out.state.miners["b"].reason == KL_TOO_HIGH
+    save_state(out.state, tmp_path)
+    saved = load_state(tmp_path)
+    assert saved.miners["a"].kl["mean"] == 0.0 and saved.miners["a"].kl["median"] == 0.0
+    assert saved.miners["a"].kl["p99"] == 3e-6 and saved.miners["b"].kl["median"] == 0.0
+    assert saved.last_round["kl"]["a"] == -2e-7  # the round's own record keeps the measurement

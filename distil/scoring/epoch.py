@@ -337,9 +337,9 @@ def apply_round(
         problem = kl_failure(result.kl_mean, params.kl_limit)
         if problem:
             state, more = disqualify(state, hotkey, KL_TOO_HIGH, "KL_TOO_HIGH", problem)
-            measured = {"mean": result.kl_mean, "se": result.kl_se, "median": result.kl_median, "p99": result.kl_p99, "top1": result.top1_agreement}
-            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in measured.values()):  # the measured KL stays on record
-                state.miners[hotkey] = replace(state.miners[hotkey], kl={**measured, "seed_block": seed_block})
+            measured = _kl_record(result, seed_block)
+            if measured is not None:  # the measured KL stays on record
+                state.miners[hotkey] = replace(state.miners[hotkey], kl=measured)
             events.extend(more)
             continue
         valid[hotkey] = result
@@ -364,14 +364,7 @@ def apply_round(
             status=KING if hotkey == state.king else EVALUATED,
             code=None,
             detail=None,
-            kl={
-                "mean": result.kl_mean,
-                "se": result.kl_se,
-                "median": result.kl_median,
-                "p99": result.kl_p99,
-                "top1": result.top1_agreement,
-                "seed_block": seed_block,
-            },
+            kl=_kl_record(result, seed_block),
         )
 
     current = state.king if state.king in valid else None
@@ -399,6 +392,20 @@ def apply_round(
         "probes": probes,
     }
     return RoundOutcome(state, events)
+
+
+def _kl_record(result: ScoredModel, seed_block: int | None) -> dict | None:
+    """A model's KL summary for its state record; None if any figure is not finite.
+
+    KL is never negative, but the kernel's float rounding puts a position the student
+    matches to ~1e-6 nats slightly below zero; the record (whose schema refuses negative
+    KL, so the state could not be saved) holds 0 there. Decisions use the raw figures.
+    """
+    figures = {"mean": result.kl_mean, "se": result.kl_se, "median": result.kl_median, "p99": result.kl_p99,
+               "top1": result.top1_agreement}
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in figures.values()):
+        return None
+    return {**{k: max(0.0, float(v)) for k, v in figures.items()}, "seed_block": seed_block}
 
 
 # -- weights ----------------------------------------------------------------------------
