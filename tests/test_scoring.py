@@ -489,3 +489,20 @@ def test_float_rounding_below_zero_in_a_kl_summary_still_saves(tmp_path):
     assert saved.miners["a"].kl["mean"] == 0.0 and saved.miners["a"].kl["median"] == 0.0
     assert saved.miners["a"].kl["p99"] == 3e-6 and saved.miners["b"].kl["median"] == 0.0
     assert saved.last_round["kl"]["a"] == -2e-7  # the round's own record keeps the measurement
+
+
+def test_a_requeue_of_a_malformed_commitment_is_refused_and_the_state_still_saves(tmp_path):
+    """Requeueing a COMMITMENT_FORMAT verdict put an unparseable commitment on a pending record:
+    the state could not be saved and that epoch failed with no weights."""
+    from distil.state import request_requeue, save_state
+    from distil.validator.requests import apply_requests
+
+    state, _ = reconcile(ValidatorState(), {"bad": 1}, {"bad": ("not a commitment", 5)}, 10)
+    assert state.miners["bad"].code == "COMMITMENT_FORMAT"
+    with pytest.raises(ValueError, match="does not parse"):
+        requeue(state, "bad")
+    request_requeue(tmp_path, "bad")
+    after, events = apply_requests(state, tmp_path)
+    assert after.miners["bad"].status == DISQUALIFIED and events == []
+    assert not list((tmp_path / "requests").glob("*.json"))  # dropped, not retried every epoch
+    save_state(after, tmp_path)

@@ -429,6 +429,10 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
     """Undo a wrong disqualification: the hotkey goes back to pending, to be checked again."""
     if hotkey not in state.miners:
         raise KeyError(f"no miner record for {hotkey}")
+    try:  # a malformed commitment (COMMITMENT_FORMAT) is final: pending, it could not even be saved
+        parse_commitment(state.miners[hotkey].commitment)
+    except CommitmentError as e:
+        raise ValueError(f"{hotkey}'s commitment does not parse ({e}); only a new hotkey can commit again") from None
     state = state.copy()
     record = state.miners[hotkey]
     state.miners[hotkey] = replace(
