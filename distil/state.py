@@ -12,7 +12,7 @@ Shape (version 1)::
                          "coldkey": SS58 | null, ...}},
      "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null,
-     "legacy_king": HOTKEY | null}   (the previous scoring version's king, weighted until a round completes)
+     "legacy_king": HOTKEY | null}   (the previous scoring version's king, weighted until a round crowns a king)
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
@@ -100,8 +100,8 @@ class ValidatorState:
     last_epoch_block: int | None = None
     scoring_version: int = SCORING_VERSION
     version: int = STATE_VERSION
-    # The king of an earlier scoring version: keeps the weights until the first round under
-    # this version completes (distil.scoring.epoch.migrate_scoring_version).
+    # The king of an earlier scoring version: keeps the weights until a round under this
+    # version crowns a king (distil.scoring.epoch.migrate_scoring_version).
     legacy_king: str | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -90,6 +90,10 @@ def requeue(args) -> int:
     if record is None:
         print(f"error: no miner record for {args.hotkey} in {state_path(args.state_dir)}", file=sys.stderr)
         return 1
+    if record.code == "COMMITMENT_FORMAT":
+        print(f"error: {args.hotkey}'s commitment {record.commitment[:80]!r} does not parse; requeueing cannot help "
+              "(the miner commits again from a new hotkey)", file=sys.stderr)
+        return 1
     if record.status != DISQUALIFIED:
         print(f"note: {args.hotkey} is {record.status}, not disqualified; it will be checked and scored again")
     path = request_requeue(args.state_dir, args.hotkey)

@@ -428,3 +428,81 @@ def test_strikes_accumulate_to_check_failed_repeatedly_with_the_last_error():
     again = requeue(state, "m00")
     assert again.miners["m00"].strikes == 0 and again.miners["m00"].last_check_block is None
     assert precheck_queue(again, 10) == ["m00", "m01"]
+
+
+# -- scoring-version migration: the interim (legacy) king -------------------------------
+
+
+def migrated_state():
+    """A v1 state with king "k" and one evaluated model, migrated to the current scoring version."""
+    from distil import SCORING_VERSION
+    from distil.scoring.epoch import migrate_scoring_version
+
+    kl = {"mean": 0.1, "se": 0.01, "median": 0.1, "p99": 0.2, "top1": 0.5, "seed_block": 1}
+    state = ValidatorState(king="k", scoring_version=SCORING_VERSION - 1)
+    state.miners["k"] = MinerRecord(uid=0, commitment=commitment(0), commit_block=1, status=KING, checked=True, kl=kl)
+    state.miners["e"] = MinerRecord(uid=1, commitment=commitment(1), commit_block=2, status=EVALUATED, checked=True, kl=kl)
+    state, _ = migrate_scoring_version(state, SCORING_VERSION)
+    assert state.king is None and state.legacy_king == "k"
+    return state
+
+
+def test_a_round_that_crowns_nobody_keeps_the_legacy_king_weighted():
+    """No epoch without weights after a scoring upgrade: a round whose models all failed
+    for a reason of ours (or whose best could not be probed) crowned nobody, so the old king keeps them."""
+    state = migrated_state()
+    plan = plan_round(state)
+    assert set(plan.models) == {"k", "e"}
+    failed = {hk: FailedModel("transient", "EVAL_LOAD", "CUDA out of memory") for hk in plan.models}
+    out = apply_round(state, plan, failed, {"seed_block": 200})
+    assert out.state.king is None and out.state.legacy_king == "k"
+    assert weights_for(out.state, {"k": 0, "e": 1}) == ([0, 1], [1.0, 0.0])
+
+    from distil.scoring.crowning import PROBE_TRANSIENT, ProbeVerdict
+
+    results = {hk: scored(0.1 if hk == "e" else 0.2) for hk in plan.models}
+    out = apply_round(state, plan, results, {"seed_block": 200},
+                      probe=lambda hk: ProbeVerdict(PROBE_TRANSIENT, "CUDA out of memory"))
+    assert out.state.king is None and out.state.legacy_king == "k"
+
+    out = apply_round(state, plan, results, {"seed_block": 200})  # a crowned v2 king takes the weights over
+    assert out.state.king == "e" and out.state.legacy_king is None
+    assert weights_for(out.state, {"k": 0, "e": 1}) == ([0, 1], [0.0, 1.0])
+
+
+def test_float_rounding_below_zero_in_a_kl_summary_still_saves(tmp_path):
+    """KL is ≥ 0, but the centred kernel rounds a near-zero position to about -1e-6 (a student
+    matching the teacher up to a logit shift). A round whose record carried that value could
+    never be saved (the schema refuses negative KL), so every epoch replayed it without weights."""
+    from distil.state import load_state, save_state
+
+    state = ValidatorState()
+    state.miners["a"] = MinerRecord(**checked(1, 10))
+    state.miners["b"] = MinerRecord(**checked(2, 11))
+    plan = plan_round(state)
+    near_zero = ScoredModel(-2e-7, 1e-8, -1e-6, 3e-6, 1.0, (-2e-7,) * 20, (0.3, 0.1, 0.2))
+    too_high = ScoredModel(5.0, 0.1, -1e-6, 50.0, 0.1, (5.0,) * 20, (0.9, 0.1, 0.5))
+    out = apply_round(state, plan, {"a": near_zero, "b": too_high}, {"seed_block": 200})
+    assert out.state.king == "a" and out.state.miners["b"].reason == KL_TOO_HIGH
+    save_state(out.state, tmp_path)
+    saved = load_state(tmp_path)
+    assert saved.miners["a"].kl["mean"] == 0.0 and saved.miners["a"].kl["median"] == 0.0
+    assert saved.miners["a"].kl["p99"] == 3e-6 and saved.miners["b"].kl["median"] == 0.0
+    assert saved.last_round["kl"]["a"] == -2e-7  # the round's own record keeps the measurement
+
+
+def test_a_requeue_of_a_malformed_commitment_is_refused_and_the_state_still_saves(tmp_path):
+    """Requeueing a COMMITMENT_FORMAT verdict put an unparseable commitment on a pending record:
+    the state could not be saved and that epoch failed with no weights."""
+    from distil.state import request_requeue, save_state
+    from distil.validator.requests import apply_requests
+
+    state, _ = reconcile(ValidatorState(), {"bad": 1}, {"bad": ("not a commitment", 5)}, 10)
+    assert state.miners["bad"].code == "COMMITMENT_FORMAT"
+    with pytest.raises(ValueError, match="does not parse"):
+        requeue(state, "bad")
+    request_requeue(tmp_path, "bad")
+    after, events = apply_requests(state, tmp_path)
+    assert after.miners["bad"].status == DISQUALIFIED and events == []
+    assert not list((tmp_path / "requests").glob("*.json"))  # dropped, not retried every epoch
+    save_state(after, tmp_path)

@@ -24,3 +24,13 @@ def test_a_saved_state_is_shown(tmp_path, capsys):
     save_state(ValidatorState(), tmp_path)
     assert main(["show", "--state-dir", str(tmp_path)]) == 0
     assert "king: -" in capsys.readouterr().out
+
+
+def test_requeue_of_a_malformed_commitment_is_refused_and_requests_nothing(tmp_path, capsys):
+    from distil.scoring.epoch import reconcile
+
+    state, _ = reconcile(ValidatorState(), {"bad": 1}, {"bad": ("not a commitment", 5)}, 10)
+    save_state(state, tmp_path)
+    assert main(["requeue", "bad", "--state-dir", str(tmp_path)]) == 1
+    assert "does not parse" in capsys.readouterr().err
+    assert not (tmp_path / "requests").exists()

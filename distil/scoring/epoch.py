@@ -306,8 +306,8 @@ def apply_round(
     reason of ours (transient), nothing changes: challengers are never compared with an
     unscored king, and everyone is retried next epoch. Before a model is crowned,
     `probe(hotkey)` is asked about it, best candidate first (`distil.scoring.crowning`);
-    None crowns unprobed. A completed round ends a previous scoring version's interim
-    king (`legacy_king`).
+    None crowns unprobed. A round that crowns a king ends a previous scoring version's
+    interim king (`legacy_king`); one that crowns nobody leaves it weighted.
     """
     missing = [hk for hk in plan.models if hk not in results]
     if missing:
@@ -337,9 +337,9 @@ def apply_round(
         problem = kl_failure(result.kl_mean, params.kl_limit)
         if problem:
             state, more = disqualify(state, hotkey, KL_TOO_HIGH, "KL_TOO_HIGH", problem)
-            measured = {"mean": result.kl_mean, "se": result.kl_se, "median": result.kl_median, "p99": result.kl_p99, "top1": result.top1_agreement}
-            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in measured.values()):  # the measured KL stays on record
-                state.miners[hotkey] = replace(state.miners[hotkey], kl={**measured, "seed_block": seed_block})
+            measured = _kl_record(result, seed_block)
+            if measured is not None:  # the measured KL stays on record
+                state.miners[hotkey] = replace(state.miners[hotkey], kl=measured)
             events.extend(more)
             continue
         valid[hotkey] = result
@@ -364,14 +364,7 @@ def apply_round(
             status=KING if hotkey == state.king else EVALUATED,
             code=None,
             detail=None,
-            kl={
-                "mean": result.kl_mean,
-                "se": result.kl_se,
-                "median": result.kl_median,
-                "p99": result.kl_p99,
-                "top1": result.top1_agreement,
-                "seed_block": seed_block,
-            },
+            kl=_kl_record(result, seed_block),
         )
 
     current = state.king if state.king in valid else None
@@ -387,7 +380,8 @@ def apply_round(
                     else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
         state, more, probes = crown_first_sound(state, candidates, probe, why)
         events.extend(more)
-    state.legacy_king = None  # a round under this scoring version completed: its king (or none) rules
+    if state.king is not None:  # crowned under this scoring version: the previous version's king steps down
+        state.legacy_king = None  # (a round that crowned nobody, e.g. every model transient, leaves it weighted)
     state.last_round = {
         **round_info,
         "models": plan.models,
@@ -400,6 +394,20 @@ def apply_round(
     return RoundOutcome(state, events)
 
 
+def _kl_record(result: ScoredModel, seed_block: int | None) -> dict | None:
+    """A model's KL summary for its state record; None if any figure is not finite.
+
+    KL is never negative, but the kernel's float rounding puts a position the student
+    matches to ~1e-6 nats slightly below zero; the record (whose schema refuses negative
+    KL, so the state could not be saved) holds 0 there. Decisions use the raw figures.
+    """
+    figures = {"mean": result.kl_mean, "se": result.kl_se, "median": result.kl_median, "p99": result.kl_p99,
+               "top1": result.top1_agreement}
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in figures.values()):
+        return None
+    return {**{k: max(0.0, float(v)) for k, v in figures.items()}, "seed_block": seed_block}
+
+
 # -- weights ----------------------------------------------------------------------------
 
 
@@ -407,7 +415,7 @@ def weights_for(state: ValidatorState, hotkey_uids: Mapping[str, int]) -> tuple[
     """King 1.0, every other uid 0.0; None while there is no registered king.
 
     Right after a scoring-version change there is no king yet: the previous version's king
-    (`legacy_king`) keeps the weights until the first round under the new version completes.
+    (`legacy_king`) keeps the weights until a round under the new version crowns a king.
     """
     king = state.king or state.legacy_king
     if king is None or king not in hotkey_uids:
@@ -421,6 +429,10 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
     """Undo a wrong disqualification: the hotkey goes back to pending, to be checked again."""
     if hotkey not in state.miners:
         raise KeyError(f"no miner record for {hotkey}")
+    try:  # a malformed commitment (COMMITMENT_FORMAT) is final: pending, it could not even be saved
+        parse_commitment(state.miners[hotkey].commitment)
+    except CommitmentError as e:
+        raise ValueError(f"{hotkey}'s commitment does not parse ({e}); only a new hotkey can commit again") from None
     state = state.copy()
     record = state.miners[hotkey]
     state.miners[hotkey] = replace(
@@ -456,7 +468,7 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
             )
     if state.king is not None:
         state.legacy_king = state.king
-        events.append(Event("legacy_king", state.king, f"keeps the weights until the first v{scoring_version} round completes"))
+        events.append(Event("legacy_king", state.king, f"keeps the weights until a v{scoring_version} round crowns a king"))
     state.king = None
     state.scoring_version = scoring_version
     return state, events

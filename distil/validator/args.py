@@ -32,7 +32,7 @@ EVAL_SPEC_FLAGS = (
 
 
 def add_eval_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("evaluation (scoring spec v1 defaults)")
+    group = parser.add_argument_group("evaluation (scoring spec defaults)")
     defaults = EvalSpec()
     for name in EVAL_SPEC_FLAGS:
         default = getattr(defaults, name)
@@ -85,6 +85,12 @@ def eval_spec(config, devices: list[str] | None) -> EvalSpec:
 
 
 def round_params(config) -> ep.RoundParams:
+    """The dethrone parameters; first refuses round sizes no epoch could work with (ValueError
+    at start, naming the flag, rather than every epoch failing without weights)."""
+    for flag, value, least in (("max_per_coldkey", config.eval.max_per_coldkey, 1),
+                               ("max_challengers", config.eval.max_challengers, 1), ("rematch", config.eval.rematch, 0)):
+        if value < least:
+            raise ValueError(f"--eval.{flag} must be at least {least}, got {value}")
     return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine)
 
 

@@ -15,11 +15,12 @@ def apply_requests(state: ValidatorState, state_dir: str | Path) -> tuple[Valida
     events: list[ep.Event] = []
     for path, request in pending_requests(state_dir):
         hotkey = request["hotkey"]
-        if hotkey in state.miners:
+        try:
             state = ep.requeue(state, hotkey)
+        except (KeyError, ValueError) as e:  # unknown hotkey, or a commitment that cannot be checked again
+            logger.warning(f"requeue of {hotkey} ignored: {str(e).strip(chr(39))}")
+        else:
             events.append(ep.Event("requeued", hotkey, "requeued by the operator"))
             logger.info(f"requeued {hotkey} at the operator's request")
-        else:
-            logger.warning(f"requeue of unknown hotkey {hotkey} ignored")
         path.unlink(missing_ok=True)
     return state, events
