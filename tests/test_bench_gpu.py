@@ -61,3 +61,15 @@ def test_real_shapes_and_the_h200_h100_generation_limits():
 def test_touched_experts_formula_edges():
     c = WeightCensus(2, 0, 0, 256 * 3, 0, moe_layers=1, n_experts=256, top_k=8)
     assert abs(c.touched_experts(1) - 8) < 1e-9 and c.touched_experts(10_000) > 255.99
+
+
+def test_round_bench_removes_its_tiny_models(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert bench.main(["round", "--tiny", "--prompts", "2", "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["bench"] == "round" and doc["same_continuations"]
+    assert list(scratch.iterdir()) == []  # each run used to leave its models (hundreds of MB) behind

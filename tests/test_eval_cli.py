@@ -124,3 +124,13 @@ def test_table_output_and_exit_codes(prompts_file, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:  # two prompt sources
         cli.main(["--teacher", "x", "--student", "y", "--seed", "ab", "--round", "r.json", "--prompts-file", "p"])
     assert exc.value.code == 2
+
+
+def test_round_refuses_another_generation_batch_size(round_json, capsys, tmp_path):
+    """The probe generates in batches of the round's size: another size could change a verdict."""
+    path = tmp_path / "round.json"
+    path.write_text(round_json)
+    code = cli.main(["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--round", str(path),
+                     "--generation-batch-size", "1", "--json"])
+    assert code == 2
+    assert "--round fixes the scoring spec; cannot change --generation-batch-size" in capsys.readouterr().err

@@ -223,3 +223,10 @@ def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path, prompts
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error: --neuron.device cuda: CUDA is not available" in proc.stderr
     assert "epoch starting" not in proc.stdout + proc.stderr
+
+
+def test_distil_eval_malformed_devices_exits_2_with_one_clear_line(prompts):
+    proc = eval_cli(prompts, "--student", model_dir("student"), "--devices", "cpu,cuda:0")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("distil-eval: error: --devices must all be of one kind")

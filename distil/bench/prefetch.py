@@ -57,12 +57,17 @@ def _distil_eval(args: list[str], env: dict) -> tuple[float, dict]:
 
 
 def bench_prefetch(bandwidth_mb: float, n_students: int, n_prompts: int, max_new_tokens: int, device: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="distil-bench-prefetch-") as root:  # models and hub caches removed after
+        return _bench_prefetch(Path(root), bandwidth_mb, n_students, n_prompts, max_new_tokens, device)
+
+
+def _bench_prefetch(root: Path, bandwidth_mb: float, n_students: int, n_prompts: int, max_new_tokens: int,
+                    device: str) -> dict:
     from huggingface_hub import snapshot_download
 
     from distil import tiny
     from distil.eval.cli import MODEL_FILES
 
-    root = Path(tempfile.mkdtemp(prefix="distil-bench-prefetch-"))
     tiny.save_teacher(root / "teacher", seed=0)
     students = []
     for i in range(n_students):

@@ -9,15 +9,20 @@ import torch
 
 from distil.bench import machine
 
+
 def bench_round(n_prompts: int, max_new_tokens: int, device: str) -> dict:
     """Engine round (teacher pass + king + challenger) vs naive per-prompt generate + full logits."""
+    with tempfile.TemporaryDirectory(prefix="distil-bench-") as root:  # the tiny models are removed after
+        return _bench_round(root, n_prompts, max_new_tokens, device)
+
+
+def _bench_round(root: str, n_prompts: int, max_new_tokens: int, device: str) -> dict:
     from distil import tiny
     from distil.eval.engine import run_round
     from distil.eval.models import load_causal_lm
     from distil.eval.spec import EvalSpec
     from distil.eval.teacher import greedy_generate
 
-    root = tempfile.mkdtemp(prefix="distil-bench-")
     teacher = tiny.save_teacher(f"{root}/teacher", seed=0)
     tiny.save_model(f"{root}/king", tiny.teacher_config(), model=tiny.perturbed_copy(teacher, 1, 0.05))
     tiny.save_student(f"{root}/challenger", seed=2)

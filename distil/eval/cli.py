@@ -41,9 +41,11 @@ from template.log import setup_logging
 
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
 
-# Settings `--round` may change: where and how fast it runs, not what is scored.
+# Settings `--round` may change: where and how fast it runs, not what is scored. Not
+# `generation_batch_size`: the round's continuations are given, but the degeneration probe
+# generates in batches of it, and batching can flip a near-tie argmax (a different verdict).
 RUNTIME_FIELDS = {"device", "dtype", "chunk_size", "compile_kl", "own_logits_chunk", "student_timeout_s",
-                  "prompt_cache_dir", "generation_batch_size"}
+                  "prompt_cache_dir"}
 # Files a model needs; nothing else is downloaded (no code, no pickles).
 MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",

@@ -290,7 +290,11 @@ def check_eval(args) -> int | None:
     from distil.eval.cli import UsageError, _devices, _spec_values
     from distil.eval.spec import EvalSpec
 
-    values = {k: v for k, v in _spec_values(args).items() if k != "dataset"}
+    try:  # a malformed --devices is a usage error, said in one line like the others
+        values = {k: v for k, v in _spec_values(args).items() if k != "dataset"}
+    except UsageError as e:
+        print(f"distil-eval: error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.round:
             with open(args.round, encoding="utf-8") as f:

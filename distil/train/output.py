@@ -5,15 +5,14 @@ architecture loads (from the model's own state dict), `config.json` without `aut
 or `quantization_config`, the generation config, and the TEACHER's tokenizer files (the
 pre-check compares tokenizers with the teacher's), nothing else: no code, no pickle.
 
-`final_report` then runs `distil-check`'s pre-checks on the directory and `distil-eval`'s
-scoring (`run_round`) of the starting and the trained student on held-out prompts.
+`run_prechecks` then runs `distil-check`'s pre-checks on the directory and `held_out_scores`
+`distil-eval`'s scoring (`run_round`) of the starting and the trained student on held-out prompts.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,15 +49,6 @@ def save_student(accelerator, model, output: str | Path, teacher_dir: str | Path
         raise RuntimeError(f"unexpected files in {output}: {stray}")
     logger.info(f"saved the trained student to {output} ({sum(v.numel() for v in state.values()) / 1e6:.1f}M params, bf16)")
     accelerator.wait_for_everyone()
-
-
-@dataclass(frozen=True)
-class FinalReport:
-    check_ok: bool
-    check_text: str
-    start_kl: float | None
-    trained_kl: float | None
-    eval_text: str
 
 
 def run_prechecks(output: str | Path, teacher_dir: str | Path, max_params: int, vocab_size: int):
