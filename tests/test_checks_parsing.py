@@ -121,6 +121,19 @@ metadata_over_64k = _header_edit(lambda h: h.update(__metadata__={"format": "pt"
 metadata_not_strings = _header_edit(lambda h: h.update(__metadata__={"format": {"nested": "pt"}}))
 
 
+def _empty_tensor(shape):
+    """A zero-element tensor (no data bytes) whose other dimensions overflow torch's int64
+    sizes or strides: the header is consistent, but no tensor of that shape can exist."""
+    def edit(header):
+        end = max(e["data_offsets"][1] for k, e in header.items() if k != "__metadata__")
+        header["model.extra.weight"] = {"dtype": "BF16", "shape": shape, "data_offsets": [end, end]}
+    return _header_edit(edit)
+
+
+empty_tensor_dim_over_int64 = _empty_tensor([0, 2**63])
+empty_tensor_strides_over_int64 = _empty_tensor([0, 2**40, 2**40])
+
+
 CASES = [
     (deep_list_in("config.json"), "MALFORMED_JSON"),
     (deep_list_in("tokenizer_config.json"), "MALFORMED_JSON"),
@@ -145,6 +158,8 @@ CASES = [
     (header_is_a_list, "HEADER_INVALID"),
     (metadata_over_64k, "HEADER_METADATA"),
     (metadata_not_strings, "HEADER_METADATA"),
+    (empty_tensor_dim_over_int64, "HEADER_INVALID"),
+    (empty_tensor_strides_over_int64, "HEADER_INVALID"),
 ]
 IDS = [
     "deep_list_config", "deep_list_tokenizer_config", "deep_list_index", "deep_list_tokenizer_json",
@@ -152,6 +167,7 @@ IDS = [
     "huge_float", "nan", "infinity", "duplicate_key", "non_utf8", "lone_surrogate_tokenizer_config",
     "tokenizer_json_not_json", "config_is_a_list", "lone_surrogate_tensor_name", "dtype_is_a_list",
     "5000_digit_offset", "deep_header", "header_is_a_list", "metadata_over_64k", "metadata_not_strings",
+    "empty_tensor_dim_over_int64", "empty_tensor_strides_over_int64",
 ]
 
 
