@@ -229,6 +229,22 @@ def test_metadata_of_all_shards_together_is_capped(valid_model, teacher_referenc
     _no_download(result)
 
 
+def test_a_tokenizer_regex_that_panics_the_tokenizers_library_is_the_repos_fault(valid_model, teacher_reference, tmp_path):
+    """A pre-tokeniser regex with catastrophic backtracking hits Oniguruma's retry limit on the
+    battery's "aaaa..." string, and the Rust tokenizers library panics: a pyo3 PanicException,
+    a BaseException that no `except Exception` catches. It must be the repo's verdict, not an
+    exception out of check_commitment (which would stop the validator, on every restart)."""
+    path = clone(valid_model, tmp_path / "model", skip=("tokenizer.json",))
+    tok = json.loads((valid_model / "tokenizer.json").read_text())
+    bomb = {"type": "Split", "pattern": {"Regex": "((a+)+)+[bc]"}, "behavior": "Isolated", "invert": False}
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [bomb, tok["pre_tokenizer"]]}
+    (path / "tokenizer.json").write_text(json.dumps(tok))
+    store = LocalModelStore()
+    result = check_commitment(store, Commitment("m/regex", store.add("m/regex", path)), teacher=teacher_reference)
+    assert (result.reason, result.code) == ("INVALID", "TOKENIZER_INVALID"), result.detail
+    assert "panic" in result.detail
+
+
 # -- the bounded loader itself ---------------------------------------------------------
 
 
@@ -330,3 +346,18 @@ def test_a_checker_crash_logs_one_line_and_the_traceback_only_at_debug(teacher_r
     assert not any("Traceback" in text for text in above_debug), above_debug
     assert sum("crashed: RuntimeError: a bug the repo triggers" in text for text in above_debug) == 1
     assert any("Traceback" in text for level, text in lines if level == "DEBUG")
+
+
+class PanicException(BaseException):
+    """Named as pyo3's: a Rust library's panic reaches Python as a BaseException."""
+
+
+class _PanickingStore(_CrashingStore):
+    def repo_metadata(self, commitment):
+        raise PanicException("a Rust library panicked")
+
+
+def test_a_rust_panic_in_any_step_is_a_checker_error_not_an_escape(teacher_reference):
+    result = check_commitment(_PanickingStore(), Commitment("a/b", "0" * 40), teacher=teacher_reference)
+    assert (result.reason, result.code) == ("TRANSIENT", "CHECKER_ERROR")
+    assert "PanicException: a Rust library panicked" in result.detail
