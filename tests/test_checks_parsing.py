@@ -121,6 +121,19 @@ metadata_over_64k = _header_edit(lambda h: h.update(__metadata__={"format": "pt"
 metadata_not_strings = _header_edit(lambda h: h.update(__metadata__={"format": {"nested": "pt"}}))
 
 
+def _empty_tensor(shape):
+    """A zero-element tensor (no data bytes) whose other dimensions overflow torch's int64
+    sizes or strides: the header is consistent, but no tensor of that shape can exist."""
+    def edit(header):
+        end = max(e["data_offsets"][1] for k, e in header.items() if k != "__metadata__")
+        header["model.extra.weight"] = {"dtype": "BF16", "shape": shape, "data_offsets": [end, end]}
+    return _header_edit(edit)
+
+
+empty_tensor_dim_over_int64 = _empty_tensor([0, 2**63])
+empty_tensor_strides_over_int64 = _empty_tensor([0, 2**40, 2**40])
+
+
 CASES = [
     (deep_list_in("config.json"), "MALFORMED_JSON"),
     (deep_list_in("tokenizer_config.json"), "MALFORMED_JSON"),
@@ -145,6 +158,8 @@ CASES = [
     (header_is_a_list, "HEADER_INVALID"),
     (metadata_over_64k, "HEADER_METADATA"),
     (metadata_not_strings, "HEADER_METADATA"),
+    (empty_tensor_dim_over_int64, "HEADER_INVALID"),
+    (empty_tensor_strides_over_int64, "HEADER_INVALID"),
 ]
 IDS = [
     "deep_list_config", "deep_list_tokenizer_config", "deep_list_index", "deep_list_tokenizer_json",
@@ -152,6 +167,7 @@ IDS = [
     "huge_float", "nan", "infinity", "duplicate_key", "non_utf8", "lone_surrogate_tokenizer_config",
     "tokenizer_json_not_json", "config_is_a_list", "lone_surrogate_tensor_name", "dtype_is_a_list",
     "5000_digit_offset", "deep_header", "header_is_a_list", "metadata_over_64k", "metadata_not_strings",
+    "empty_tensor_dim_over_int64", "empty_tensor_strides_over_int64",
 ]
 
 
@@ -211,6 +227,22 @@ def test_metadata_of_all_shards_together_is_capped(valid_model, teacher_referenc
     result = check_commitment(store, commitment, CheckLimits(max_metadata_bytes=40), teacher=teacher_reference)
     assert (result.reason, result.code) == ("INVALID", "HEADER_METADATA") and "add up to" in result.detail
     _no_download(result)
+
+
+def test_a_tokenizer_regex_that_panics_the_tokenizers_library_is_the_repos_fault(valid_model, teacher_reference, tmp_path):
+    """A pre-tokeniser regex with catastrophic backtracking hits Oniguruma's retry limit on the
+    battery's "aaaa..." string, and the Rust tokenizers library panics: a pyo3 PanicException,
+    a BaseException that no `except Exception` catches. It must be the repo's verdict, not an
+    exception out of check_commitment (which would stop the validator, on every restart)."""
+    path = clone(valid_model, tmp_path / "model", skip=("tokenizer.json",))
+    tok = json.loads((valid_model / "tokenizer.json").read_text())
+    bomb = {"type": "Split", "pattern": {"Regex": "((a+)+)+[bc]"}, "behavior": "Isolated", "invert": False}
+    tok["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [bomb, tok["pre_tokenizer"]]}
+    (path / "tokenizer.json").write_text(json.dumps(tok))
+    store = LocalModelStore()
+    result = check_commitment(store, Commitment("m/regex", store.add("m/regex", path)), teacher=teacher_reference)
+    assert (result.reason, result.code) == ("INVALID", "TOKENIZER_INVALID"), result.detail
+    assert "panic" in result.detail
 
 
 # -- the bounded loader itself ---------------------------------------------------------
@@ -314,3 +346,18 @@ def test_a_checker_crash_logs_one_line_and_the_traceback_only_at_debug(teacher_r
     assert not any("Traceback" in text for text in above_debug), above_debug
     assert sum("crashed: RuntimeError: a bug the repo triggers" in text for text in above_debug) == 1
     assert any("Traceback" in text for level, text in lines if level == "DEBUG")
+
+
+class PanicException(BaseException):
+    """Named as pyo3's: a Rust library's panic reaches Python as a BaseException."""
+
+
+class _PanickingStore(_CrashingStore):
+    def repo_metadata(self, commitment):
+        raise PanicException("a Rust library panicked")
+
+
+def test_a_rust_panic_in_any_step_is_a_checker_error_not_an_escape(teacher_reference):
+    result = check_commitment(_PanickingStore(), Commitment("a/b", "0" * 40), teacher=teacher_reference)
+    assert (result.reason, result.code) == ("TRANSIENT", "CHECKER_ERROR")
+    assert "PanicException: a Rust library panicked" in result.detail

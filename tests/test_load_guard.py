@@ -149,6 +149,22 @@ def test_tensors_the_student_does_not_load_are_refused(models, tmp_path, extra):
     assert code == "ARCH_UNUSED_TENSORS" and extra in detail
 
 
+def _renamed(state: dict, old: str, new: str) -> dict:
+    return {k.replace(old, new): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("old, new", [(".experts.1.", ".experts.01."),  # leading zero: the same model
+                                      (".experts.3.", ".experts.7."),  # a gap at the end: the same model
+                                      (".experts.1.", ".experts.-1.")])
+def test_per_expert_tensors_must_be_numbered_0_to_n(models, tmp_path, old, new):
+    """transformers fuses per-expert tensors in index order whatever the numbers are, so
+    `experts.01` or experts 0, 1, 2, 7 load the very same model under other tensor names: a
+    copy of the king with a new content hash. Expert numbers must be 0..n-1, written plainly."""
+    path = rewrite_weights(models / "teacher_text", tmp_path / "m", lambda s: _renamed(s, old, new))
+    code, detail = refusal(path)
+    assert code == "ARCH_UNUSED_TENSORS" and f"found {new.split('.')[2]}" in detail
+
+
 def test_missing_tensor_is_refused(models, tmp_path):
     path = rewrite_weights(models / "qwen3", tmp_path / "m",
                            lambda s: {k: v for k, v in s.items() if k != "model.layers.1.mlp.up_proj.weight"})

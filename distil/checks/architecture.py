@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Mapping
 
+from distil.checks.bounded_json import clip
 from distil.checks.result import CheckFailure
 
 # The teacher's hub checkpoint is the multimodal Qwen3_5MoeForConditionalGeneration; the
@@ -101,6 +102,30 @@ def check_config_sizes(raw: Mapping, tensor_count: int) -> None:
                 walk(item, where)
 
     walk(raw, "")
+
+
+_EXPERT_INDEX = re.compile(r"^(.*\.experts\.)([^.]+)(\..*)$")
+
+
+def check_expert_numbering(names) -> None:
+    """ARCH_UNUSED_TENSORS unless per-expert tensors (`...experts.<i>.<rest>`) are numbered
+    0..n-1 in plain decimal. transformers' conversion fuses them in index order whatever the
+    numbers are, so `experts.01`, or experts 0, 1, 2, 7, would load the very model that
+    0, 1, 2, 3 loads under other tensor names: the same weights with a new content hash."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name in names:
+        m = _EXPERT_INDEX.match(name)
+        if m is not None:
+            groups.setdefault((m.group(1), m.group(3)), []).append(m.group(2))
+    for (head, tail), indices in groups.items():
+        plain = sorted(int(i) for i in indices if i.isdecimal() and i.isascii() and str(int(i)) == i)
+        if len(plain) != len(indices) or plain != list(range(len(plain))):
+            odd = sorted(set(indices) - {str(i) for i in range(len(indices))}, key=lambda i: (len(i), i))
+            raise CheckFailure(
+                "ARCH_UNUSED_TENSORS",
+                f"the per-expert tensors {clip(head)}<i>{clip(tail)} must be numbered 0..{len(indices) - 1}; "
+                f"found {', '.join(clip(i, 30) for i in odd[:5])}",
+            )
 
 
 def config_from_dict(raw: Mapping):
@@ -235,6 +260,7 @@ def check_architecture(
         tensors = {n: t for n, t in tensors.items() if not n.startswith(allowed_extra)}
     if not tensors:
         raise CheckFailure("ARCH_MISSING_TENSORS", "the weight files hold no tensors the model could load")
+    check_expert_numbering(tensors)
     model = build_meta_model(config, len(tensors) + len(extras), max_params)
     params = sum(p.numel() for p in model.parameters())  # tied parameters counted once
     if max_params is not None and params > max_params:

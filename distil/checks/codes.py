@@ -95,7 +95,8 @@ _TABLE = [
          "hold (e.g. more layers, or the multimodal qwen3_5_moe wrapper).",
          "Save the config and the weights together with `save_pretrained`; keep num_hidden_layers and model_type."),
     Code("ARCH_UNUSED_TENSORS", INVALID, "The weight files hold tensors the model does not load (e.g. model.visual.*, "
-         "mtp.*, leftovers); data the scored model never reads is refused.",
+         "mtp.*, leftovers), or per-expert tensors not numbered 0..n-1; data the scored model never reads is refused, "
+         "and one model has one set of tensor names.",
          "Save the causal LM alone (`AutoModelForCausalLM` + `save_pretrained`); drop vision and MTP weights."),
     Code("ARCH_SHAPE_MISMATCH", INVALID, "A tensor's shape differs from the one config.json implies (or the "
          "per-expert tensors cannot be fused, or the parameter totals differ).",

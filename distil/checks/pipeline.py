@@ -53,7 +53,7 @@ from distil.checks.hashing import ContentScan, files_hash, scan_weights
 from distil.checks.loading import check_loads
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
-from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, load_tokenizer
+from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, is_rust_panic, load_tokenizer
 from distil.commitment import Commitment
 from distil.hub.store import (
     HubError,
@@ -339,6 +339,10 @@ def check_commitment(
             else:  # reading or writing our own disk (the snapshot, the cache): ours, not the repo's
                 failure = ("LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e)))
         except Exception as e:  # fail closed: a checker bug never passes a model, nor disqualifies it
+            failure = _crashed(name, commitment, e)
+        except BaseException as e:  # a Rust library's panic (pyo3 PanicException) must not escape either
+            if not is_rust_panic(e):
+                raise
             failure = _crashed(name, commitment, e)
         failure = (failure[0], clip(failure[1], MAX_DETAIL_CHARS))
         steps.append(CheckStep(name, STEP_FAIL, failure[1], code=failure[0]))

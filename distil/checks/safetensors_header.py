@@ -134,6 +134,13 @@ def _is_int(x) -> bool:
 # format's own integer type). Bounding both keeps `prod(shape)` a small computation.
 MAX_RANK = 8
 _U64 = 1 << 64
+# torch keeps sizes and strides as int64: a shape whose dimensions multiply past it (zeros
+# aside, so an empty tensor with no data bytes cannot claim [0, 2**63]) is no tensor at all.
+_I64 = 1 << 63
+
+
+def _fits_int64(shape: list[int]) -> bool:
+    return prod(max(d, 1) for d in shape) < _I64
 
 
 def metadata_bytes(meta: dict[str, str]) -> int:
@@ -184,6 +191,8 @@ def parse_header(raw: bytes, filename: str, file_size: int, max_metadata_bytes: 
             isinstance(shape, list) and len(shape) <= MAX_RANK and all(_is_int(d) and 0 <= d < _U64 for d in shape)
         ):
             raise bad(f"tensor {name_!r} has an invalid shape {clip(repr(shape))} (at most {MAX_RANK} dimensions)")
+        if not _fits_int64(shape):
+            raise bad(f"tensor {name_!r} has a shape {clip(repr(shape))} whose dimensions multiply past 2**63")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o < _U64 for o in offsets)):
             raise bad(f"tensor {name_!r} has invalid data_offsets {clip(repr(offsets))}")
         begin, end = offsets

@@ -70,6 +70,18 @@ class TokenizerReference:
     inventory: TokenizerInventory | None = None
 
 
+def is_rust_panic(exc: BaseException) -> bool:
+    """A panic inside a Rust extension (tokenizers, safetensors) arrives as pyo3's
+    PanicException, a BaseException that `except Exception` does not catch."""
+    return type(exc).__name__ == "PanicException"
+
+
+def _panic_failure(exc: BaseException, doing: str) -> CheckFailure:
+    # E.g. a pre-tokeniser or normaliser regex with catastrophic backtracking: Oniguruma stops
+    # at its retry limit and the tokenizers library panics. Deterministic: the repo's fault.
+    return CheckFailure("TOKENIZER_INVALID", f"the tokenizer library panics while {doing}: {str(exc)[:200]}")
+
+
 def _merge_pair(merge) -> tuple[str, ...]:
     """`"a b"` (the older notation) and `["a", "b"]` (the newer one) as the same pair."""
     if isinstance(merge, str):
@@ -132,7 +144,13 @@ def _encodings(tokenizer) -> tuple[tuple[int, ...], ...]:
     out = []
     for text in BATTERY:
         for special in (False, True):
-            out.append(tuple(int(i) for i in tokenizer.encode(text, add_special_tokens=special)))
+            try:
+                ids = tokenizer.encode(text, add_special_tokens=special)
+            except BaseException as e:
+                if is_rust_panic(e):
+                    raise _panic_failure(e, f"encoding {text[:40]!r}") from None
+                raise
+            out.append(tuple(int(i) for i in ids))
     return tuple(out)
 
 
@@ -147,7 +165,9 @@ def load_tokenizer(path: str | Path):
 
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
-    except Exception as e:  # any failure to load is the repo's problem
+    except BaseException as e:  # any failure to load is the repo's problem
+        if not isinstance(e, Exception) and not is_rust_panic(e):
+            raise  # KeyboardInterrupt, SystemExit
         raise CheckFailure(
             "TOKENIZER_INVALID", f"the tokenizer does not load with AutoTokenizer: {type(e).__name__}: {str(e)[:300]}"
         ) from None
