@@ -99,6 +99,25 @@ def test_every_fan_out_device_must_exist_and_hold_the_plan():
     assert sum("memory plan" in v.message for v in verdicts) == 1  # the same device is judged once
 
 
+def test_distil_eval_budgets_hub_students_at_their_real_size_and_the_cap_when_unknown():
+    """A miner checking two 1 GiB hub students with 10 GiB free is not refused; a student the
+    hub cannot describe is budgeted at the cap (5.25B × 2 bytes = 9.8 GiB)."""
+    small = ["you/small-a@" + "a" * 40, "you/small-b@" + "b" * 40]
+
+    def facts(source, cache_dir):  # a local teacher (nothing to download) and two 1 GiB hub students
+        if os.path.isdir(source) or source in small:
+            return pf.TeacherFacts(tiny.teacher_config(), 1_000_000, 2_000_000, 0 if os.path.isdir(source) else GIB)
+        raise ConnectionError("hub down")
+
+    common = dict(device="cpu", device_flag="--device", sources=[("--teacher", model_dir("teacher"))],
+                  spec=EvalSpec(), max_student_params=5_250_000_000, cache_dir="/cache", max_cache_gb=None,
+                  students_to_download=0, teacher=facts, free_disk=lambda path: 10 * GIB)
+    verdicts = pf.preflight(**common, student_sources=small)
+    assert verdicts[-1].level == "ok" and "2 student(s) to download 2.0 GiB" in verdicts[-1].message
+    with pytest.raises(pf.PreflightError, match="not enough disk"):
+        pf.preflight(**common, student_sources=small + ["you/unknown@" + "c" * 40])
+
+
 def expected_plan(params, max_student=5_250_000_000):
     """The plan recomputed by hand from the spec's defaults (bf16, 120 × 512 + 512 tokens, batch 16)."""
     cfg = tiny.teacher_config()  # hidden 64, 1 full + 1 linear layer, 2 of 4 experts of 32 + shared 32

@@ -201,13 +201,16 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
               probe: Callable[[str], DeviceFacts] = probe_device,
               free_disk: Callable[[str], int] = free_disk_bytes,
               teacher: Callable[[str, str | None], TeacherFacts] = teacher_facts,
-              devices: Sequence[str] | None = None) -> list[Verdict]:
+              devices: Sequence[str] | None = None, student_sources: Sequence[str] = ()) -> list[Verdict]:
     """Run every start-up check; raise PreflightError (one line) on the first refusal.
 
     `sources` = [(flag, source)], the teacher first. `devices` (the fan-out list, which
     overrides `device`): every one must exist, and the memory plan is judged on each (the
-    teacher runs on the first, a student on any). Returns the verdicts (plan, disk) that
-    were logged.
+    teacher runs on the first, a student on any). The disk must hold what is still to
+    download: `student_sources` (distil-eval's hub students) at their real size from their
+    headers, the cap's size for one the hub cannot describe; else `students_to_download`
+    students at the cap (a validator's next commitments are unknown). Returns the verdicts
+    (plan, disk) that were logged.
     """
     all_facts = {}
     for name in devices or [device]:
@@ -235,10 +238,15 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
         need, reason = int(max_cache_gb * GIB), f"--checks.max_cache_gb {max_cache_gb:g}"
     else:
         teacher_bytes = t.to_download_bytes if t is not None else 0
-        student_bytes = students_to_download * max_student_params * STORED_BYTES_PER_PARAM
+        at_cap = max_student_params * STORED_BYTES_PER_PARAM
+        if student_sources:
+            student_bytes = sum(_download_bytes(s, cache_dir, at_cap, teacher) for s in student_sources)
+            students = f"{len(student_sources)} student(s) to download {student_bytes / GIB:.1f} GiB"
+        else:
+            student_bytes = students_to_download * at_cap
+            students = f"{students_to_download} student(s) at the {max_student_params / 1e9:g}B cap"
         need = teacher_bytes + student_bytes
-        reason = (f"teacher to download {teacher_bytes / GIB:.1f} GiB + {students_to_download} student(s) "
-                  f"at the {max_student_params / 1e9:g}B cap")
+        reason = f"teacher to download {teacher_bytes / GIB:.1f} GiB + {students}"
     if need > 0:
         verdict = judge_disk(free_disk(cache), need, cache, reason)
         if verdict.level == "refuse":
@@ -248,6 +256,17 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
     if t is not None:
         _log_fast_paths(t.config)
     return verdicts
+
+
+def _download_bytes(source: str, cache_dir: str | None, fallback: int,
+                    facts: Callable[[str, str | None], TeacherFacts]) -> int:
+    """Bytes of `source` not in the cache yet, from its headers; `fallback` when unknown."""
+    try:
+        return facts(source, cache_dir).to_download_bytes
+    except Exception as e:  # the hub may be down: budget the cap's size rather than refuse or guess low
+        logger.warning(f"preflight: cannot read {source}'s headers ({type(e).__name__}: {e}); "
+                       f"counting {fallback / GIB:.1f} GiB for it")
+        return fallback
 
 
 def _memory(t: TeacherFacts, spec, max_student_params: int, facts: DeviceFacts) -> Verdict:
@@ -304,12 +323,12 @@ def check_eval(args) -> int | None:
     except (OSError, ValueError, TypeError, AttributeError):
         return None  # the usual argument checks report it
     sources = [("--teacher", args.teacher)] + [("--student", s) for s in args.student]
-    hub_students = sum(not os.path.isdir(s) for s in args.student)
+    hub_students = [s for s in args.student if not os.path.isdir(s)]
     try:
         devices = _devices(args)
         preflight(device=spec.device, device_flag="--devices" if devices else "--device", devices=devices, sources=sources, spec=spec,
                   max_student_params=_max_params(), cache_dir=None, max_cache_gb=None,
-                  students_to_download=min(2, hub_students))
+                  students_to_download=0, student_sources=hub_students)
     except (PreflightError, UsageError) as e:
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
