@@ -2,7 +2,7 @@
 
     {
       "format": "distil-eval-round", "format_version": 1,
-      "scoring_version": 1,
+      "scoring_version": 2,  (distil.SCORING_VERSION)
       "seed": "<block hash hex>",
       "spec": {...EvalSpec.to_dict(): every setting, sampler and library versions...},
       "prompt_source": {...PromptSource.describe()...},
