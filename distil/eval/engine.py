@@ -198,32 +198,44 @@ def score_student(model, cache: TeacherCache, spec: EvalSpec, key: str, deadline
     return summarize(key, kls, agrees, head, time.perf_counter() - started)
 
 
+def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phase: str, work):
+    """Load the model at local `path` (`spec.torch_dtype` on `spec.device`), return
+    `work(model)`, free it. Never raises: a failure while loading or in `work` (`phase`
+    names it) is caught, classified and returned as a ModelFailure. Scoring and the
+    degeneration probe both go through here, so they load and fail alike."""
+    started = time.perf_counter()
+    step, model = "load", None
+    try:
+        model = load_causal_lm(path, spec.device, spec.torch_dtype, vocab_size)
+        step = phase
+        return work(model)
+    except Exception as exc:  # one model failing fails that model alone
+        kind = classify_failure(exc, step)
+        detail = f"{type(exc).__name__}: {exc}"
+        logger.warning(f"{key}: {kind} failure ({step}): {detail}")
+        if kind == TRANSIENT:
+            logger.debug("".join(traceback.format_exception(exc)))
+        return ModelFailure(key, kind, step, detail, time.perf_counter() - started)
+    finally:
+        model = None
+        free_memory()
+
+
 def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> ModelScore | ModelFailure:
-    """Load the student at local `path` (`spec.torch_dtype` on `spec.device`), score it
-    against `cache`, free it. Never raises: a failure is caught, classified and returned.
+    """Load the student at local `path`, score it against `cache`, free it; never raises.
 
     The single-device loop and every fan-out worker process call this same function.
     """
     started = time.perf_counter()
     deadline = time.monotonic() + spec.student_timeout_s
-    phase, model = "load", None
-    try:
-        model = load_causal_lm(path, spec.device, spec.torch_dtype, cache.vocab_size)
-        phase = "score"
+
+    def score(model) -> ModelScore:
         r = score_student(model, cache, spec, key, deadline)
         logger.info(f"{key}: KL {r.kl_mean:.6f} ± {r.kl_se or 0:.6f}, top-1 {r.top1_agreement:.4f} "
                     f"({r.n_positions} positions, {time.perf_counter() - started:.1f}s on {spec.device})")
         return r
-    except Exception as exc:  # one student failing fails that student alone
-        kind = classify_failure(exc, phase)
-        detail = f"{type(exc).__name__}: {exc}"
-        logger.warning(f"{key}: {kind} failure while {phase}ing: {detail}")
-        if kind == TRANSIENT:
-            logger.debug("".join(traceback.format_exception(exc)))
-        return ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
-    finally:
-        model = None
-        free_memory()
+
+    return with_loaded_model(key, path, spec, cache.vocab_size, "score", score)
 
 
 def download_failure(key: str, exc: BaseException) -> ModelFailure:

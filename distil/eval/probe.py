@@ -15,13 +15,11 @@ like a scoring failure).
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass
 
 from loguru import logger
 
-from distil.eval.engine import TRANSIENT, ModelFailure, classify_failure
-from distil.eval.models import free_memory, load_causal_lm
+from distil.eval.engine import ModelFailure, with_loaded_model
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import greedy_generate
 from distil.scoring.degeneration import ProbeStats, degenerate, probe_stats
@@ -90,23 +88,14 @@ def probe_loaded(model, key: str, prompt_ids: list[list[int]], teacher_continuat
 
 def probe_one(key: str, path: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
               eos_ids: list[int], spec: EvalSpec) -> ProbeResult | ModelFailure:
-    """Load the model at `path` (`spec.torch_dtype` on `spec.device`), probe it, free it. Never raises."""
+    """Load the model at `path` (`spec.torch_dtype` on `spec.device`), probe it, free it. Never
+    raises: a failed probe is that model's result, never a crash of the round."""
     started = time.perf_counter()
-    phase, model = "load", None
-    try:
-        model = load_causal_lm(path, spec.device, spec.torch_dtype, spec.vocab_size)
-        phase = "probe"
+
+    def probe(model) -> ProbeResult:
         result = probe_loaded(model, key, prompt_ids, teacher_continuations, eos_ids, spec)
         log = logger.warning if result.degenerate else logger.info
         log(f"{key}: probe {result.summary()} in {time.perf_counter() - started:.1f}s")
         return result
-    except Exception as exc:  # a failed probe is that model's result, never a crash of the round
-        kind = classify_failure(exc, phase)
-        detail = f"{type(exc).__name__}: {exc}"
-        logger.warning(f"{key}: {kind} failure while probing ({phase}): {detail}")
-        if kind == TRANSIENT:
-            logger.debug("".join(traceback.format_exception(exc)))
-        return ModelFailure(key, kind, phase, detail, time.perf_counter() - started)
-    finally:
-        model = None
-        free_memory()
+
+    return with_loaded_model(key, path, spec, spec.vocab_size, "probe", probe)
