@@ -11,7 +11,6 @@ from distil.scoring.epoch import (
     RoundPlan,
     ScoredModel,
     apply_round,
-    challengers,
     claim_hash,
     mark_checked,
     plan_round,
@@ -161,8 +160,8 @@ def test_challengers_are_valid_never_evaluated_earliest_first_and_capped():
     records["evaluated"] = checked(20, 1, EVALUATED, 0.3)
     records["unchecked"] = dict(uid=21, commitment=commitment(21), commit_block=0)
     state = state_with(records)
-    assert challengers(state, 3) == ["h9", "h8", "h7"]
-    assert "evaluated" not in challengers(state, 100) and "unchecked" not in challengers(state, 100)
+    assert list(plan_round(state, 3).challengers) == ["h9", "h8", "h7"]
+    assert "evaluated" not in list(plan_round(state, 100).challengers) and "unchecked" not in list(plan_round(state, 100).challengers)
 
 
 def test_hundred_miners_one_new_challenger_means_two_models_on_the_gpu():
@@ -253,7 +252,7 @@ def test_failures_invalid_disqualify_transient_retry():
     assert out.state.miners["bad"].reason == INVALID and out.state.miners["bad"].code == "LOAD_KEYS"
     flaky = out.state.miners["flaky"]
     assert flaky.status == PENDING and flaky.checked and flaky.kl is None and "timed out" in flaky.detail
-    assert challengers(out.state, 8) == ["flaky"]
+    assert list(plan_round(out.state, 8).challengers) == ["flaky"]
 
 
 def test_king_invalid_in_round_hands_the_crown_to_the_best_challenger():
@@ -334,7 +333,7 @@ def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
     assert [new.miners[h].status for h in ("k", "e", "h")] == [PENDING] * 3
     assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("k", "e", "h"))
     assert new.miners["c"].reason == COPY
-    assert challengers(new, 8) == ["k", "e", "h"]
+    assert list(plan_round(new, 8).challengers) == ["k", "e", "h"]
 
 
 # -- the pre-check queue and strikes (issue 9 §2) ---------------------------------------

@@ -257,14 +257,6 @@ def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset
     return ready
 
 
-def challengers(state: ValidatorState, limit: int, exclude: frozenset[str] = frozenset(),
-                max_per_coldkey: int = MAX_PER_COLDKEY) -> list[str]:
-    """Valid, never evaluated, earliest commit block first; at most `max_per_coldkey` of one
-    coldkey (the rest wait for a later round), then at most `limit`."""
-    admitted, _ = cap_per_coldkey(ready_challengers(state, exclude), lambda hk: state.miners[hk].coldkey, max_per_coldkey)
-    return admitted[: max(0, int(limit))]
-
-
 def plan_round(
     state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4, exclude: frozenset[str] = frozenset(),
     max_per_coldkey: int = MAX_PER_COLDKEY,
