@@ -21,7 +21,7 @@ setup(
         "bittensor==10.5.0",  # 11.x is a different SDK without Axon/Dendrite/Synapse
         "torch>=2.6",  # unpinned build: GPU machines get CUDA, `make test` installs the CPU wheel first
         "transformers>=5.0,<6",
-        "accelerate>=1.10",  # `device_map` in the one load call (distil/eval/models.py), on every device; distil-train
+        "accelerate>=1.10",  # `device_map` in the one load call (distil/checks/loading.py), on every device; distil-train
         "safetensors>=0.4",
         "huggingface_hub>=2.0,<3",
         "datasets>=4.0",

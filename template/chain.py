@@ -433,12 +433,3 @@ class BittensorChain(ChainClient):
                 close()
             except Exception:
                 pass
-
-
-def __getattr__(name: str):
-    # `InMemoryChain` lived here before it got its own module; old imports keep working.
-    if name in ("InMemoryChain", "mock_block_hash"):
-        from template import mock_chain
-
-        return getattr(mock_chain, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -268,10 +268,11 @@ def check_cli(name: str, args: list[str]):
             raise Rejected(f"target: {e}") from None
     if name == "distil-eval":
         from distil.eval import cli
+        from distil.eval.args import spec_values
         from distil.eval.prompts import seed_from_block_hash
         from distil.eval.spec import EvalSpec
 
-        values = cli._spec_values(parsed)
+        values = spec_values(parsed)
         if parsed.round:
             fixed = sorted(set(values) - cli.RUNTIME_FIELDS)
             if fixed:

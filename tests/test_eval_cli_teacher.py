@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from distil.eval import cli
+from distil.eval.args import spec_values
 from distil.eval.spec import CLIMBMIX, EvalSpec
 from distil.hub import directory_revision
 from eval_helpers import model_dir, new_dir
@@ -17,7 +18,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def test_without_a_prompt_source_the_validators_dataset_is_used(capsys):
     parser = cli.build_parser()
     args = parser.parse_args(["--teacher", "t", "--student", "s", "--seed", SEED])
-    assert EvalSpec(**cli._spec_values(args)).dataset == CLIMBMIX
+    assert EvalSpec(**spec_values(args)).dataset == CLIMBMIX
     assert f"{CLIMBMIX} (default)" in parser.format_help().replace("\n", " ").replace("  ", " ")
 
 

@@ -9,8 +9,10 @@ import torch
 
 from distil import VOCAB_SIZE, tiny
 from distil.eval import engine
-from distil.eval.engine import INVALID, TRANSIENT, classify_failure, run_round, score_models
-from distil.eval.models import InvalidModel, load_causal_lm, own_logits_reason
+from distil.eval.engine import classify_failure, run_round, score_models
+from distil.eval.results import INVALID, TRANSIENT
+from distil.checks.loading import InvalidModel, load_causal_lm
+from distil.eval.models import own_logits_reason
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import build_teacher_cache
 from eval_helpers import float64_logits, model_dir, new_dir, reference_kl, reference_stats

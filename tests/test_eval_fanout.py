@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from distil import VOCAB_SIZE
-from distil.eval.engine import TRANSIENT, run_round, score_models
+from distil.eval.engine import run_round, score_models
+from distil.eval.results import TRANSIENT
 from distil.eval.fanout import parse_devices, score_parallel
-from distil.eval.models import load_causal_lm
+from distil.checks.loading import load_causal_lm
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import build_teacher_cache
 from eval_helpers import model_dir, new_dir

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distil import VOCAB_SIZE, tiny
-from distil.eval.models import load_causal_lm
+from distil.checks.loading import load_causal_lm
 from distil.eval.teacher import TeacherCache, build_teacher_cache, greedy_generate
 from eval_helpers import model_dir
 

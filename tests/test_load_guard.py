@@ -1,7 +1,7 @@
 """The one load function and its architecture guard (issues 9 §1, §6 and 10 §1).
 
 Every model the validator touches (pre-check, teacher, students) loads through
-`distil.eval.models.load_causal_lm`, the same call on every device; before any weight is
+`distil.checks.loading.load_causal_lm`, the same call on every device; before any weight is
 created it builds config.json's model on the meta device and refuses a config that does not
 describe exactly the weight files, so memory is bounded by the repo, not by its config.
 """
@@ -23,9 +23,8 @@ from safetensors.torch import load_file
 from arch_builders import real_teacher_headers, save_tiny_hub_teacher
 from distil import MAX_PARAMS, VOCAB_SIZE, tiny
 from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture
-from distil.checks.loading import check_loads
+from distil.checks.loading import InvalidModel, check_loads, load_causal_lm
 from distil.checks.result import CheckFailure
-from distil.eval.models import InvalidModel, load_causal_lm
 from model_builders import clone, edit_json, rewrite_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +179,8 @@ def test_config_dtype_wider_than_the_weights_never_upcasts(models, tmp_path):
 
 
 def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
-    from distil.eval.engine import INVALID, classify_failure
+    from distil.eval.engine import classify_failure
+    from distil.eval.results import INVALID
 
     path = _variant(models / "qwen3_5", tmp_path / "m", model_type="qwen3_5_moe")
     with pytest.raises(InvalidModel) as e:
@@ -194,7 +194,7 @@ _RSS_SCRIPT = """
 import sys
 import torch, transformers
 from transformers import AutoModelForCausalLM
-from distil.checks.loading import check_loads
+from distil.checks.loading import InvalidModel, check_loads, load_causal_lm
 from distil.checks.result import CheckFailure
 for path in sys.argv[1:]:
     try:
@@ -206,7 +206,7 @@ for path in sys.argv[1:]:
 with open("/proc/self/status") as f:
     print("maxrss", next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")))
 """
-FIXED_OVERHEAD = 256 * 1024 * 1024  # as stated in distil/eval/models.py and docs/checks.md
+FIXED_OVERHEAD = 256 * 1024 * 1024  # as stated in distil/checks/loading.py and docs/checks.md
 
 
 def _peak_rss(*paths) -> tuple[list[str], int]:
@@ -306,7 +306,7 @@ def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, 
     assert [name for name, _, _ in calls] == ["qwen3", "teacher_hub", "qwen3_5"]
     for name, device_map, frames in calls:
         assert device_map == "cpu", name
-        assert ("models.py", "load_causal_lm") in frames, (name, frames)
+        assert ("loading.py", "load_causal_lm") in frames, (name, frames)
 
 
 def test_header_level_pre_check_refuses_unused_tensors_before_download(models, tmp_path, teacher_reference):

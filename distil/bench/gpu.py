@@ -184,7 +184,7 @@ def _bench(root: Path, scale: str, device: str, challengers: int, n_prompts: int
            max_new_tokens: int, teacher_weights: str, bandwidth: float | None, flops: float | None, seed: int = 0) -> dict:
     from distil.eval.engine import score_models
     from distil.eval.fastpaths import assess, facts_of
-    from distil.eval.models import free_memory, load_causal_lm
+    from distil.checks.loading import free_memory, load_causal_lm
     from distil.eval.spec import EvalSpec
     from distil.eval.teacher import build_teacher_cache
 

@@ -19,7 +19,7 @@ def bench_round(n_prompts: int, max_new_tokens: int, device: str) -> dict:
 def _bench_round(root: str, n_prompts: int, max_new_tokens: int, device: str) -> dict:
     from distil import tiny
     from distil.eval.engine import run_round
-    from distil.eval.models import load_causal_lm
+    from distil.checks.loading import load_causal_lm
     from distil.eval.spec import EvalSpec
     from distil.eval.teacher import greedy_generate
 

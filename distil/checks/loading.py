@@ -1,21 +1,219 @@
-"""The pre-check's load step: the model must load through the one load function the validator
-scores with (`distil.eval.models.load_causal_lm`): no remote code, no pickle, a config that
-describes exactly the weight files (the architecture guard, before any weight exists), no
-missing, unexpected or mismatched weights.
+"""The one function that loads a model (the pre-check's load step, the teacher, the students,
+the trainer), beside the guards it calls, and the pre-check's load step itself.
 
-The load runs on CPU from the verified local snapshot, at the dtype the weights are stored in
-(never the config's). Its memory is bounded by the repo's weights: peak RSS ≤ 2 × the weight
-bytes + 256 MiB over an imported process (see `distil.eval.models`). Out of memory is the
-checker's problem, not the miner's: it surfaces as MemoryError for the caller to report as
-transient.
+`load_causal_lm` runs the same code on every device: `AutoModelForCausalLM.from_pretrained`
+with `device_map=<device>` (accelerate) whether that is "cpu" or "cuda:N", from a pinned local
+directory only, `trust_remote_code=False`, safetensors only (never pickle), no hub access.
+
+Before any weight is materialised it reads the safetensors headers (no tensor data) and runs
+the architecture guard (`distil.checks.architecture`): the model `config.json` describes is
+built on the meta device and must be within the parameter cap and load exactly the tensors
+the files hold. So the memory of a load is bounded by the repo's weights, not its config:
+peak RSS ≤ 2 × the weight bytes (the page cache of the memory-mapped files plus the loaded
+copy) + a fixed overhead of 256 MiB (transformers' modelling code, the meta model, the
+guard's bookkeeping) over a process that has imported torch and transformers.
+
+The load dtype is the caller's; when the caller gives none it is the dtype the weights are
+stored in. A `dtype` / `torch_dtype` in config.json is never used, so a config cannot make
+the load upcast BF16 weights to float32 or float64.
+
+Problems of the model itself raise `InvalidModel` carrying a check code (see
+`distil.checks.codes`). The pre-check's load step (`check_loads`) turns them into a
+`CheckFailure`; out of memory is the checker's problem, not the miner's: it surfaces as
+MemoryError for the caller to report as transient.
+
+torch, transformers and safetensors are imported inside the functions that use them, so
+`import distil.checks` (and `distil-check --help`) stays light.
 """
 
 from __future__ import annotations
 
+import gc
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loguru import logger
 
 from distil import MAX_PARAMS, VOCAB_SIZE
 from distil.checks.result import CheckFailure
+
+if TYPE_CHECKING:
+    import torch
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # as the pre-check's CheckLimits.max_config_bytes
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+_FLOAT_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+
+
+class InvalidModel(Exception):
+    """The model itself is at fault (config, weights, vocabulary, non-finite output): final.
+
+    `code` is the check code naming the fault (distil.checks.codes), when there is one."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def text_config(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def vocab_size_of(config) -> int | None:
+    return getattr(text_config(config), "vocab_size", None) or getattr(config, "vocab_size", None)
+
+
+def _read_small_json(path: Path, limit: int) -> dict:
+    from distil.checks.config import parse_json_object
+
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidModel(f"{path.name} is larger than {limit:,} bytes", code="FILE_SIZE")
+    return parse_json_object(data, path.name)
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files `from_pretrained` reads from `path`, in its order of preference:
+    model.safetensors, else the shards model.safetensors.index.json lists."""
+    if (path / SAFE_WEIGHTS).is_file():
+        return [path / SAFE_WEIGHTS]
+    if (path / SAFE_WEIGHTS_INDEX).is_file():
+        index = _read_small_json(path / SAFE_WEIGHTS_INDEX, MAX_INDEX_BYTES)
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise InvalidModel(f"{SAFE_WEIGHTS_INDEX} has no weight_map of file names", code="WEIGHT_INDEX")
+        files = []
+        for name in sorted(set(weight_map.values())):
+            shard = path / name
+            if Path(name).name != name or not shard.is_file():
+                raise InvalidModel(f"{SAFE_WEIGHTS_INDEX} lists {name!r}, not a file of the model", code="WEIGHT_INDEX")
+            files.append(shard)
+        return files
+    raise InvalidModel("no model.safetensors nor model.safetensors.index.json (other weight formats are never loaded)",
+                       code="MISSING_FILE")
+
+
+def read_tensor_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name → (safetensors dtype, shape) from the files' headers; no tensor data is read."""
+    from safetensors import safe_open
+
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():
+                    if name in tensors:
+                        raise InvalidModel(f"tensor {name!r} is in more than one weight file", code="DUPLICATE_TENSOR")
+                    piece = f.get_slice(name)
+                    tensors[name] = (piece.get_dtype(), tuple(piece.get_shape()))
+        except InvalidModel:
+            raise
+        except Exception as e:  # the safetensors library refuses the file: the model's fault
+            raise InvalidModel(f"{file.name} is not a readable safetensors file: {type(e).__name__}: {str(e)[:200]}",
+                               code="HEADER_INVALID") from None
+    return tensors
+
+
+def load_dtype(requested: torch.dtype | None, stored: str) -> torch.dtype:
+    """The dtype to load at: the caller's, else the stored one (never config.json's)."""
+    if requested is not None:
+        return requested
+    if stored not in _FLOAT_DTYPES:
+        raise InvalidModel(f"weights stored as {stored}: only floating-point weights load", code="DTYPE")
+    import torch
+
+    return getattr(torch, _FLOAT_DTYPES[stored])
+
+
+def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher: bool = False):
+    """The config and the architecture report of the model at `path`, refused (InvalidModel with an
+    ARCH_* code) unless config.json describes exactly the tensors of the weight files; reads the
+    config and the safetensors headers only. The teacher may carry its vision / MTP weights."""
+    from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture, check_config_sizes, config_from_dict
+
+    path = Path(path)
+    try:
+        raw = _read_small_json(path / "config.json", MAX_CONFIG_BYTES)
+        if "auto_map" in raw or "auto_map" in (raw.get("text_config") or {}):
+            raise InvalidModel("config.json has auto_map (remote code), which is never run", code="REMOTE_CODE")
+        tensors = read_tensor_headers(weight_files(path))
+        check_config_sizes(raw, len(tensors))
+        config = config_from_dict(raw)
+        report = check_architecture(config, tensors, max_params=max_params,
+                                    allowed_extra=TEACHER_EXTRA_PREFIXES if teacher else ())
+    except CheckFailure as f:
+        raise InvalidModel(f.detail, code=f.code) from None
+    return config, report
+
+
+def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | None, vocab_size: int,
+                   allow_unexpected: bool = False, *, max_params: int | None = MAX_PARAMS):
+    """A model from a local directory, checked, in eval mode on `device` (any torch device:
+    the same call everywhere, placed by accelerate's `device_map`) in `dtype` (None: the
+    dtype the weights are stored in).
+
+    `allow_unexpected` marks the teacher: the hub checkpoint of Qwen3.5-35B-A3B is a
+    multimodal model whose vision (`model.visual.*`) and multi-token-prediction (`mtp.*`)
+    weights the causal-LM class does not use; they are logged, not fatal, and the students'
+    parameter cap `max_params` does not apply to it. Students never get it: any tensor a
+    student's model does not load is refused.
+
+    Raises InvalidModel (with `.code`) for remote code, a vocabulary other than `vocab_size`,
+    a config that does not describe the weight files (ARCH_* codes, checked before any weight
+    is created), missing/unexpected/mismatched weights or weights that are not safetensors;
+    FileNotFoundError when `path` is not a directory (our download, not the model).
+    Out-of-memory propagates as is.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no config.json in {path}: not a downloaded model directory")
+    config, report = guard_architecture(path, None if allow_unexpected else max_params, teacher=allow_unexpected)
+    vocab = vocab_size_of(config)
+    if vocab != vocab_size:
+        raise InvalidModel(f"vocab_size {vocab} in config.json, the teacher's is {vocab_size}", code="VOCAB_SIZE")
+    if report.ignored:
+        logger.warning(f"{path}: ignoring {len(report.ignored)} weights the causal LM does not use "
+                       f"(e.g. {report.ignored[0]})")
+    dtype = load_dtype(dtype, report.stored_dtype)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        path, config=config, dtype=dtype, device_map=device, trust_remote_code=False, local_files_only=True,
+        use_safetensors=True, output_loading_info=True)
+    # The guard already matched every key; this is the loader's own word on the same question
+    # (transformers drops some unexpected keys from this report, the guard does not).
+    problems = {k: sorted(map(str, info.get(k) or [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
+    if allow_unexpected:
+        problems["unexpected_keys"] = []
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        del model
+        free_memory()
+        detail = "; ".join(f"{k}: {', '.join(v[:5])}{' …' if len(v) > 5 else ''}" for k, v in problems.items())
+        raise InvalidModel(f"weights do not match the architecture ({detail})", code="LOAD_KEYS")
+    for name, module in (("output", model.get_output_embeddings()), ("input", model.get_input_embeddings())):
+        rows = None if module is None else module.weight.shape[0]
+        if rows != vocab_size:
+            raise InvalidModel(f"{name} embedding has {rows} rows, the teacher's vocabulary is {vocab_size}",
+                               code="EMBEDDING_SHAPE")
+    model.eval()
+    model.requires_grad_(False)
+    logger.info(f"loaded {type(model).__name__} ({report.params / 1e6:.1f}M params, {dtype}) from {path} on {device}")
+    return model
+
+
+def free_memory() -> None:
+    """Collect garbage and return freed GPU memory (callers drop their references first)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
 
 CHECK_DEVICE = "cpu"
 
@@ -29,8 +227,6 @@ def _is_oom(exc: BaseException) -> bool:
 def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int = VOCAB_SIZE) -> str:
     """Load the model at `path` with `load_causal_lm`; returns the class name. A CheckFailure
     with the load's code (ARCH_*, LOAD_KEYS, ...) or LOAD_FAILED otherwise."""
-    from distil.eval.models import InvalidModel, free_memory, load_causal_lm
-
     try:
         model = load_causal_lm(path, CHECK_DEVICE, None, vocab_size, max_params=max_params)
     except InvalidModel as e:

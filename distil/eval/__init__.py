@@ -8,7 +8,8 @@ score on the same hardware. Public entry points:
   `tokenize_prompts` (prompts.py).
 - `build_teacher_cache`, `TeacherCache` (teacher.py).
 - `kl_from_hidden`, `kl_from_logits` (kl.py).
-- `load_causal_lm`, `InvalidModel` (models.py).
+- `head_of`, `final_hidden`, `own_logits_reason` (models.py); models are loaded by
+  `distil.checks.loading.load_causal_lm`, beside its guards.
 - `score_models`, `run_round`, `ModelScore`, `ModelFailure` (engine.py).
 - `round_to_json`, `round_from_json` (report.py).
 """

@@ -39,6 +39,7 @@ from loguru import logger
 
 from template.log import setup_logging
 
+from distil.eval.args import UsageError, devices_of, flag, spec_values
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
 
 # Settings `--round` may change: where and how fast it runs, not what is scored. Not
@@ -50,14 +51,6 @@ RUNTIME_FIELDS = {"device", "dtype", "chunk_size", "compile_kl", "own_logits_chu
 MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                "chat_template.jinja"]
-
-
-class UsageError(Exception):
-    pass
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,32 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs["type"] = {"int": int, "float": float}.get(str(f.type), str)
         if f.name == "dataset":
-            src.add_argument(_flag(f.name), help=f"corpus: {CLIMBMIX} (default) or {FINEWEB}, or a local folder of parquet/JSONL",
+            src.add_argument(flag(f.name), help=f"corpus: {CLIMBMIX} (default) or {FINEWEB}, or a local folder of parquet/JSONL",
                              default=None)
             continue
         if f.name == "device":
             kwargs["help"] = "cpu or cuda[:N] (default: cpu)"
-        spec.add_argument(_flag(f.name), **kwargs)
+        spec.add_argument(flag(f.name), **kwargs)
     return parser
-
-
-def _spec_values(args) -> dict:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(EvalSpec) if getattr(args, f.name) is not None}
-    if args.devices:
-        values["device"] = _devices(args)[0]  # where the teacher runs
-    return values
-
-
-def _devices(args) -> list[str] | None:
-    """`--devices` as a list (None without it); runtime only, never part of the spec."""
-    from distil.eval.fanout import parse_devices
-
-    if not args.devices:
-        return None
-    try:
-        return parse_devices(args.devices, "--devices")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def resolve_model(source: str) -> str:
@@ -173,7 +147,7 @@ def _prepare(args):
     from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, seed_from_block_hash, tokenize_prompts
     from distil.eval.report import round_from_json
 
-    values = _spec_values(args)
+    values = spec_values(args)
     if len(set(args.student)) != len(args.student):
         raise UsageError("each --student may be given once")
     if args.round:
@@ -184,7 +158,7 @@ def _prepare(args):
             raise UsageError(f"cannot read round file {args.round}: {e}") from None
         fixed = sorted(set(values) - RUNTIME_FIELDS)
         if fixed:
-            raise UsageError(f"--round fixes the scoring spec; cannot change {', '.join(_flag(k) for k in fixed)}")
+            raise UsageError(f"--round fixes the scoring spec; cannot change {', '.join(flag(k) for k in fixed)}")
         spec = EvalSpec.from_dict({**doc["spec"], **values})
         seed = doc["seed"]
         if args.seed and seed_from_block_hash(args.seed) != seed:
@@ -290,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # prepared and the teacher loads and generates; a usage error leaves without waiting.
     prefetch = Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student])
     try:
-        devices = _devices(args)
+        devices = devices_of(args)
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
         prefetch.close(wait=False)

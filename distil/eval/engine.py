@@ -17,69 +17,18 @@ import tempfile
 import time
 import traceback
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from loguru import logger
 
+from distil.checks.loading import InvalidModel, free_memory, load_causal_lm
 from distil.eval.kl import kl_block, kl_from_hidden
-from distil.eval.models import (InvalidModel, final_hidden, free_memory, head_of, load_causal_lm,
-                                own_logits_reason)
+from distil.eval.models import final_hidden, head_of, own_logits_reason
+from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFailure, ModelScore, RoundResult,
+                                 StudentSource, StudentTimeout, check_unique, download_failure)
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
-
-INVALID = "invalid"
-TRANSIENT = "transient"
-COPY_CHECK_PROMPTS = 2  # per-position KL vectors kept for the functional-copy check
-# A student to score: its local directory, or a Future of it (a download in progress).
-StudentSource = str | Future
-
-
-class StudentTimeout(TimeoutError):
-    """A student took longer than `spec.student_timeout_s` (transient)."""
-
-
-@dataclass(frozen=True)
-class ModelScore:
-    """A scored model. KL in nats. per_prompt_kl[i] = mean KL over prompt i's positions;
-    kl_mean = mean of per_prompt_kl; kl_se = sample std (ddof 1) / sqrt(n) (None if n < 2);
-    kl_median, kl_p99 over all positions pooled (numpy linear interpolation);
-    top1_agreement = fraction of positions with equal argmax; position_kl = per-position KL
-    of the first COPY_CHECK_PROMPTS prompts (functional-copy check); head = "hidden"
-    (cached teacher head × student lm_head) or "own_logits" (the student's logits)."""
-
-    key: str
-    kl_mean: float
-    kl_se: float | None
-    kl_median: float
-    kl_p99: float
-    top1_agreement: float
-    per_prompt_kl: list[float]
-    n_positions: int
-    position_kl: list[list[float]]
-    head: str
-    seconds: float
-    ok: bool = field(default=True, init=False)
-
-    def to_dict(self) -> dict:
-        """JSON form (without `seconds`, so the same round gives the same JSON)."""
-        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds")}}
-
-
-@dataclass(frozen=True)
-class ModelFailure:
-    """A model that could not be scored: kind is "invalid" (disqualify) or "transient" (retry)."""
-
-    key: str
-    kind: str
-    phase: str
-    detail: str
-    seconds: float = 0.0
-    ok: bool = field(default=False, init=False)
-
-    def to_dict(self) -> dict:
-        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail}}
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -238,18 +187,6 @@ def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> Model
     return with_loaded_model(key, path, spec, cache.vocab_size, "score", score)
 
 
-def download_failure(key: str, exc: BaseException) -> ModelFailure:
-    """A student whose download failed: our side or the hub's, never the model's verdict."""
-    logger.warning(f"{key}: transient failure while downloading: {type(exc).__name__}: {exc}")
-    return ModelFailure(key, TRANSIENT, "download", f"{type(exc).__name__}: {exc}")
-
-
-def check_unique(students: list[tuple[str, StudentSource]]) -> None:
-    keys = [k for k, _ in students]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"student keys must be unique, got {keys}")
-
-
 def score_models(cache: TeacherCache, students: list[tuple[str, StudentSource]], spec: EvalSpec,
                  timings: dict | None = None) -> dict[str, ModelScore | ModelFailure]:
     """Score each (key, source) student against `cache` on `spec.device`, one after the
@@ -275,19 +212,6 @@ def score_models(cache: TeacherCache, students: list[tuple[str, StudentSource]],
     if timings is not None:
         timings["download_wait_s"] = waited
     return results
-
-
-@dataclass
-class RoundResult:
-    """A scored round: the cache's ids, one result per student, phase timings (seconds),
-    and the devices it ran on (the teacher on the first)."""
-
-    prompt_ids: list[list[int]]
-    continuation_ids: list[list[int]]
-    eos_ids: list[int]
-    results: dict[str, ModelScore | ModelFailure]
-    timings: dict
-    devices: list[str] = field(default_factory=list)
 
 
 def teacher_device(devices: list[str]) -> str:

@@ -35,8 +35,8 @@ from typing import Callable
 import torch
 from loguru import logger
 
-from distil.eval.engine import (TRANSIENT, ModelFailure, ModelScore, StudentSource, check_unique,
-                                download_failure)
+from distil.eval.results import (TRANSIENT, ModelFailure, ModelScore, StudentSource, check_unique, download_failure,
+                                 result_from_wire)
 from distil.eval.spec import EvalSpec
 
 # A worker past its student's deadline by this much is stuck (scoring checks the deadline
@@ -64,16 +64,6 @@ def parse_devices(text: str | list[str], flag: str = "devices") -> list[str]:
     if len(kinds) > 1:
         raise ValueError(f"{flag} must all be of one kind (the same hardware gives the same numbers), got {','.join(items)}")
     return items
-
-
-def result_to_wire(result: ModelScore | ModelFailure) -> dict:
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.init}
-    return {"ok": result.ok, **fields}
-
-
-def result_from_wire(data: dict) -> ModelScore | ModelFailure:
-    data = dict(data)
-    return (ModelScore if data.pop("ok") else ModelFailure)(**data)
 
 
 @dataclass

@@ -270,7 +270,7 @@ def _download_bytes(source: str, cache_dir: str | None, fallback: int,
 
 
 def _memory(t: TeacherFacts, spec, max_student_params: int, facts: DeviceFacts) -> Verdict:
-    from distil.eval.models import vocab_size_of
+    from distil.checks.loading import vocab_size_of
 
     dtype_bytes = spec.torch_dtype.itemsize
     plan = plan_memory(PlanInputs(
@@ -306,11 +306,11 @@ def check_eval(args) -> int | None:
     import json
     import sys
 
-    from distil.eval.cli import UsageError, _devices, _spec_values
+    from distil.eval.args import UsageError, devices_of, spec_values
     from distil.eval.spec import EvalSpec
 
     try:  # a malformed --devices is a usage error, said in one line like the others
-        values = {k: v for k, v in _spec_values(args).items() if k != "dataset"}
+        values = {k: v for k, v in spec_values(args).items() if k != "dataset"}
     except UsageError as e:
         print(f"distil-eval: error: {e}", file=sys.stderr)
         return 2
@@ -325,7 +325,7 @@ def check_eval(args) -> int | None:
     sources = [("--teacher", args.teacher)] + [("--student", s) for s in args.student]
     hub_students = [s for s in args.student if not os.path.isdir(s)]
     try:
-        devices = _devices(args)
+        devices = devices_of(args)
         preflight(device=spec.device, device_flag="--devices" if devices else "--device", devices=devices, sources=sources, spec=spec,
                   max_student_params=_max_params(), cache_dir=None, max_cache_gb=None,
                   students_to_download=0, student_sources=hub_students)

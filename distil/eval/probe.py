@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from distil.eval.engine import ModelFailure, with_loaded_model
+from distil.eval.engine import with_loaded_model
+from distil.eval.results import ModelFailure
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import greedy_generate
 from distil.scoring.degeneration import ProbeStats, degenerate, probe_stats

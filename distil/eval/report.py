@@ -28,7 +28,7 @@ Anyone can re-score a published round on exactly its token ids from this file al
 from __future__ import annotations
 
 from distil import SCORING_VERSION
-from distil.eval.engine import RoundResult
+from distil.eval.results import RoundResult
 from distil.eval.prompts import seed_from_block_hash
 
 FORMAT = "distil-eval-round"

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # pragma: no cover - cosmetics only
         pass
     from distil.eval.engine import score_one
-    from distil.eval.fanout import READY, RESULT, result_to_wire
+    from distil.eval.fanout import READY, RESULT
+    from distil.eval.results import result_to_wire
     from distil.eval.spec import EvalSpec
     from distil.eval.teacher import TeacherCache
 

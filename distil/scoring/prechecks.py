@@ -100,7 +100,7 @@ def repo_specific_failures(attempts: Sequence[Attempt], hub_answered: Iterable[s
 
 def add_strikes(state: ValidatorState, hotkeys: Iterable[str], max_strikes: int) -> tuple[ValidatorState, list]:
     """One strike each; at `max_strikes`, INVALID `CHECK_FAILED_REPEATEDLY` with the last error."""
-    from distil.scoring.epoch import Event, disqualify  # epoch imports this module
+    from distil.scoring.verdicts import Event, disqualify
 
     state = state.copy()
     events: list[Event] = []

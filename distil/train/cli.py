@@ -16,19 +16,11 @@ output failed a pre-check or training failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from distil import MAX_PARAMS, VOCAB_SIZE
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
-
-PROMPT_SPEC_FLAGS = ("max_prompt_chars", "max_prompt_tokens", "dataset_revision", "dataset_data_dir", "text_column",
-                     "dataset_shards", "rows_per_shard", "prompt_cache_dir", "chunk_size", "generation_batch_size")
-
-
-class UsageError(Exception):
-    pass
-
+from distil.train.args import PROMPT_SPEC_FLAGS, UsageError, validate
 
 def _fraction(text: str) -> float:
     value = float(text)
@@ -88,36 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     wb.add_argument("--wandb.entity", dest="wandb_entity", default=None, help="W&B entity (team or user)")
     parser.add_argument("--log-level", default="INFO")
     return parser
-
-
-def validate(args) -> None:
-    """Usage errors the parser cannot see, before anything loads."""
-    for name in ("max_steps", "max_new_tokens", "batch_size", "gradient_accumulation_steps", "train_prompts",
-                 "held_out_prompts", "save_total_limit"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    for name in ("save_steps", "warmup_steps"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
-    if args.lr <= 0:
-        raise UsageError("--lr must be > 0")
-    if args.prompts_file and not os.path.isfile(args.prompts_file):
-        raise UsageError(f"--prompts-file {args.prompts_file} does not exist")
-    eval_spec(args, args.device)  # the spec's own checks (device, sizes)
-
-
-def eval_spec(args, device: str, n_prompts: int | None = None) -> EvalSpec:
-    values = {name: getattr(args, name) for name in PROMPT_SPEC_FLAGS}
-    try:
-        return EvalSpec(n_prompts=n_prompts or args.held_out_prompts, max_new_tokens=args.max_new_tokens,
-                        dataset=args.dataset or CLIMBMIX, vocab_size=args.vocab_size, device=device, **values)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def launched() -> bool:
-    """Whether `accelerate launch` started this process (it exports its settings as ACCELERATE_* variables)."""
-    return "ACCELERATE_MIXED_PRECISION" in os.environ or "ACCELERATE_USE_CPU" in os.environ
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from loguru import logger
 
-from distil.train.cli import UsageError, eval_spec, launched
+from distil.train.args import UsageError, eval_spec, launched
 
 
 def _quiet_libraries() -> None:
@@ -77,7 +77,8 @@ def run(args) -> int:
     from accelerate.utils import set_seed
 
     from distil.eval.cli import resolve_model
-    from distil.eval.models import free_memory, load_causal_lm, own_logits_reason
+    from distil.checks.loading import free_memory, load_causal_lm
+    from distil.eval.models import own_logits_reason
     from distil.train.loop import DistilledStudent, LoopSettings, checkpoint_dir, latest_checkpoint, train_steps
     from distil.train.output import held_out_scores, run_prechecks, save_student
     from distil.train.targets import TeacherTargets

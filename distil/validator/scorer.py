@@ -18,7 +18,8 @@ from typing import Callable, Protocol, Sequence
 from loguru import logger
 
 from distil.commitment import Commitment
-from distil.eval.engine import ModelFailure, ModelScore, RoundResult, run_round
+from distil.eval.engine import run_round
+from distil.eval.results import ModelFailure, ModelScore, RoundResult
 from distil.eval.prefetch import Prefetch
 from distil.eval.prompts import PromptSource, tokenize_prompts
 from distil.eval.report import round_to_json

@@ -1,0 +1,100 @@
+"""What scoring produces: a scored model, a failed one, a round; and their wire form.
+
+The engine (`distil.eval.engine`), the fan-out (`distil.eval.fanout`) and their workers all
+speak these types, so they live below all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+
+from loguru import logger
+
+INVALID = "invalid"
+TRANSIENT = "transient"
+COPY_CHECK_PROMPTS = 2  # per-position KL vectors kept for the functional-copy check
+# A student to score: its local directory, or a Future of it (a download in progress).
+StudentSource = str | Future
+
+
+class StudentTimeout(TimeoutError):
+    """A student took longer than `spec.student_timeout_s` (transient)."""
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """A scored model. KL in nats. per_prompt_kl[i] = mean KL over prompt i's positions;
+    kl_mean = mean of per_prompt_kl; kl_se = sample std (ddof 1) / sqrt(n) (None if n < 2);
+    kl_median, kl_p99 over all positions pooled (numpy linear interpolation);
+    top1_agreement = fraction of positions with equal argmax; position_kl = per-position KL
+    of the first COPY_CHECK_PROMPTS prompts (functional-copy check); head = "hidden"
+    (cached teacher head × student lm_head) or "own_logits" (the student's logits)."""
+
+    key: str
+    kl_mean: float
+    kl_se: float | None
+    kl_median: float
+    kl_p99: float
+    top1_agreement: float
+    per_prompt_kl: list[float]
+    n_positions: int
+    position_kl: list[list[float]]
+    head: str
+    seconds: float
+    ok: bool = field(default=True, init=False)
+
+    def to_dict(self) -> dict:
+        """JSON form (without `seconds`, so the same round gives the same JSON)."""
+        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds")}}
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model that could not be scored: kind is "invalid" (disqualify) or "transient" (retry)."""
+
+    key: str
+    kind: str
+    phase: str
+    detail: str
+    seconds: float = 0.0
+    ok: bool = field(default=False, init=False)
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail}}
+
+
+def download_failure(key: str, exc: BaseException) -> ModelFailure:
+    """A student whose download failed: our side or the hub's, never the model's verdict."""
+    logger.warning(f"{key}: transient failure while downloading: {type(exc).__name__}: {exc}")
+    return ModelFailure(key, TRANSIENT, "download", f"{type(exc).__name__}: {exc}")
+
+
+def check_unique(students: list[tuple[str, StudentSource]]) -> None:
+    keys = [k for k, _ in students]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"student keys must be unique, got {keys}")
+
+
+@dataclass
+class RoundResult:
+    """A scored round: the cache's ids, one result per student, phase timings (seconds),
+    and the devices it ran on (the teacher on the first)."""
+
+    prompt_ids: list[list[int]]
+    continuation_ids: list[list[int]]
+    eos_ids: list[int]
+    results: dict[str, ModelScore | ModelFailure]
+    timings: dict
+    devices: list[str] = field(default_factory=list)
+
+
+def result_to_wire(result: ModelScore | ModelFailure) -> dict:
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.init}
+    return {"ok": result.ok, **fields}
+
+
+def result_from_wire(data: dict) -> ModelScore | ModelFailure:
+    data = dict(data)
+    return (ModelScore if data.pop("ok") else ModelFailure)(**data)
