@@ -32,7 +32,7 @@ from loguru import logger  # noqa: E402
 
 from distil import SCORING_VERSION, SPEC_VERSION  # noqa: E402
 from distil.commitment import parse_commitment  # noqa: E402
-from distil.eval.fanout import parse_devices  # noqa: E402
+from distil.eval.workers import parse_devices  # noqa: E402
 from distil.eval.prompts import seed_from_block_hash  # noqa: E402
 from distil.hub import ModelStore  # noqa: E402
 from distil.metrics import make_logger  # noqa: E402

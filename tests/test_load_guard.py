@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -190,32 +187,26 @@ def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
 
 # -- memory: bounded by the repo's weights ----------------------------------------------------
 
-_RSS_SCRIPT = """
-import sys
-import torch, transformers
-from transformers import AutoModelForCausalLM
-from distil.checks.loading import InvalidModel, check_loads, load_causal_lm
-from distil.checks.result import CheckFailure
-for path in sys.argv[1:]:
-    try:
-        print("verdict", check_loads(path))
-    except CheckFailure as f:
-        print("verdict", f.code)
-# VmHWM: this process's own peak RSS. (ru_maxrss would not do: Linux keeps it across
-# fork + exec, so a child starts at the peak of the test process that spawned it.)
-with open("/proc/self/status") as f:
-    print("maxrss", next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:")))
-"""
 FIXED_OVERHEAD = 256 * 1024 * 1024  # as stated in distil/checks/loading.py and docs/checks.md
 
 
 def _peak_rss(*paths) -> tuple[list[str], int]:
-    """(the verdicts, the peak RSS in bytes) of one process checking `paths` one after another."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *map(str, paths)], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=300, check=True).stdout
-    lines = [line.split(" ", 1) for line in out.splitlines() if line.startswith(("verdict ", "maxrss "))]
-    return [v for k, v in lines if k == "verdict"], int(dict(lines)["maxrss"])
+    """(the verdicts, the largest peak) of the pre-check's load step on each of `paths`, each run
+    the way the pipeline runs it: in a child of the sandbox's fork server, which reports its
+    peak RSS over its RSS at start (VmHWM - VmRSS; the server has torch and transformers
+    imported, so that is what the load itself added)."""
+    from distil.checks.sandbox import run_step
+
+    verdicts, peak = [], 0
+    for path in paths:
+        report = run_step("distil.checks.pipeline:child_step",
+                          {"step": "load", "function": "distil.checks.pipeline:load_step",
+                           "kwargs": {"path": str(path), "max_params": MAX_PARAMS, "vocab_size": VOCAB_SIZE}},
+                          step="load", deadline_s=300)
+        value = report.value
+        verdicts.append(value["failure"][0] if "failure" in value else value["detail"].split()[2])
+        peak = max(peak, report.peak_bytes)
+    return verdicts, peak
 
 
 @pytest.mark.slow
@@ -225,12 +216,11 @@ def test_load_check_memory_is_bounded_by_the_weights(models, tmp_path):
     multimodal wrapper: ~35B parameters; 32,768 experts per layer: ~400M parameters)."""
     weights = (models / "qwen3_5" / "model.safetensors").stat().st_size
     bound = 2 * weights + FIXED_OVERHEAD
-    _, baseline = _peak_rss()
     wrapper = _variant(models / "qwen3_5", tmp_path / "wrapper", model_type="qwen3_5_moe")
     experts = _variant(models / "teacher_text", tmp_path / "experts", num_experts=32_768)
     verdicts, peak = _peak_rss(wrapper, experts, models / "qwen3_5")
     assert verdicts == ["ARCH_TOO_LARGE", "ARCH_SHAPE_MISMATCH", "Qwen3_5ForCausalLM"]
-    assert peak - baseline <= bound, f"{(peak - baseline) / 2**20:.0f} MiB over the baseline, bound {bound / 2**20:.0f}"
+    assert 0 < peak <= bound, f"{peak / 2**20:.0f} MiB over the child's start, bound {bound / 2**20:.0f}"
 
 
 # -- one load function, the same on every device ----------------------------------------------
@@ -280,13 +270,18 @@ def test_no_device_specific_branch_in_distil_or_neurons():
     assert not found, f"device-specific branches (the CPU tests must run the GPU's code): {found}"
 
 
-def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, monkeypatch):
+def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, monkeypatch, tmp_path):
     """Every `from_pretrained` of the pre-check's load step, the teacher and the students of a
-    round is made by `load_causal_lm`, with `device_map` set (the same call on every device)."""
+    round is made by `load_causal_lm`, with `device_map` set (the same call on every device).
+    The teacher loads in this process; each student in its own worker, which records its
+    calls the same way (tests/faulty_workers.py, "-spied")."""
+    import shutil
+
     from transformers import AutoModelForCausalLM
 
     from distil.eval.engine import run_round
     from distil.eval.spec import EvalSpec
+    from faulty_workers import TARGET
 
     import inspect
 
@@ -294,19 +289,23 @@ def test_pre_check_teacher_and_students_all_load_through_load_causal_lm(models, 
     original = AutoModelForCausalLM.from_pretrained.__func__
 
     def spy(cls, path, *args, **kwargs):
-        callers = [(Path(f.filename).name, f.function) for f in inspect.stack()[1:4]]
-        calls.append((Path(path).name, kwargs.get("device_map"), callers))
+        callers = [[Path(f.filename).name, f.function] for f in inspect.stack()[1:4]]
+        calls.append([Path(path).name, kwargs.get("device_map"), callers])
         return original(cls, path, *args, **kwargs)
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(spy))
     check_loads(models / "qwen3")
+    student = tmp_path / "qwen3_5-spied"
+    shutil.copytree(models / "qwen3_5", student)
     spec = EvalSpec(n_prompts=1, max_new_tokens=2, chunk_size=4)
-    result = run_round(str(models / "teacher_hub"), [("a", str(models / "qwen3_5"))], [[101, 102, 103]], spec)
-    assert set(result.results) == {"a"}
-    assert [name for name, _, _ in calls] == ["qwen3", "teacher_hub", "qwen3_5"]
+    result = run_round(str(models / "teacher_hub"), [("a", str(student))], [[101, 102, 103]], spec,
+                       score_target=TARGET)
+    assert set(result.results) == {"a"} and result.results["a"].ok
+    calls += json.loads((student / "calls.json").read_text())
+    assert [name for name, _, _ in calls] == ["qwen3", "teacher_hub", "qwen3_5-spied"]
     for name, device_map, frames in calls:
         assert device_map == "cpu", name
-        assert ("loading.py", "load_causal_lm") in frames, (name, frames)
+        assert ["loading.py", "load_causal_lm"] in frames, (name, frames)
 
 
 def test_header_level_pre_check_refuses_unused_tensors_before_download(models, tmp_path, teacher_reference):

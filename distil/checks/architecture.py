@@ -320,3 +320,12 @@ def check_architecture(
         ignored=tuple(extras),
         stored_dtype=stored_dtype(tensors),
     )
+
+
+def architecture_step(raw: Mapping, tensors: Tensors, max_params: int | None) -> str:
+    """The pre-check's architecture step (run in a sandbox child): config.json's model built on
+    the meta device against the headers; its report line, or a CheckFailure."""
+    check_config_sizes(raw, len(tensors))
+    report = check_architecture(config_from_dict(raw), tensors, max_params=max_params)
+    return (f"config.json describes a {report.model_class} of {report.params:,} parameters "
+            f"that uses exactly the {report.tensors} tensors of the weight files")

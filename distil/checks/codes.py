@@ -129,6 +129,14 @@ _TABLE = [
          "should fix the disk."),
     Code("CHECKER_OUT_OF_MEMORY", TRANSIENT, "The checker ran out of memory on a repo whose declared size fits.",
          "Nothing: the check is retried; the validator's operator should free memory."),
+    # -- deadlines (issue 22 §3) ----------------------------------------------------------
+    Code("CHECK_TIMEOUT", TRANSIENT, "A step that runs the repo's files (tokenizer, meta build, load, scoring, "
+         "probe) ran past its deadline (10 × its estimate for the model's size on the validator's measured speed, "
+         "60 s at least) and was stopped. A strike each time; at the strike limit the model is INVALID.",
+         "Make the model load and run like an ordinary model of its size: no slow tokenizer regexes, no "
+         "configurations that make a forward slow. `distil-check PATH` runs the same deadlines."),
+    Code("CHECKER_STOPPED", TRANSIENT, "The validator was shutting down while the step ran.",
+         "Nothing: the check is retried."),
 ]
 
 # Whose trouble a TRANSIENT code is, for the validator's strikes (CHECK_FAILED_REPEATEDLY):
@@ -143,6 +151,8 @@ _TRANSIENT_SCOPE = {
     "CHECKER_ERROR": "repo",
     "LOCAL_IO_ERROR": "local",
     "CHECKER_OUT_OF_MEMORY": "local",
+    "CHECK_TIMEOUT": "repo",
+    "CHECKER_STOPPED": "local",
 }
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}

@@ -32,12 +32,15 @@ says whose trouble a TRANSIENT is. Only a CheckFailure from a check gives INVALI
 from __future__ import annotations
 
 import hashlib
+import importlib
+import signal
 from dataclasses import dataclass, field
 from typing import Callable
 
 from loguru import logger
 
 from distil.checks.bounded_json import clip
+from distil.checks.clock import Deadlines, default_deadlines
 from distil.checks.config import check_config, check_tokenizer_config, parse_json_object
 from distil.checks.files import (
     CONFIG,
@@ -50,9 +53,9 @@ from distil.checks.files import (
     check_index,
 )
 from distil.checks.hashing import ContentScan, files_hash, scan_weights
-from distil.checks.loading import check_loads
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
+from distil.checks.sandbox import ChildDied, StepTimeout, run_step
 from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, is_rust_panic, load_tokenizer
 from distil.commitment import Commitment
 from distil.hub.store import (
@@ -88,6 +91,14 @@ class _Skipped(Exception):
     """A step with nothing to do (e.g. no duplicate registry given); not a failure."""
 
 
+class _StepFailed(Exception):
+    """A step run in a child failed there: (code, detail) as the child classified it."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
 @dataclass
 class _Run:
     store: ModelStore
@@ -96,6 +107,7 @@ class _Run:
     teacher: TokenizerReference
     owner_of: OwnerLookup | None
     progress: bool
+    deadlines: Deadlines
     meta: RepoMetadata | None = None
     layout: FileLayout | None = None
     files_hash: str | None = None
@@ -111,6 +123,7 @@ class _Run:
     copy_of: str | None = None
     seen_public: bool = False
     json_digests: dict[str, str] = field(default_factory=dict)  # sha256 of each JSON file parsed
+    peak_bytes: dict[str, int] = field(default_factory=dict)  # each isolated step's peak memory
 
     # -- steps (each returns the report line, raises CheckFailure / _Skipped) ----------
 
@@ -195,14 +208,20 @@ class _Run:
         )
 
     def architecture(self) -> str:
-        from distil.checks.architecture import check_architecture, check_config_sizes, config_from_dict
-
-        raw = self.config_json
         tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
-        check_config_sizes(raw, len(tensors))
-        report = check_architecture(config_from_dict(raw), tensors, max_params=self.limits.max_params)
-        return (f"config.json describes a {report.model_class} of {report.params:,} parameters "
-                f"that uses exactly the {report.tensors} tensors of the weight files")
+        return self._isolated("architecture", "distil.checks.architecture:architecture_step",
+                              {"raw": self.config_json, "tensors": tensors, "max_params": self.limits.max_params},
+                              self.deadlines.architecture())
+
+    def _isolated(self, step: str, function: str, kwargs: dict, deadline_s: float) -> str:
+        """Run a step that executes the repo's files in a child with a deadline (sandbox):
+        its report line, or _StepFailed with the child's own verdict."""
+        report = run_step("distil.checks.pipeline:child_step", {"step": step, "function": function, "kwargs": kwargs},
+                          step=f"{step} check", deadline_s=deadline_s)
+        if "failure" in report.value:
+            raise _StepFailed(*report.value["failure"])
+        self.peak_bytes[step] = report.peak_bytes
+        return report.value["detail"]
 
     def download(self) -> str:
         expected = sum(f.size or 0 for f in self.meta.files)
@@ -251,13 +270,43 @@ class _Run:
             data = read_capped(Path(self.path) / name, cap, name)
             if hashlib.sha256(data).hexdigest() != digest:
                 parse_json_object(data, name, cap)
-        compare_to_reference(load_tokenizer(self.path), self.teacher)
-        return (f"vocabulary, merges and added tokens equal the teacher's; {len(BATTERY)} strings encode alike "
-                f"({self.teacher.source})")
+        size = sum((f.size or 0) for f in self.meta.files if f.name.startswith("tokenizer") or f.name in
+                   ("vocab.json", "merges.txt", "special_tokens_map.json"))
+        return self._isolated("tokenizer", "distil.checks.pipeline:tokenizer_step",
+                              {"path": self.path, "teacher": self.teacher}, self.deadlines.tokenizer(size))
 
     def load(self) -> str:
-        name = check_loads(self.path, self.limits.max_params, self.limits.vocab_size)
-        return f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights"
+        weight_bytes = sum(self.meta.file(n).size or 0 for n in self.layout.weight_files)
+        deadline = self.deadlines.load(weight_bytes, self.params or 0, self.limits.vocab_size, self.hidden_size or 0)
+        return self._isolated("load", "distil.checks.pipeline:load_step",
+                              {"path": self.path, "max_params": self.limits.max_params,
+                               "vocab_size": self.limits.vocab_size}, deadline)
+
+
+# -- the steps that run in a child (distil.checks.sandbox) ----------------------------------
+
+
+def child_step(step: str, function: str, kwargs: dict) -> dict:
+    """In the child: run one step; {"detail": its report line} or {"failure": [code, detail]}.
+    Every failure is classified here, where the exception is, so only JSON goes back."""
+    module, _, name = function.partition(":")
+    try:
+        return {"detail": getattr(importlib.import_module(module), name)(**kwargs)}
+    except BaseException as e:  # noqa: BLE001 - classified by the same rule as the parent's steps
+        return {"failure": list(step_failure(step, "the snapshot", e))}
+
+
+def tokenizer_step(path: str, teacher: TokenizerReference) -> str:
+    compare_to_reference(load_tokenizer(path), teacher)
+    return (f"vocabulary, merges and added tokens equal the teacher's; {len(BATTERY)} strings encode alike "
+            f"({teacher.source})")
+
+
+def load_step(path: str, max_params: int, vocab_size: int) -> str:
+    from distil.checks.loading import check_loads
+
+    name = check_loads(path, max_params, vocab_size)
+    return f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights"
 
 
 def read_capped(path, cap: int, name: str) -> bytes:
@@ -287,7 +336,34 @@ def hub_failure(e: HubError) -> tuple[str, str]:
 MAX_DETAIL_CHARS = 1000  # a failure's detail (logged, stored, shown to miners)
 
 
-def _crashed(step: str, commitment: Commitment, e: Exception) -> tuple[str, str]:
+def step_failure(name: str, commitment: str, e: BaseException) -> tuple[str, str]:
+    """(code, detail) of a step that raised `e`: the check's own verdict (CheckFailure), the
+    hub's (HubError), ours (our disk, memory, a deadline, a stopped validator), or a checker
+    bug this repo triggers (CHECKER_ERROR). KeyboardInterrupt and SystemExit propagate."""
+    if isinstance(e, _StepFailed):
+        return e.code, e.detail
+    if isinstance(e, CheckFailure):
+        return e.code, e.detail
+    if isinstance(e, HubError):
+        return hub_failure(e)
+    if isinstance(e, MemoryError):
+        return "CHECKER_OUT_OF_MEMORY", f"out of memory during the {name} check; it will be retried"
+    if isinstance(e, StepTimeout):
+        return "CHECK_TIMEOUT", f"the {name} check ran past its deadline of {e.deadline_s:.0f}s and was stopped"
+    if isinstance(e, ChildDied):
+        if e.signal == signal.SIGBUS:  # a read of a memory-mapped file failed: our disk
+            return "LOCAL_IO_ERROR", f"{e} (SIGBUS: an I/O error reading our disk)"
+        if e.ours:
+            return "CHECKER_STOPPED", f"the {name} check was stopped: the validator is shutting down"
+        return _crashed(name, commitment, e)
+    if isinstance(e, OSError) and is_disk_error(e):  # our own disk (the snapshot, the cache): ours
+        return "LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e))
+    if isinstance(e, Exception) or is_rust_panic(e):  # fail closed: a bug never passes nor disqualifies
+        return _crashed(name, commitment, e)
+    raise e
+
+
+def _crashed(step: str, commitment: str, e: BaseException) -> tuple[str, str]:
     """CHECKER_ERROR for an exception no check classified. Every parse of a repo file is
     bounded and turns its failures into the repo's verdict (bounded_json), so this is a bug
     of ours that this repo triggers. It recurs each epoch until the validator's strikes end
@@ -304,16 +380,19 @@ def check_commitment(
     teacher: TokenizerReference,
     owner_of: OwnerLookup | None = None,
     progress: bool = False,
+    deadlines: Deadlines | None = None,
 ) -> CheckResult:
     """Run every pre-check on `commitment` through `store`; never raises for the model's faults.
 
     `teacher` is the tokenizer reference (`load_reference`). `owner_of(hash)` returns the
     commitment string of an *earlier* commitment owning that hash, or None (build it with
     `DuplicateRegistry.copy_lookup(claim)`); without it, duplicates are not judged here.
+    The steps that run the repo's files (architecture, tokenizer, load) run in a child
+    process within `deadlines` (default: this machine's, `distil.checks.clock`).
     """
     if not isinstance(teacher, TokenizerReference):
         raise TypeError("teacher must be a TokenizerReference (see distil.checks.load_reference)")
-    run = _Run(store, commitment, limits, teacher, owner_of, progress)
+    run = _Run(store, commitment, limits, teacher, owner_of, progress, deadlines or default_deadlines())
     steps: list[CheckStep] = []
     failure: tuple[str, str] | None = None
     for name in STEPS:
@@ -327,23 +406,8 @@ def check_commitment(
         except _Skipped as s:
             steps.append(CheckStep(name, STEP_SKIP, str(s)))
             continue
-        except CheckFailure as f:
-            failure = (f.code, f.detail)
-        except HubError as e:
-            failure = hub_failure(e)
-        except MemoryError:
-            failure = ("CHECKER_OUT_OF_MEMORY", f"out of memory during the {name} check; it will be retried")
-        except OSError as e:
-            if not is_disk_error(e):
-                failure = _crashed(name, commitment, e)
-            else:  # reading or writing our own disk (the snapshot, the cache): ours, not the repo's
-                failure = ("LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e)))
-        except Exception as e:  # fail closed: a checker bug never passes a model, nor disqualifies it
-            failure = _crashed(name, commitment, e)
-        except BaseException as e:  # a Rust library's panic (pyo3 PanicException) must not escape either
-            if not is_rust_panic(e):
-                raise
-            failure = _crashed(name, commitment, e)
+        except BaseException as e:  # noqa: BLE001 - classified, or re-raised (KeyboardInterrupt)
+            failure = step_failure(name, str(commitment), e)
         failure = (failure[0], clip(failure[1], MAX_DETAIL_CHARS))
         steps.append(CheckStep(name, STEP_FAIL, failure[1], code=failure[0]))
 

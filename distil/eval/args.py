@@ -30,7 +30,7 @@ def spec_values(args) -> dict:
 
 def devices_of(args) -> list[str] | None:
     """`--devices` as a list (None without it); runtime only, never part of the spec."""
-    from distil.eval.fanout import parse_devices
+    from distil.eval.workers import parse_devices
 
     if not args.devices:
         return None

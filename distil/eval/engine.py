@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from loguru import logger
 
+from distil.checks.clock import Deadlines
 from distil.checks.loading import InvalidModel, free_memory, load_causal_lm
 from distil.eval.kl import kl_block, kl_from_hidden
+from distil.hub.store import is_disk_error
 from distil.eval.models import final_hidden, head_of, own_logits_reason
 from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFailure, ModelScore, RoundResult,
                                  StudentSource, StudentTimeout, check_unique, download_failure)
@@ -164,6 +166,9 @@ def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phas
         logger.warning(f"{key}: {kind} failure ({step}): {detail}")
         if kind == TRANSIENT:
             logger.debug("".join(traceback.format_exception(exc)))
+        if isinstance(exc, OSError) and is_disk_error(exc):  # our disk, not the model: never its strike
+            return ModelFailure(key, TRANSIENT, step, detail, time.perf_counter() - started, code="LOCAL_IO_ERROR",
+                                ours=True)
         return ModelFailure(key, kind, step, detail, time.perf_counter() - started)
     finally:
         model = None
@@ -225,18 +230,22 @@ def teacher_device(devices: list[str]) -> str:
 
 
 def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prompts: list[list[int]], spec: EvalSpec,
-              continuations: list[list[int]] | None = None, devices: list[str] | None = None) -> RoundResult:
+              continuations: list[list[int]] | None = None, devices: list[str] | None = None,
+              deadlines: Deadlines | None = None, score_target: str | None = None) -> RoundResult:
     """Teacher pass → free the teacher → score every student on the same token ids.
 
     `prompts` are token ids (see prompts.tokenize_prompts); `continuations`, when given,
     are used instead of generating (re-scoring a published round). `students` are
     (key, local path or Future of one): downloads started before the call (see
-    distil.eval.prefetch) go on while the teacher loads and generates. `devices` (runtime
-    only, default [spec.device]): with two or more, the teacher runs on the first, its
-    cache is copied to every device and the students are scored in parallel, one worker
-    process per device (distil.eval.fanout). Errors of the teacher pass propagate (it is
-    our side: the whole round is transient).
+    distil.eval.prefetch) go on while the teacher loads and generates. The teacher runs in
+    this process on the first of `devices` (runtime only, default [spec.device]); its cache
+    is saved, and each student is scored in its own worker process (distil.eval.workers)
+    within its deadline (`deadlines`, default this machine's), in parallel over `devices`.
+    Errors of the teacher pass propagate (it is our side: the whole round is transient).
+    `score_target`: the workers' function (default `workers.score_child`; tests inject faults).
     """
+    from distil.eval.workers import SCORE_TARGET, RoundShape, score_students
+
     devices = list(devices or [spec.device])
     spec = spec.replace(device=devices[0])  # the dtype ("auto") follows the devices' kind
     check_unique(students)
@@ -250,17 +259,15 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     teacher = None
     free_memory()
     ids = (cache.prompt_ids, cache.continuation_ids, cache.eos_ids)
+    shape = RoundShape.of(cache.prompt_ids, cache.continuation_ids, spec.vocab_size)
     started = time.perf_counter()
-    if len(devices) > 1:
-        from distil.eval.fanout import score_parallel
-
-        with tempfile.TemporaryDirectory(prefix="distil-teacher-cache-") as cache_dir:
-            cache.save(cache_dir)  # every worker loads it onto its own device
-            cache = None
-            free_memory()
-            results = score_parallel(cache_dir, students, spec, devices, timings=timings)
-    else:
-        results = score_models(cache, students, spec, timings=timings)
+    with tempfile.TemporaryDirectory(prefix="distil-teacher-cache-") as cache_dir:
+        cache.save(cache_dir)  # each student's worker loads it onto its device
+        cache = None
+        free_memory()
+        timings["cache_save_s"] = time.perf_counter() - started
+        results = score_students(cache_dir, students, spec, devices, shape, deadlines, timings=timings,
+                                 target=score_target or SCORE_TARGET)
     timings["students_s"] = time.perf_counter() - started
     timings["gpu_round_s"] = time.perf_counter() - round_started
     timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})

@@ -1,7 +1,7 @@
 """What scoring produces: a scored model, a failed one, a round; and their wire form.
 
-The engine (`distil.eval.engine`), the fan-out (`distil.eval.fanout`) and their workers all
-speak these types, so they live below all of them.
+The engine (`distil.eval.engine`), its scoring workers (`distil.eval.workers`) and the
+validator all speak these types, so they live below all of them.
 """
 
 from __future__ import annotations
@@ -52,23 +52,35 @@ class ModelScore:
 
 @dataclass(frozen=True)
 class ModelFailure:
-    """A model that could not be scored: kind is "invalid" (disqualify) or "transient" (retry)."""
+    """A model that could not be scored: kind is "invalid" (disqualify) or "transient" (retry).
+
+    `code`: the check code when the phase's default (`EVAL_<PHASE>`) does not say it
+    (`CHECK_TIMEOUT`, `EVAL_WORKER`, `LOCAL_IO_ERROR`, ...). `ours`: the failure is the
+    validator's (its disk, its stop), never counted against the model."""
 
     key: str
     kind: str
     phase: str
     detail: str
     seconds: float = 0.0
+    code: str | None = None
+    ours: bool = False
     ok: bool = field(default=False, init=False)
 
+    @property
+    def check_code(self) -> str:
+        return self.code or f"EVAL_{self.phase.upper()}"
+
     def to_dict(self) -> dict:
-        return {"key": self.key, "status": "failed", "failure": {"kind": self.kind, "phase": self.phase, "detail": self.detail}}
+        return {"key": self.key, "status": "failed",
+                "failure": {"kind": self.kind, "phase": self.phase, "code": self.check_code, "ours": self.ours,
+                            "detail": self.detail}}
 
 
 def download_failure(key: str, exc: BaseException) -> ModelFailure:
     """A student whose download failed: our side or the hub's, never the model's verdict."""
     logger.warning(f"{key}: transient failure while downloading: {type(exc).__name__}: {exc}")
-    return ModelFailure(key, TRANSIENT, "download", f"{type(exc).__name__}: {exc}")
+    return ModelFailure(key, TRANSIENT, "download", f"{type(exc).__name__}: {exc}", code="DOWNLOAD")
 
 
 def check_unique(students: list[tuple[str, StudentSource]]) -> None:
