@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 # record it, so scores from different versions are never compared.
 SCORING_VERSION = 2  # v2: the degeneration guard (docs/scoring.md)
 
+# Bumped whenever the pre-checks change what they refuse. State records the version its
+# checks ran under; a validator that finds another one checks every record again, the king
+# included (distil.scoring.prechecks.migrate_checks_version), so old verdicts meet new rules.
+CHECKS_VERSION = 2  # v2: context length, the tokenizer's sections, deadlines (issue 22)
+
 # Sent as `version_key` with every weight set (bittensor convention: an int that grows
 # with each release that validators must run together).
 SPEC_VERSION = 1

@@ -9,10 +9,11 @@ Shape (version 1)::
                          "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
                          "checked": bool, "seen_public": bool,
                          "strikes": INT, "last_check_block": INT | null,
-                         "coldkey": SS58 | null, ...}},
+                         "coldkey": SS58 | null, "eval_strikes": INT, ...}},
      "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null,
-     "legacy_king": HOTKEY | null}   (the previous scoring version's king, weighted until a round crowns a king)
+     "legacy_king": HOTKEY | null,   (the previous scoring version's king, weighted until a round crowns a king)
+     "checks_version": INT}          (the pre-checks' version the records were checked under)
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distil import SCORING_VERSION
+from distil import CHECKS_VERSION, SCORING_VERSION
 from distil.state_schema import validate_state
 
 STATE_VERSION = 1
@@ -77,6 +78,7 @@ class MinerRecord:
     strikes: int = 0  # pre-check attempts that failed for a reason specific to this repo
     last_check_block: int | None = None  # the last pre-check attempt that reached no verdict
     coldkey: str | None = None  # the hotkey's owner on chain (per-coldkey challenger cap)
+    eval_strikes: int = 0  # evaluation failures (load, score, probe, deadline, worker death) that were its own
 
     @property
     def evaluated(self) -> bool:
@@ -103,6 +105,8 @@ class ValidatorState:
     # The king of an earlier scoring version: keeps the weights until a round under this
     # version crowns a king (distil.scoring.epoch.migrate_scoring_version).
     legacy_king: str | None = None
+    # The pre-checks' version the records were checked under (distil.CHECKS_VERSION).
+    checks_version: int = CHECKS_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +118,7 @@ class ValidatorState:
             "hash_owners": dict(sorted(self.hash_owners.items())),
             "last_round": self.last_round,
             "legacy_king": self.legacy_king,
+            "checks_version": self.checks_version,
         }
 
     @classmethod
@@ -146,6 +151,7 @@ class ValidatorState:
             scoring_version=data.get("scoring_version", SCORING_VERSION),
             version=data["version"],
             legacy_king=data.get("legacy_king"),
+            checks_version=data.get("checks_version", 1),  # states from before it was recorded: v1
         )
 
     def copy(self) -> "ValidatorState":

@@ -58,6 +58,7 @@ class MinerSchema(BaseModel):
     strikes: Block = 0
     last_check_block: Block | None = None
     coldkey: str | None = None
+    eval_strikes: Block = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> "MinerSchema":
@@ -104,6 +105,7 @@ class StateSchema(BaseModel):
     hash_owners: dict[str, HashOwnerSchema] = {}
     last_round: LastRoundSchema | None = None
     legacy_king: str | None = None
+    checks_version: int = Field(default=1, ge=1)
 
     @field_validator("miners")
     @classmethod

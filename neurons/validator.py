@@ -30,7 +30,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from loguru import logger  # noqa: E402
 
-from distil import SCORING_VERSION, SPEC_VERSION  # noqa: E402
+from distil import CHECKS_VERSION, SCORING_VERSION, SPEC_VERSION  # noqa: E402
+from distil.checks.sandbox import terminate_children  # noqa: E402
 from distil.commitment import parse_commitment  # noqa: E402
 from distil.eval.workers import parse_devices  # noqa: E402
 from distil.eval.prompts import seed_from_block_hash  # noqa: E402
@@ -41,7 +42,8 @@ from distil.metrics.rounds import RoundFiles  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from distil.scoring import epoch as ep  # noqa: E402
 from distil.state import StateError, ValidatorState, load_state, save_state  # noqa: E402
-from distil.validator.args import EVAL_SPEC_FLAGS, add_validator_args, check_limits, eval_spec, hub_store, round_params  # noqa: E402,F401
+from distil.scoring.prechecks import migrate_checks_version  # noqa: E402
+from distil.validator.args import EVAL_SPEC_FLAGS, add_validator_args, check_limits, deadlines, eval_spec, hub_store, round_params  # noqa: E402,F401
 from distil.validator.integrity import check_round_integrity  # noqa: E402
 from distil.validator.mock import ScenarioError, mock_world  # noqa: E402
 from distil.validator.precheck import Prechecks, apply_strikes  # noqa: E402
@@ -81,8 +83,10 @@ class Validator(BaseValidatorNeuron):
         self.devices = parse_devices(config.neuron.devices, "--neuron.devices") if config.neuron.devices else None
         self.spec = eval_spec(config, self.devices)
         self.teacher = PinnedTeacher(teacher, config.eval.teacher_revision, self.store)
+        self.deadlines = deadlines(config)  # measures this machine's baseline once (docs/validators.md, "Deadlines")
         self.prechecks = Prechecks(self.store, check_limits(config), config.checks.teacher,
-                                   int(config.checks.max_per_epoch), int(config.checks.public_grace_blocks))
+                                   int(config.checks.max_per_epoch), int(config.checks.public_grace_blocks),
+                                   self.deadlines, float(config.checks.epoch_budget_s))
         self.scorer = scorer
         self.prompt_source = make_prompt_source(self.spec, config.eval.prompts_file)
         if scorer is None:  # the rounds will draw prompts: refuse a source that cannot serve them
@@ -99,7 +103,8 @@ class Validator(BaseValidatorNeuron):
 
     def load_state(self) -> None:
         state, events = ep.migrate_scoring_version(load_state(self.config.neuron.full_path), SCORING_VERSION)
-        for event in events:
+        state, more = migrate_checks_version(state, CHECKS_VERSION)
+        for event in events + more:
             logger.warning(event.detail)
         self.state: ValidatorState = state
         self.last_epoch_block = self.state.last_epoch_block
@@ -188,7 +193,8 @@ class Validator(BaseValidatorNeuron):
         models = [(hk, parse_commitment(self.state.miners[hk].commitment)) for hk in plan.models]
         if self.scorer is None:
             teacher_dir, teacher_name = self.teacher.directory()
-            self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source, devices=self.devices)
+            self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source, devices=self.devices,
+                                       deadlines=self.deadlines)
         scores = self.scorer.score(models, epoch_block, seed)
         if scores.round_json is not None:
             scores.round_json["king"] = plan.king  # the king before the round: what `distil.sim dethrone --round` compares with
@@ -203,6 +209,12 @@ class Validator(BaseValidatorNeuron):
 
     def chain_commitments(self) -> dict[str, tuple[str, int]]:
         return {hotkey: (r.data, r.block) for hotkey, r in self.chain.commitments().items()}
+
+    def stop(self) -> None:
+        """The stop path: end every untrusted step still running (no model is struck for it),
+        then the axon and the chain client."""
+        terminate_children()
+        super().stop()
 
     # -- axon -------------------------------------------------------------------------------
 

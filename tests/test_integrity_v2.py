@@ -182,4 +182,46 @@ def test_probe_walk_invalid_moves_on_transient_stops_and_crowns_no_worse_model()
     assert asked == ["a", "b"]  # c, worse than b, is not crowned because b could not be probed
     assert after.king == "k" and (after.miners["a"].reason, after.miners["a"].code) == (INVALID, "EVAL_PROBE")
     assert after.miners["b"].status == PENDING and after.miners["b"].kl is None and "out of memory" in after.miners["b"].detail
+    assert after.miners["b"].eval_strikes == 1  # b's own failure: its strike
+    # c keeps no KL that would stop it being scored again: it meets the king on fresh prompts, no strike
+    assert after.miners["c"].status == PENDING and after.miners["c"].kl is None and after.miners["c"].eval_strikes == 0
     assert outcomes == {"a": "invalid", "b": "transient"} and events[-1].kind == "king_holds"
+
+
+def test_a_model_that_always_fails_its_probe_cannot_protect_the_king_for_ever():
+    """b beats the king every round and its probe always fails (not ours): a strike each round,
+    INVALID EVAL_FAILED_REPEATEDLY at the third; then c, below it, is probed and crowned."""
+    from distil.scoring.crowning import PROBE_TRANSIENT, ProbeVerdict, crown_first_sound
+    from distil.scoring.epoch import EVAL_FAILED_REPEATEDLY
+
+    state = ValidatorState(king="k")
+    for i, hk in enumerate(["k", "b", "c"]):
+        state.miners[hk] = MinerRecord(uid=i, commitment=f"ns/{hk}@{'0' * 40}", commit_block=i, checked=True,
+                                       status=KING if hk == "k" else EVALUATED,
+                                       kl={"mean": 0.1, "se": 0.0, "median": 0.1, "p99": 0.1, "top1": 0.5, "seed_block": 1})
+
+    def probe(hk):
+        return ProbeVerdict(PROBE_TRANSIENT, "the probe's worker died", code="EVAL_WORKER") if hk == "b" else \
+            ProbeVerdict("passed", "fine")
+
+    for round_ in range(1, 4):
+        candidates = [hk for hk in ("b", "c") if state.miners[hk].status != "disqualified"]
+        state, _, _ = crown_first_sound(state, candidates, probe, {hk: "beat k" for hk in "bc"}, max_strikes=3)
+        assert state.king == "k" and state.miners["b"].eval_strikes == round_
+    assert (state.miners["b"].reason, state.miners["b"].code) == (INVALID, EVAL_FAILED_REPEATEDLY)
+    assert "EVAL_WORKER" in state.miners["b"].detail
+    state, _, _ = crown_first_sound(state, ["c"], probe, {"c": "beat k"})
+    assert state.king == "c"
+
+
+def test_a_probe_that_fails_for_our_reasons_is_no_strike():
+    from distil.scoring.crowning import PROBE_TRANSIENT, ProbeVerdict, crown_first_sound
+
+    state = ValidatorState(king="k")
+    for i, hk in enumerate(["k", "b"]):
+        state.miners[hk] = MinerRecord(uid=i, commitment=f"ns/{hk}@{'0' * 40}", commit_block=i, checked=True,
+                                       status=KING if hk == "k" else EVALUATED,
+                                       kl={"mean": 0.1, "se": 0.0, "median": 0.1, "p99": 0.1, "top1": 0.5, "seed_block": 1})
+    verdict = ProbeVerdict(PROBE_TRANSIENT, "killed by SIGBUS", code="LOCAL_IO_ERROR", ours=True)
+    state, _, _ = crown_first_sound(state, ["b"], lambda hk: verdict, {"b": "beat k"})
+    assert state.miners["b"].eval_strikes == 0 and state.miners["b"].status == PENDING and state.king == "k"

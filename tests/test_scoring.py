@@ -235,10 +235,85 @@ def test_noisy_challenger_does_not_dethrone_without_significance():
     assert off.state.king == "c"
 
 
-def test_king_transient_failure_changes_nothing():
+def test_king_transient_failure_is_its_strike_and_the_challengers_meet_it_next_round():
+    """The challengers' scores say the fault is the king's (the round scored them); they are
+    not kept (no KL, no strike) and the same challengers face the king next round."""
     state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
-    out = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "OOM", "out of memory"), "c": scored(0.1)})
-    assert not out.applied and out.state is state and out.events[0].kind == "round_aborted"
+    out = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "EVAL_SCORE", "IndexError"), "c": scored(0.1)})
+    assert not out.applied and out.state.king == "k" and out.state.miners["k"].status == KING
+    assert out.state.miners["k"].eval_strikes == 1 and "IndexError" in out.state.miners["k"].detail
+    c = out.state.miners["c"]
+    assert c.status == PENDING and c.kl is None and c.eval_strikes == 0
+    assert plan_round(out.state, 8) == RoundPlan("k", ("c",))
+    assert weights_for(out.state, {"k": 1, "c": 2}) == ([1, 2], [1.0, 0.0])  # the king keeps its weights
+    assert [e.kind for e in out.events] == ["eval_strike", "round_aborted"]
+
+
+def test_a_king_that_keeps_failing_loses_the_crown_at_its_last_strike():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
+    for strike in (1, 2, 3):
+        out = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "CHECK_TIMEOUT", "past its deadline"),
+                                                        "c": scored(0.5)}, max_strikes=3)
+        state = out.state
+        assert state.miners["k"].eval_strikes == min(strike, 3)
+    assert state.king is None and state.miners["k"].reason == INVALID and state.miners["k"].code == "EVAL_FAILED_REPEATEDLY"
+    assert "CHECK_TIMEOUT" in state.miners["k"].detail
+    assert weights_for(state, {"k": 1, "c": 2}) is None  # the no-king rules apply: the next round has no king
+    assert plan_round(state, 8).king is None and plan_round(state, 8).challengers == ("c",)
+
+
+def test_a_king_failure_that_is_ours_or_shared_is_no_strike():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
+    ours = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "LOCAL_IO_ERROR", "EIO", ours=True),
+                                                     "c": scored(0.1)})
+    assert ours.state.miners["k"].eval_strikes == 0 and ours.state.king == "k"
+    alone = run_round(state, RoundPlan("k", ("c",)), {"k": FailedModel("transient", "EVAL_SCORE", "OOM"),
+                                                      "c": FailedModel("transient", "EVAL_SCORE", "OOM")})
+    assert alone.state.miners["k"].eval_strikes == 0 and alone.state.miners["c"].eval_strikes == 0  # nothing scored
+
+
+def test_challenger_failures_are_strikes_only_when_others_scored_and_not_ours():
+    state = state_with({"k": checked(1, 1, KING, 0.3), "own": checked(2, 5), "ours": checked(3, 6)}, king="k")
+    results = {"k": scored(0.3), "own": FailedModel("transient", "EVAL_WORKER", "killed by SIGKILL"),
+               "ours": FailedModel("transient", "LOCAL_IO_ERROR", "killed by SIGBUS", ours=True)}
+    out = run_round(state, RoundPlan("k", ("own", "ours")), results, max_strikes=2)
+    assert out.state.miners["own"].eval_strikes == 1 and out.state.miners["ours"].eval_strikes == 0
+    # the striked model queues behind never-scored challengers, whatever its commit block
+    out.state.miners["new"] = MinerRecord(**checked(4, 9))
+    assert plan_round(out.state, 8).challengers == ("ours", "new", "own")
+    again = run_round(out.state, RoundPlan("k", ("own",)), {"k": scored(0.3), "own": results["own"]},
+                      max_strikes=2)
+    assert again.state.miners["own"].code == "EVAL_FAILED_REPEATEDLY"
+    # a model scored after a failure has its strikes cleared (they count failures in a row)
+    state.miners["own"].eval_strikes = 1
+    scored_now = run_round(state, RoundPlan("k", ("own",)), {"k": scored(0.3), "own": scored(0.35)})
+    assert scored_now.state.miners["own"].eval_strikes == 0
+
+
+def test_requeue_and_a_scoring_version_change_reset_evaluation_strikes():
+    from distil.scoring.epoch import migrate_scoring_version
+
+    state = state_with({"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}, king="k")
+    state.miners["c"].eval_strikes = 2
+    assert requeue(state, "c").miners["c"].eval_strikes == 0
+    migrated, _ = migrate_scoring_version(state, state.scoring_version + 1)
+    assert migrated.miners["c"].eval_strikes == 0
+
+
+def test_a_new_checks_version_sends_every_checked_record_back_through_the_checks_king_first():
+    from distil.scoring.prechecks import migrate_checks_version, precheck_queue
+
+    state = state_with({"early": checked(2, 1, EVALUATED, 0.4), "k": checked(1, 3, KING, 0.3), "new": dict(uid=3,
+                        commitment=commitment(3), commit_block=9)}, king="k")
+    state.miners["bad"] = MinerRecord(uid=4, commitment=commitment(4), commit_block=2, status=DISQUALIFIED,
+                                      reason=INVALID, code="DTYPE", checked=True)
+    state.checks_version = 1
+    migrated, events = migrate_checks_version(state, 2)
+    assert migrated.checks_version == 2 and events[0].kind == "checks_version"
+    assert [hk for hk in ("early", "k", "bad") if migrated.miners[hk].checked] == ["bad"]  # verdicts stay
+    assert migrated.king == "k" and migrated.miners["k"].kl is not None  # its standing waits for the verdict
+    assert precheck_queue(migrated, 10) == ["k", "early", "new"]
+    assert migrate_checks_version(migrated, 2) == (migrated, [])
 
 
 def test_failures_invalid_disqualify_transient_retry():

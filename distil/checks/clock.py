@@ -33,6 +33,7 @@ DEFAULT_FLOOR_S = 60.0
 TOKENIZER_PASSES = 200.0  # loading tokenizer.json and encoding the battery, per byte of the file
 LOAD_PASSES = 6.0  # reading safetensors into a model (page cache, copy, conversion), per weight byte
 KL_PASSES = 12.0  # float32 passes over a [positions, vocabulary] block in the KL kernel
+TENSOR_BYTES = 4 * 2 ** 20  # Python-side cost of one tensor (meta build, conversion, loading), in copied bytes
 SHORT_FORWARD_TOKENS = 4
 
 
@@ -129,28 +130,31 @@ class Deadlines:
         """Loading the repo's tokenizer and encoding the battery."""
         return self._deadline(self.cpu.seconds(moved_bytes=TOKENIZER_PASSES * tokenizer_bytes))
 
-    def architecture(self) -> float:
-        """Building config.json's model on the meta device (no data: the floor)."""
-        return self._deadline(0.0)
+    def architecture(self, tensors: int) -> float:
+        """Building config.json's model on the meta device and mapping the files' tensors onto
+        it: no data, a cost per module and tensor (an honest MoE student may store tens of
+        thousands of per-expert tensors)."""
+        return self._deadline(self.cpu.seconds(moved_bytes=TENSOR_BYTES * tensors))
 
-    def load(self, weight_bytes: int, params: int, vocab_size: int, hidden_size: int) -> float:
+    def load(self, weight_bytes: int, params: int, vocab_size: int, hidden_size: int, tensors: int = 0) -> float:
         """The load check: the weights into a model, then one short forward."""
         flops = 2.0 * params * SHORT_FORWARD_TOKENS + 2.0 * vocab_size * hidden_size
-        return self._deadline(self.cpu.seconds(flops, LOAD_PASSES * weight_bytes))
+        return self._deadline(self.cpu.seconds(flops, LOAD_PASSES * weight_bytes + TENSOR_BYTES * tensors))
 
     def score(self, device: Baseline, floor_s: float, *, weight_bytes: int, params: int, tokens: int,
-              positions: int, vocab_size: int, hidden_size: int) -> float:
+              positions: int, vocab_size: int, hidden_size: int, tensors: int = 0) -> float:
         """Loading a student (on the host) and scoring it on `device`: every prompt's forward,
         both heads at every scored position, the KL passes."""
-        load = self.cpu.seconds(moved_bytes=LOAD_PASSES * weight_bytes)
+        load = self.cpu.seconds(moved_bytes=LOAD_PASSES * weight_bytes + TENSOR_BYTES * tensors)
         flops = 2.0 * params * tokens + 4.0 * vocab_size * hidden_size * positions
         work = device.seconds(flops, KL_PASSES * 4.0 * vocab_size * positions)
         return self._deadline(load + work, floor_s)
 
     def probe(self, device: Baseline, floor_s: float, *, weight_bytes: int, params: int, prompts: int,
-              prompt_tokens: int, max_new_tokens: int, batch_size: int, vocab_size: int, hidden_size: int) -> float:
+              prompt_tokens: int, max_new_tokens: int, batch_size: int, vocab_size: int, hidden_size: int,
+              tensors: int = 0) -> float:
         """Loading a student and generating greedily: each decode step reads every weight."""
-        load = self.cpu.seconds(moved_bytes=LOAD_PASSES * weight_bytes)
+        load = self.cpu.seconds(moved_bytes=LOAD_PASSES * weight_bytes + TENSOR_BYTES * tensors)
         steps = max_new_tokens * math.ceil(prompts / max(1, batch_size))
         flops = 2.0 * params * (prompt_tokens + prompts * max_new_tokens) + \
             2.0 * vocab_size * hidden_size * prompts * max_new_tokens

@@ -211,7 +211,7 @@ class _Run:
         tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
         return self._isolated("architecture", "distil.checks.architecture:architecture_step",
                               {"raw": self.config_json, "tensors": tensors, "max_params": self.limits.max_params},
-                              self.deadlines.architecture())
+                              self.deadlines.architecture(len(tensors)))
 
     def _isolated(self, step: str, function: str, kwargs: dict, deadline_s: float) -> str:
         """Run a step that executes the repo's files in a child with a deadline (sandbox):
@@ -277,7 +277,9 @@ class _Run:
 
     def load(self) -> str:
         weight_bytes = sum(self.meta.file(n).size or 0 for n in self.layout.weight_files)
-        deadline = self.deadlines.load(weight_bytes, self.params or 0, self.limits.vocab_size, self.hidden_size or 0)
+        tensors = sum(len(h.tensors) for h in self.headers)
+        deadline = self.deadlines.load(weight_bytes, self.params or 0, self.limits.vocab_size, self.hidden_size or 0,
+                                       tensors)
         return self._isolated("load", "distil.checks.pipeline:load_step",
                               {"path": self.path, "max_params": self.limits.max_params,
                                "vocab_size": self.limits.vocab_size}, deadline)

@@ -7,26 +7,32 @@ ignored, the teacher's EOS ids stop it), and its continuations are compared with
 teacher's cached continuations of the same prompts (`distil.scoring.degeneration`).
 
 `probe_verdict` is pure (token ids in, verdict out): `distil-eval --round` recomputes the
-verdict of a published round from the ids the round JSON holds. `probe_one` loads a
-model, probes it and frees it; it never raises (a failure is a `ModelFailure`, classified
-like a scoring failure).
+verdict of a published round from the ids the round JSON holds. `probe_one` runs the
+model's generation in its own worker process within a deadline, like scoring
+(`distil.eval.workers`); it never raises (a failure is a `ModelFailure`, classified like a
+scoring failure).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 from loguru import logger
 
+from distil.checks.clock import Deadlines, baseline, default_deadlines
+from distil.checks.sandbox import ChildDied, ChildError, StepTimeout, run_step
 from distil.eval.engine import with_loaded_model
-from distil.eval.results import ModelFailure
+from distil.eval.results import ModelFailure, result_from_wire, result_to_wire
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import greedy_generate
+from distil.eval.workers import isolation_failure, model_size
 from distil.scoring.degeneration import ProbeStats, degenerate, probe_stats
 
 PASSED = "passed"
 DEGENERATE = "DEGENERATE"
+PROBE_TARGET = "distil.eval.probe:probe_child"
 
 
 @dataclass(frozen=True)
@@ -76,27 +82,51 @@ def probe_verdict(key: str, continuations: list[list[int]], teacher_continuation
     return ProbeResult(key, flagged, detail, model_stats, teacher_stats, [list(c) for c in continuations], seconds)
 
 
-def probe_loaded(model, key: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
-                 eos_ids: list[int], spec: EvalSpec) -> ProbeResult:
-    """Probe a loaded model on the first K prompts (raises on failure)."""
-    started = time.perf_counter()
+def probe_child(key: str, path: str, prompt_ids: list[list[int]], eos_ids: list[int], spec: dict) -> dict:
+    """In a worker (distil.eval.workers): the model's greedy continuations of the probe prompts,
+    or its failure. The verdict is the caller's: a pure function of the ids."""
+    from distil.eval.workers import sync_device
+
+    spec = EvalSpec(**spec)
     k = spec.probe_count
     logger.info(f"{key}: degeneration probe, greedy on {k} prompts, ≤{spec.max_new_tokens} new tokens")
-    continuations = greedy_generate(model, prompt_ids[:k], spec.max_new_tokens, list(eos_ids),
-                                    spec.generation_batch_size, who=key)
-    return probe_verdict(key, continuations, teacher_continuations, eos_ids, spec, time.perf_counter() - started)
+
+    def generate(model) -> list[list[int]]:
+        continuations = greedy_generate(model, prompt_ids[:k], spec.max_new_tokens, list(eos_ids),
+                                        spec.generation_batch_size, who=key)
+        sync_device(spec.device)
+        return continuations
+
+    outcome = with_loaded_model(key, path, spec, spec.vocab_size, "probe", generate)
+    if isinstance(outcome, ModelFailure):
+        return {"failure": result_to_wire(outcome)}
+    return {"continuations": outcome}
 
 
 def probe_one(key: str, path: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
-              eos_ids: list[int], spec: EvalSpec) -> ProbeResult | ModelFailure:
-    """Load the model at `path` (`spec.torch_dtype` on `spec.device`), probe it, free it. Never
-    raises: a failed probe is that model's result, never a crash of the round."""
+              eos_ids: list[int], spec: EvalSpec, deadlines: Deadlines | None = None) -> ProbeResult | ModelFailure:
+    """Probe the model at `path` in its own worker process, within its deadline (like scoring:
+    `distil.eval.workers`). Never raises: a failed probe is that model's result, a `ModelFailure`
+    (its load or generation failed, it ran past its deadline, its process died)."""
+    deadlines = deadlines or default_deadlines()
+    k = spec.probe_count
+    size = model_size(path)
+    deadline = deadlines.probe(baseline(spec.device), spec.student_timeout_s, weight_bytes=size.weight_bytes,
+                               params=size.params, prompts=k, prompt_tokens=sum(map(len, prompt_ids[:k])),
+                               max_new_tokens=spec.max_new_tokens, batch_size=spec.generation_batch_size,
+                               vocab_size=spec.vocab_size, hidden_size=size.hidden_size, tensors=size.tensors)
     started = time.perf_counter()
-
-    def probe(model) -> ProbeResult:
-        result = probe_loaded(model, key, prompt_ids, teacher_continuations, eos_ids, spec)
-        log = logger.warning if result.degenerate else logger.info
-        log(f"{key}: probe {result.summary()} in {time.perf_counter() - started:.1f}s")
-        return result
-
-    return with_loaded_model(key, path, spec, spec.vocab_size, "probe", probe)
+    try:
+        report = run_step(PROBE_TARGET, {"key": key, "path": path, "prompt_ids": prompt_ids[:k], "eos_ids": list(eos_ids),
+                                         "spec": dataclasses.asdict(spec)}, step=f"probe of {key}", deadline_s=deadline)
+    except (StepTimeout, ChildDied, ChildError) as e:
+        failure = isolation_failure(key, "probe", e, time.perf_counter() - started)
+        logger.warning(f"{key}: probe {failure.kind} failure ({failure.check_code}): {failure.detail}")
+        return failure
+    if "failure" in report.value:
+        return result_from_wire(report.value["failure"])
+    result = probe_verdict(key, report.value["continuations"], teacher_continuations, eos_ids, spec,
+                           time.perf_counter() - started)
+    log = logger.warning if result.degenerate else logger.info
+    log(f"{key}: probe {result.summary()} in {result.seconds:.1f}s")
+    return result

@@ -45,7 +45,6 @@ from distil.eval.results import (TRANSIENT, ModelFailure, ModelScore, StudentSou
 from distil.eval.spec import EvalSpec
 
 SCORE_TARGET = "distil.eval.workers:score_child"
-PROBE_TARGET = "distil.eval.workers:probe_child"
 
 
 def parse_devices(text: str | list[str], flag: str = "devices") -> list[str]:
@@ -79,6 +78,7 @@ class ModelSize:
     weight_bytes: int
     params: int
     hidden_size: int
+    tensors: int
 
 
 def model_size(path: str) -> ModelSize:
@@ -86,13 +86,14 @@ def model_size(path: str) -> ModelSize:
     model that cannot be read is sized at the parameter cap (its load will say what is wrong)."""
     from distil.checks.loading import read_tensor_headers, weight_files
 
-    cap = ModelSize(2 * MAX_PARAMS, MAX_PARAMS, 8192)
+    cap = ModelSize(2 * MAX_PARAMS, MAX_PARAMS, 8192, 100_000)
     try:
         files = weight_files(Path(path))
         tensors = read_tensor_headers(files)
         params = sum(math.prod(shape) for _, shape in tensors.values())
         hidden = max((shape[-1] for _, shape in tensors.values() if len(shape) == 2), default=cap.hidden_size)
-        return ModelSize(sum(f.stat().st_size for f in files), min(params, MAX_PARAMS), min(hidden, 65536))
+        return ModelSize(sum(f.stat().st_size for f in files), min(params, MAX_PARAMS), min(hidden, 65536),
+                         min(len(tensors), 1_000_000))
     except Exception:  # noqa: BLE001 - sizing only; the load reports the fault
         return cap
 
@@ -114,13 +115,13 @@ class RoundShape:
 def score_deadline(deadlines: Deadlines, device: Baseline, spec: EvalSpec, size: ModelSize, shape: RoundShape) -> float:
     return deadlines.score(device, spec.student_timeout_s, weight_bytes=size.weight_bytes, params=size.params,
                            tokens=shape.tokens, positions=shape.positions, vocab_size=shape.vocab_size,
-                           hidden_size=size.hidden_size)
+                           hidden_size=size.hidden_size, tensors=size.tensors)
 
 
 # -- the children ----------------------------------------------------------------------------
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
     """Surface any asynchronous device error here, in the child of the model that caused it
     (the same call on every device: torch.cpu's synchronize waits for nothing)."""
     import torch
@@ -138,37 +139,15 @@ def score_child(cache_dir: str, key: str, path: str, spec: dict) -> dict:
     spec = EvalSpec(**spec)
     try:
         cache = TeacherCache.load(cache_dir, device=spec.device)
-        _sync(spec.device)
+        sync_device(spec.device)
     except Exception as e:  # noqa: BLE001 - the cache is ours: never the student's fault
         failure = ModelFailure(key, TRANSIENT, "cache", f"the teacher cache could not be loaded: {type(e).__name__}: {e}",
                                code="EVAL_CACHE", ours=True)
         return {"result": result_to_wire(failure), "cache_s": 0.0, "run_s": time.perf_counter() - started}
     cache_s = time.perf_counter() - started
     result = score_one(cache, key, path, spec)
-    _sync(spec.device)
+    sync_device(spec.device)
     return {"result": result_to_wire(result), "cache_s": cache_s, "run_s": time.perf_counter() - started}
-
-
-def probe_child(key: str, path: str, prompt_ids: list[list[int]], eos_ids: list[int], spec: dict) -> dict:
-    """In the child: the model's greedy continuations of the probe prompts (the verdict is the
-    parent's, a pure function of the ids), or its failure."""
-    from distil.eval.engine import with_loaded_model
-    from distil.eval.teacher import greedy_generate
-
-    spec = EvalSpec(**spec)
-    k = spec.probe_count
-    logger.info(f"{key}: degeneration probe, greedy on {k} prompts, ≤{spec.max_new_tokens} new tokens")
-
-    def generate(model) -> list[list[int]]:
-        continuations = greedy_generate(model, prompt_ids[:k], spec.max_new_tokens, list(eos_ids),
-                                        spec.generation_batch_size, who=key)
-        _sync(spec.device)
-        return continuations
-
-    outcome = with_loaded_model(key, path, spec, spec.vocab_size, "probe", generate)
-    if isinstance(outcome, ModelFailure):
-        return {"failure": result_to_wire(outcome)}
-    return {"continuations": outcome}
 
 
 # -- the parent ------------------------------------------------------------------------------
@@ -208,30 +187,6 @@ def score_isolated(cache_dir: str, key: str, path: str, spec: EvalSpec, deadline
     logger.info(f"{key}: worker started in {max(0.0, report.seconds - value['run_s']):.3f}s, "
                 f"teacher cache loaded in {value['cache_s']:.3f}s, deadline {deadline_s:.0f}s")
     return result_from_wire(value["result"])
-
-
-def probe_isolated(key: str, path: str, prompt_ids: list[list[int]], teacher_continuations: list[list[int]],
-                   eos_ids: list[int], spec: EvalSpec, deadlines: Deadlines | None = None):
-    """The degeneration probe of one model in its own child: a ProbeResult or a ModelFailure."""
-    from distil.eval.probe import probe_verdict
-
-    deadlines = deadlines or default_deadlines()
-    k = spec.probe_count
-    size = model_size(path)
-    deadline = deadlines.probe(baseline(spec.device), spec.student_timeout_s, weight_bytes=size.weight_bytes,
-                               params=size.params, prompts=k, prompt_tokens=sum(map(len, prompt_ids[:k])),
-                               max_new_tokens=spec.max_new_tokens, batch_size=spec.generation_batch_size,
-                               vocab_size=spec.vocab_size, hidden_size=size.hidden_size)
-    started = time.perf_counter()
-    try:
-        report = run_step(PROBE_TARGET, {"key": key, "path": path, "prompt_ids": prompt_ids[:k], "eos_ids": list(eos_ids),
-                                         "spec": dataclasses.asdict(spec)}, step=f"probe of {key}", deadline_s=deadline)
-    except (StepTimeout, ChildDied, ChildError) as e:
-        return isolation_failure(key, "probe", e, time.perf_counter() - started)
-    if "failure" in report.value:
-        return result_from_wire(report.value["failure"])
-    return probe_verdict(key, report.value["continuations"], teacher_continuations, eos_ids, spec,
-                         time.perf_counter() - started)
 
 
 def score_students(cache_dir: str, students: list[tuple[str, StudentSource]], spec: EvalSpec, devices: list[str],

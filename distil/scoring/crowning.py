@@ -10,9 +10,14 @@ the degeneration guard (docs/scoring.md, "Degeneration guard"):
   the next candidate is probed;
 * invalid (the probe failed for the model's own reason, e.g. it no longer loads):
   disqualified INVALID `EVAL_PROBE`, the next candidate is probed;
-* transient (our side: out of memory, a download): the candidate goes back to pending
-  (its KL cleared, scored again in a later round) and the walk stops — a worse model is
-  never crowned because a better one could not be probed.
+* transient (it could not be probed: its worker failed, ran past its deadline or died, or a
+  download failed): the candidate takes an evaluation strike (unless the failure is ours:
+  our disk, our stop) and goes back to pending with its KL cleared; so do the candidates
+  below it (no strike), and the walk stops. A worse model is never crowned in the round
+  where a better one could not be probed, and none of them keeps a KL that would stop it
+  being scored again: they all meet the king again on fresh prompts. A model that always
+  fails its probe reaches its strike limit (INVALID `EVAL_FAILED_REPEATEDLY`) instead of
+  protecting the king for ever.
 
 With no candidate left the king keeps its seat (or the hill stays empty). `probe=None`
 crowns the first candidate unprobed (scorers that do not generate, e.g. test stubs).
@@ -24,8 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Protocol, Sequence
 
 from distil.scoring.rules import dethrones, rank_key
-from distil.scoring.verdicts import Event, crown, disqualify
-from distil.state import INVALID, PENDING, ValidatorState
+from distil.scoring.verdicts import Event, crown, disqualify, eval_strike
+from distil.state import DISQUALIFIED, INVALID, PENDING, ValidatorState
 
 PASSED = "passed"
 DEGENERATE = "degenerate"
@@ -37,11 +42,14 @@ DEGENERATE_CODE = "DEGENERATE"
 @dataclass(frozen=True)
 class ProbeVerdict:
     """What the guard needs from a probe: `outcome` (passed | degenerate | invalid |
-    transient), `detail` (the statistics, or the failure) and a one-line `summary`."""
+    transient), `detail` (the statistics, or the failure), a one-line `summary`, and for a
+    transient failure its `code` and whether it was `ours` (never the model's strike)."""
 
     outcome: str
     detail: str
     summary: str = ""
+    code: str = "EVAL_PROBE"
+    ours: bool = False
 
     def __post_init__(self):
         if self.outcome not in (PASSED, DEGENERATE, PROBE_INVALID, PROBE_TRANSIENT):
@@ -82,15 +90,16 @@ def crown_candidates(valid: Mapping[str, _Scored], king: str | None, commit_bloc
 
 
 def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: Probe | None,
-                      why: Mapping[str, str]) -> tuple[ValidatorState, list[Event], dict[str, str]]:
+                      why: Mapping[str, str], max_strikes: int = 3) -> tuple[ValidatorState, list[Event], dict[str, str]]:
     """Probe the candidates best first and crown the first that passes; (state, events, {hotkey: outcome}).
 
-    `why[hotkey]`: the reason it would be crowned (for the `new_king` event).
+    `why[hotkey]`: the reason it would be crowned (for the `new_king` event); `max_strikes`:
+    the evaluation strike limit (a transient probe failure is one).
     """
     state = state.copy()
     events: list[Event] = []
     outcomes: dict[str, str] = {}
-    for hotkey in candidates:
+    for position, hotkey in enumerate(candidates):
         verdict = probe(hotkey) if probe is not None else None
         if verdict is not None:
             outcomes[hotkey] = verdict.outcome
@@ -105,13 +114,34 @@ def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: P
         elif verdict.outcome == PROBE_INVALID:
             state, more = disqualify(state, hotkey, INVALID, "EVAL_PROBE", verdict.detail)
             events.extend(more)
-        else:  # transient: not this model's fault, and no worse model is crowned in its place
-            state.miners[hotkey] = replace(
-                state.miners[hotkey], status=PENDING, kl=None, code="EVAL_PROBE",
-                detail=f"the degeneration probe could not run ({verdict.detail}); scored again in a later round",
-            )
-            events.append(Event("retry_later", hotkey, f"probe could not run: {verdict.detail}"))
+        else:  # it could not be probed: no worse model is crowned in its place, nor keeps a KL
+            state, more = _probe_failed(state, hotkey, verdict, candidates[position + 1:], max_strikes)
+            events.extend(more)
             break
     if state.king is not None:
         events.append(Event("king_holds", state.king, "no challenger that beat it was crowned (degeneration probe)"))
     return state, events, outcomes
+
+
+def _unscored(state: ValidatorState, hotkey: str, code: str, detail: str) -> None:
+    """Back to pending with the KL cleared (in place): scored again on fresh prompts."""
+    state.miners[hotkey] = replace(state.miners[hotkey], status=PENDING, kl=None, code=code, detail=detail)
+
+
+def _probe_failed(state: ValidatorState, hotkey: str, verdict: ProbeVerdict, below: Sequence[str],
+                  max_strikes: int) -> tuple[ValidatorState, list[Event]]:
+    events: list[Event] = []
+    if verdict.ours:
+        events.append(Event("retry_later", hotkey, f"probe could not run (ours): {verdict.detail}"))
+    else:
+        state, more = eval_strike(state, hotkey, verdict.code, f"the degeneration probe failed: {verdict.detail}",
+                                  max_strikes)
+        events.extend(more)
+    if state.miners[hotkey].status != DISQUALIFIED:
+        _unscored(state, hotkey, verdict.code, f"the degeneration probe could not run ({verdict.detail}); "
+                                               "scored again in a later round")
+    for other in below:
+        _unscored(state, other, "PROBE_ABOVE_FAILED",
+                  f"a better candidate ({hotkey}) could not be probed this round; scored again in a later round")
+        events.append(Event("retry_later", other, f"{hotkey}, ranked above it, could not be probed"))
+    return state, events

@@ -27,7 +27,14 @@ from distil.scoring.rules import (
     kl_failure,
     rank_key,
 )
-from distil.scoring.verdicts import Event, crown, disqualify, note_pending  # noqa: F401  (re-exported for callers)
+from distil.scoring.verdicts import (  # noqa: F401  (re-exported for callers)
+    EVAL_FAILED_REPEATEDLY,
+    Event,
+    crown,
+    disqualify,
+    eval_strike,
+    note_pending,
+)
 from distil.state import (
     COPY,
     DISQUALIFIED,
@@ -56,11 +63,16 @@ class ScoredModel:
 
 @dataclass(frozen=True)
 class FailedModel:
-    """A model that could not be scored: `invalid` (the model's fault) or `transient` (ours)."""
+    """A model that could not be scored: `invalid` (the model's fault, final) or `transient`
+    (no verdict: a strike when the round scored another model, unless `ours`)."""
 
     kind: str  # "invalid" | "transient"
     code: str
     detail: str
+    ours: bool = False  # our disk, our stop: never the model's strike
+
+
+DEFAULT_MAX_EVAL_STRIKES = 3
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class RoundParams:
     alpha: float = ALPHA
     kl_limit: float = KL_LIMIT
     copy_cosine: float = COPY_COSINE
+    max_strikes: int = DEFAULT_MAX_EVAL_STRIKES  # evaluation strikes before EVAL_FAILED_REPEATEDLY
 
 
 @dataclass(frozen=True)
@@ -248,12 +261,13 @@ def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[Validat
 
 
 def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset()) -> list[str]:
-    """Valid, never evaluated, earliest commit block first."""
+    """Valid, never evaluated; those without evaluation strikes first, then earliest commit
+    block (a model that keeps failing when scored cannot hold a seat ahead of new ones)."""
     ready = [
         hk for hk, m in state.miners.items()
         if m.status == PENDING and m.checked and not m.evaluated and hk not in exclude
     ]
-    ready.sort(key=lambda hk: (state.miners[hk].commit_block, hk))
+    ready.sort(key=lambda hk: (state.miners[hk].eval_strikes > 0, state.miners[hk].commit_block, hk))
     return ready
 
 
@@ -275,7 +289,8 @@ def plan_round(
     new = tuple(admitted[: max(0, int(max_challengers))])
     if state.king is not None:
         return RoundPlan(state.king, new, deferred=tuple(deferred))
-    evaluated = [hk for hk, m in state.miners.items() if m.status == EVALUATED and m.kl is not None and hk not in exclude]
+    evaluated = [hk for hk, m in state.miners.items()
+                 if m.status == EVALUATED and m.kl is not None and m.checked and hk not in exclude]
     evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
     return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]), tuple(deferred))
 
@@ -291,29 +306,28 @@ def apply_round(
     params: RoundParams = RoundParams(),
     probe: Probe | None = None,
 ) -> RoundOutcome:
-    """Apply a completed round: disqualifications, KL records, the dethrone rule, the
-    degeneration guard.
+    """Apply a completed round: disqualifications, evaluation strikes, KL records, the dethrone
+    rule, the degeneration guard.
 
-    Every model of `plan` must have a result. If the king could not be scored for a
-    reason of ours (transient), nothing changes: challengers are never compared with an
-    unscored king, and everyone is retried next epoch. Before a model is crowned,
-    `probe(hotkey)` is asked about it, best candidate first (`distil.scoring.crowning`);
-    None crowns unprobed. A round that crowns a king ends a previous scoring version's
-    interim king (`legacy_king`); one that crowns nobody leaves it weighted.
+    Every model of `plan` must have a result. A transient failure is the model's strike when
+    the round scored another model (the fault is its own) and it is not `ours`; at
+    `params.max_strikes` the model is INVALID `EVAL_FAILED_REPEATEDLY`. If the king failed
+    transiently, the challengers' scores are evidence for the king's strike and nothing
+    else: they stay pending with no strike and no KL, and meet the king next round (the king
+    keeps its weights until its last strike). Before a model is crowned, `probe(hotkey)` is
+    asked about it, best candidate first (`distil.scoring.crowning`); None crowns unprobed. A
+    round that crowns a king ends a previous scoring version's interim king (`legacy_king`).
     """
     missing = [hk for hk in plan.models if hk not in results]
     if missing:
         raise ValueError(f"round results missing for {missing}")
-    king = plan.king
-    if king is not None and isinstance(results[king], FailedModel) and results[king].kind == "transient":
-        return RoundOutcome(
-            state,
-            [Event("round_aborted", king, f"the king could not be scored ({results[king].detail}); nothing changes")],
-            applied=False,
-        )
     state = state.copy()
     events: list[Event] = []
     seed_block = round_info.get("seed_block")
+    scored = {hk for hk in plan.models if isinstance(results[hk], ScoredModel)}
+    king = plan.king
+    if king is not None and isinstance(results[king], FailedModel) and results[king].kind == "transient":
+        return _king_failed(state, plan, results, scored, params)
 
     valid: dict[str, ScoredModel] = {}
     for hotkey in plan.models:
@@ -323,8 +337,8 @@ def apply_round(
                 state, more = disqualify(state, hotkey, INVALID, result.code, result.detail)
                 events.extend(more)
             else:
-                state = note_pending(state, hotkey, result.code, f"not scored this round: {result.detail}")
-                events.append(Event("retry_later", hotkey, result.detail))
+                state, more = _transient(state, hotkey, result, bool(scored - {hotkey}), params.max_strikes)
+                events.extend(more)
             continue
         problem = kl_failure(result.kl_mean, params.kl_limit)
         if problem:
@@ -357,6 +371,7 @@ def apply_round(
             code=None,
             detail=None,
             kl=_kl_record(result, seed_block),
+            eval_strikes=0,  # scored: its failures were not in a row
         )
 
     current = state.king if state.king in valid else None
@@ -370,7 +385,7 @@ def apply_round(
         king_name = f"uid {king.uid} {king.commitment.split('@', 1)[0]}" if king is not None else None
         why = {hk: (f"dethroned {king_name}: {decisions[hk]}" if current is not None
                     else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
-        state, more, probes = crown_first_sound(state, candidates, probe, why)
+        state, more, probes = crown_first_sound(state, candidates, probe, why, params.max_strikes)
         events.extend(more)
     if state.king is not None:  # crowned under this scoring version: the previous version's king steps down
         state.legacy_king = None  # (a round that crowned nobody, e.g. every model transient, leaves it weighted)
@@ -384,6 +399,53 @@ def apply_round(
         "probes": probes,
     }
     return RoundOutcome(state, events)
+
+
+def _transient(state: ValidatorState, hotkey: str, failure: FailedModel, others_scored: bool,
+               max_strikes: int) -> tuple[ValidatorState, list[Event]]:
+    """A transient failure: the model's strike if the round scored another model and it is not
+    ours; otherwise only a note. Pending either way (scored again in a later round)."""
+    if failure.ours or not others_scored:
+        why = "ours" if failure.ours else "no other model was scored either"
+        state = note_pending(state, hotkey, failure.code, f"not scored this round ({why}): {failure.detail}")
+        return state, [Event("retry_later", hotkey, f"{failure.code}: {failure.detail}")]
+    return eval_strike(state, hotkey, failure.code, failure.detail, max_strikes)
+
+
+def _king_failed(state: ValidatorState, plan: RoundPlan, results: Mapping[str, ScoredModel | FailedModel],
+                 scored: set[str], params: RoundParams) -> RoundOutcome:
+    """The king could not be scored. The challengers' scores only say whether the fault is the
+    king's (the round scored them): they are not kept, no challenger takes a strike, and they
+    meet the king next round. Their own final verdicts (INVALID) still stand."""
+    king = plan.king
+    failure = results[king]
+    events: list[Event] = []
+    if scored - {king} and not failure.ours:
+        state, more = eval_strike(state, king, failure.code, failure.detail, params.max_strikes)
+        events.extend(more)
+    else:
+        state = note_pending_king(state, king, failure)
+    for hotkey in plan.models:
+        result = results[hotkey]
+        if hotkey == king:
+            continue
+        if isinstance(result, FailedModel) and result.kind == "invalid":
+            state, more = disqualify(state, hotkey, INVALID, result.code, result.detail)
+            events.extend(more)
+        elif state.miners[hotkey].status == PENDING:
+            state = note_pending(state, hotkey, "KING_NOT_SCORED",
+                                 "the king could not be scored this round; scored against it again next round")
+    events.append(Event("round_aborted", king, f"the king could not be scored ({failure.code}: {failure.detail}); "
+                                               "the challengers meet it next round"))
+    return RoundOutcome(state, events, applied=False)
+
+
+def note_pending_king(state: ValidatorState, hotkey: str, failure: FailedModel) -> ValidatorState:
+    """The king failed for a reason that is not its own: its record says so; nothing else changes."""
+    state = state.copy()
+    state.miners[hotkey] = replace(state.miners[hotkey], code=failure.code,
+                                   detail=f"not scored this round (not its fault): {failure.detail}")
+    return state
 
 
 def _kl_record(result: ScoredModel, seed_block: int | None) -> dict | None:
@@ -429,7 +491,7 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
     record = state.miners[hotkey]
     state.miners[hotkey] = replace(
         record, status=PENDING, reason=None, code=None, detail="requeued by the operator", kl=None, checked=False,
-        strikes=0, last_check_block=None,  # a fresh start at the front of the pre-check queue
+        strikes=0, last_check_block=None, eval_strikes=0,  # a fresh start at the front of the pre-check queue
     )
     for digest, owner in list(state.hash_owners.items()):
         if owner["hotkey"] == hotkey:
@@ -458,6 +520,8 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
                 record, status=PENDING, reason=None, code=None, kl=None,
                 detail=f"re-scored under scoring version {scoring_version}",
             )
+        if state.miners[hotkey].eval_strikes:  # the new version's evaluation starts every model afresh
+            state.miners[hotkey] = replace(state.miners[hotkey], eval_strikes=0)
     if state.king is not None:
         state.legacy_king = state.king
         events.append(Event("legacy_king", state.king, f"keeps the weights until a v{scoring_version} round crowns a king"))

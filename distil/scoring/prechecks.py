@@ -21,10 +21,13 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from distil.checks.codes import transient_scope
-from distil.state import INVALID, PENDING, ValidatorState
+from distil.state import DISQUALIFIED, INVALID, ValidatorState
 
 CHECK_FAILED_REPEATEDLY = "CHECK_FAILED_REPEATEDLY"
 DEFAULT_MAX_STRIKES = 6
+# Seconds of pre-checks per epoch: sixteen checks each just under its deadline must not hold
+# the round for hours; what is left waits for the next epoch in the queue's order.
+DEFAULT_EPOCH_BUDGET_S = 900.0
 
 # attempt outcomes
 VERDICT = "verdict"  # passed, INVALID, COPY or REMOVED: the repo leaves the queue
@@ -52,14 +55,18 @@ class Attempt:
 
 
 def precheck_queue(state: ValidatorState, limit: int) -> list[str]:
-    """This epoch's pre-checks: never-attempted commitments (earliest commit first), then retries.
+    """This epoch's pre-checks: never-attempted commitments (the king first, then earliest
+    commit), then retries.
 
-    Retries are ordered least recently tried first (then earliest commit), so that more
-    retries than the budget take turns instead of the same ones every epoch.
+    A record is waiting while it is not disqualified and not checked under the current
+    checks version: new commitments, and after a checks-version change every record checked
+    before, the king included (`migrate_checks_version`). Retries are ordered least recently
+    tried first (then earliest commit), so that more retries than the budget take turns
+    instead of the same ones every epoch.
     """
-    waiting = [hk for hk, m in state.miners.items() if m.status == PENDING and not m.checked]
+    waiting = [hk for hk, m in state.miners.items() if m.status != DISQUALIFIED and not m.checked]
     fresh = sorted((hk for hk in waiting if state.miners[hk].last_check_block is None),
-                   key=lambda hk: (state.miners[hk].commit_block, hk))
+                   key=lambda hk: (hk != state.king, state.miners[hk].commit_block, hk))
     retries = sorted((hk for hk in waiting if state.miners[hk].last_check_block is not None),
                      key=lambda hk: (state.miners[hk].last_check_block, state.miners[hk].commit_block, hk))
     return (fresh + retries)[: max(0, int(limit))]
@@ -106,7 +113,7 @@ def add_strikes(state: ValidatorState, hotkeys: Iterable[str], max_strikes: int)
     events: list[Event] = []
     for hotkey in sorted(hotkeys):
         record = state.miners.get(hotkey)
-        if record is None or record.status != PENDING or record.checked:
+        if record is None or record.status == DISQUALIFIED or record.checked:
             continue
         strikes = record.strikes + 1
         state.miners[hotkey] = replace(record, strikes=strikes)
@@ -118,4 +125,23 @@ def add_strikes(state: ValidatorState, hotkeys: Iterable[str], max_strikes: int)
                 f"the pre-check failed {strikes} times in a row with errors specific to this repo; last: {last}",
             )
             events.extend(more)
+    return state, events
+
+
+def migrate_checks_version(state: ValidatorState, checks_version: int) -> tuple[ValidatorState, list]:
+    """Records checked under another pre-checks version meet the new checks: every checked
+    record that is not disqualified (the king included) goes back to the front of the queue,
+    unchecked, with its pre-check strikes reset. Its standing (king, KL) stays until the
+    new checks give a verdict; one that fails them is disqualified like any other."""
+    from distil.scoring.verdicts import Event
+
+    if state.checks_version == checks_version:
+        return state, []
+    state = state.copy()
+    again = sorted(hk for hk, m in state.miners.items() if m.checked and m.status != DISQUALIFIED)
+    for hotkey in again:
+        state.miners[hotkey] = replace(state.miners[hotkey], checked=False, strikes=0, last_check_block=None)
+    events = [Event("checks_version", None, f"records were checked under pre-checks v{state.checks_version}; "
+                                            f"{len(again)} checked again under v{checks_version}")]
+    state.checks_version = checks_version
     return state, events

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from distil.state import DISQUALIFIED, EVALUATED, KING, MinerRecord, ValidatorState
+from distil.state import DISQUALIFIED, EVALUATED, INVALID, KING, MinerRecord, ValidatorState
+
+EVAL_FAILED_REPEATEDLY = "EVAL_FAILED_REPEATEDLY"
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,21 @@ def crown(state: ValidatorState, hotkey: str) -> ValidatorState:
     state.miners[hotkey] = replace(state.miners[hotkey], status=KING)
     state.king = hotkey
     return state
+
+
+def eval_strike(state: ValidatorState, hotkey: str, code: str, detail: str,
+                max_strikes: int) -> tuple[ValidatorState, list[Event]]:
+    """An evaluation failure that was the model's own (the round scored another model): one
+    strike, the error on its record; at `max_strikes`, INVALID `EVAL_FAILED_REPEATEDLY` with the
+    last error. Not the king's crown yet: a king keeps it (and its weights) until its last strike."""
+    state = state.copy()
+    record = state.miners[hotkey]
+    strikes = record.eval_strikes + 1
+    state.miners[hotkey] = replace(record, eval_strikes=strikes, code=code,
+                                   detail=f"evaluation failed ({strikes}/{max_strikes}): {detail}")
+    events = [Event("eval_strike", hotkey, f"{code} while the round scored others ({strikes}/{max_strikes}): {detail}")]
+    if strikes >= max(1, int(max_strikes)):
+        state, more = disqualify(state, hotkey, INVALID, EVAL_FAILED_REPEATEDLY,
+                                 f"evaluation failed {strikes} times while other models were scored; last: {code}: {detail}")
+        events.extend(more)
+    return state, events

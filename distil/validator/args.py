@@ -19,7 +19,8 @@ from distil.eval.spec import EvalSpec, warn_score_changing_overrides
 from distil.hub import HuggingFaceStore
 from distil.scoring import epoch as ep
 from distil.scoring.coldkeys import MAX_PER_COLDKEY
-from distil.scoring.prechecks import DEFAULT_MAX_STRIKES
+from distil.checks.clock import DEFAULT_FLOOR_S, DEFAULT_MULTIPLE, Deadlines, default_deadlines
+from distil.scoring.prechecks import DEFAULT_EPOCH_BUDGET_S, DEFAULT_MAX_STRIKES
 from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT
 
 # EvalSpec fields the validator exposes as --eval.<field> (the rest keep the spec's defaults).
@@ -48,6 +49,9 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
     group.add_argument("--eval.kl_limit", type=float, default=KL_LIMIT, help="KL above this is KL_TOO_HIGH (default: %(default)s)")
     group.add_argument("--eval.copy_cosine", type=float, default=COPY_COSINE, help="functional-copy cosine threshold (default: %(default)s)")
+    group.add_argument("--eval.max_strikes", type=int, default=ep.DEFAULT_MAX_EVAL_STRIKES,
+                       help="evaluation failures of a model's own (load, score, probe, deadline, worker death, while the "
+                            "round scored others) before it is INVALID EVAL_FAILED_REPEATEDLY (default: %(default)s)")
 
 
 def add_validator_args(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +62,15 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checks.max_strikes", type=int, default=DEFAULT_MAX_STRIKES,
                         help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
                              "(default: %(default)s; outages never count)")
+    parser.add_argument("--checks.epoch_budget_s", type=float, default=DEFAULT_EPOCH_BUDGET_S,
+                        help="seconds of pre-checks an epoch may spend; no new check starts after it, the rest wait for "
+                             "the next epoch in the queue's order (default: %(default)s)")
+    parser.add_argument("--checks.deadline_multiple", type=float, default=DEFAULT_MULTIPLE,
+                        help="each untrusted step (tokenizer, meta build, load, scoring, probe) may take this many times "
+                             "its estimate for the model's size on this machine's measured speed (default: %(default)s)")
+    parser.add_argument("--checks.deadline_floor_s", type=float, default=DEFAULT_FLOOR_S,
+                        help="the least seconds a pre-check step is given (default: %(default)s; scoring and the probe "
+                             "use --eval.student_timeout_s)")
     parser.add_argument("--neuron.devices", default=None,
                         help="score students in parallel, one worker process per device, e.g. cuda:0,cuda:1 "
                              "(the teacher runs on the first; overrides --neuron.device)")
@@ -91,7 +104,17 @@ def round_params(config) -> ep.RoundParams:
                                ("max_challengers", config.eval.max_challengers, 1), ("rematch", config.eval.rematch, 0)):
         if value < least:
             raise ValueError(f"--eval.{flag} must be at least {least}, got {value}")
-    return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine)
+    if config.eval.max_strikes < 1:
+        raise ValueError(f"--eval.max_strikes must be at least 1, got {config.eval.max_strikes}")
+    return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine,
+                          int(config.eval.max_strikes))
+
+
+def deadlines(config) -> Deadlines:
+    """Deadlines of the untrusted steps: this machine's baseline (measured now, once) and the flags."""
+    if not (config.checks.deadline_multiple > 0 and config.checks.deadline_floor_s > 0):
+        raise ValueError("--checks.deadline_multiple and --checks.deadline_floor_s must be > 0")
+    return default_deadlines(float(config.checks.deadline_multiple), float(config.checks.deadline_floor_s))
 
 
 def check_limits(config) -> CheckLimits:

@@ -12,12 +12,14 @@ validator's step: it binds the store, the limits and the teacher's tokenizer ref
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from loguru import logger
 
 from distil.checks import COPY, INVALID, REMOVED, UNAVAILABLE, CheckLimits, CheckResult, check_commitment, load_reference, publication_verdict
+from distil.checks.clock import Deadlines
 from distil.commitment import Commitment, parse_commitment
 from distil.hub import ModelStore
 from distil.scoring import epoch as ep
@@ -45,9 +47,11 @@ class Prechecks:
     downloading snapshots are kept in `download_seconds`, per epoch.
     """
 
-    def __init__(self, store: ModelStore, limits: CheckLimits, teacher: str, budget: int, grace_blocks: int):
+    def __init__(self, store: ModelStore, limits: CheckLimits, teacher: str, budget: int, grace_blocks: int,
+                 deadlines: Deadlines | None = None, budget_s: float | None = None):
         self.store, self.limits, self.teacher = store, limits, teacher
         self.budget, self.grace_blocks = budget, grace_blocks
+        self.deadlines, self.budget_s = deadlines, budget_s
         self.download_seconds = 0.0
         self._reference = None
 
@@ -66,17 +70,27 @@ class Prechecks:
         store = TimedDownloads(self.store)
 
         def check(commitment, owner_of):
-            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
+            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of,
+                                    deadlines=self.deadlines)
 
         try:
-            return run_prechecks(state, now, check, self.budget, self.grace_blocks)
+            return run_prechecks(state, now, check, self.budget, self.grace_blocks, self.budget_s)
         finally:
             self.download_seconds = store.seconds
 
 
-def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, grace_blocks: int) -> PrecheckRound:
+def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, grace_blocks: int,
+                  budget_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> PrecheckRound:
+    """Check up to `budget` commitments from the queue; no new check starts once `budget_s`
+    seconds have passed (the rest wait for the next epoch, in the queue's order)."""
     out = PrecheckRound(state)
-    for hotkey in ep.to_check(state, budget):
+    started = clock()
+    queue = ep.to_check(state, budget)
+    for n, hotkey in enumerate(queue):
+        if budget_s is not None and clock() - started >= budget_s:
+            logger.info(f"pre-check budget of {budget_s:.0f}s spent after {n} check(s); "
+                        f"{len(queue) - n} wait for the next epoch")
+            break
         out.state = _one(out, hotkey, now, check, grace_blocks)
     return out
 

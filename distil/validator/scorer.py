@@ -17,6 +17,7 @@ from typing import Callable, Protocol, Sequence
 
 from loguru import logger
 
+from distil.checks.clock import Deadlines
 from distil.commitment import Commitment
 from distil.eval.engine import run_round
 from distil.eval.results import ModelFailure, ModelScore, RoundResult
@@ -24,7 +25,7 @@ from distil.eval.prefetch import Prefetch
 from distil.eval.prompts import PromptSource, tokenize_prompts
 from distil.eval.report import round_to_json
 from distil.eval.spec import EvalSpec
-from distil.hub.store import ModelStore, RepoUnavailable
+from distil.hub.store import LocalStorageError, ModelStore, RepoUnavailable
 from distil.scoring.crowning import DEGENERATE, PASSED, PROBE_INVALID, PROBE_TRANSIENT, ProbeVerdict
 from distil.scoring.epoch import FailedModel, ScoredModel
 
@@ -60,7 +61,7 @@ def to_scored(score: ModelScore) -> ScoredModel:
 
 
 def to_failed(failure: ModelFailure) -> FailedModel:
-    return FailedModel(failure.kind, f"EVAL_{failure.phase.upper()}", failure.detail)
+    return FailedModel(failure.kind, failure.check_code, failure.detail, ours=failure.ours)
 
 
 class EngineScorer:
@@ -74,8 +75,10 @@ class EngineScorer:
     """
 
     def __init__(self, store: ModelStore, spec: EvalSpec, teacher_dir: str | Path, teacher_name: str, prompt_source: PromptSource,
-                 devices: Sequence[str] | None = None):
+                 devices: Sequence[str] | None = None, deadlines: Deadlines | None = None, score_target: str | None = None):
         self.store = store
+        self.deadlines = deadlines
+        self.score_target = score_target  # the scoring workers' function (tests inject faults in front of it)
         self.devices = list(devices) if devices else None
         self.spec = spec
         self.teacher_dir = str(teacher_dir)
@@ -105,7 +108,8 @@ class EngineScorer:
             )
             timings["prompts_s"] = time.perf_counter() - started
             logger.info(f"round {seed_block}: {len(prompt_ids)} prompts from seed {seed[:18]}…")
-            result = run_round(self.teacher_dir, prefetch.sources, prompt_ids, self.spec, devices=self.devices)
+            result = run_round(self.teacher_dir, prefetch.sources, prompt_ids, self.spec, devices=self.devices,
+                               deadlines=self.deadlines, score_target=self.score_target)
         timings["download_s"] = prefetch.download_s
         timings.update({k: float(v) for k, v in result.timings.items() if not k.startswith("student_s.")})
 
@@ -155,17 +159,18 @@ class RoundProbe:
         with pinned(self.scorer.store, [commitment]):
             try:
                 path = str(self.scorer.store.download(commitment))
-            except Exception as e:  # the hub, not the model: decided in a later round
+            except Exception as e:  # the hub or our disk, not the model: decided in a later round
                 self._record(hotkey, {"verdict": "failed", "failure": {"kind": "transient", "phase": "download",
                                                                       "detail": f"{type(e).__name__}: {e}"}})
-                return ProbeVerdict(PROBE_TRANSIENT, f"download of {commitment}: {e}")
-            outcome = probe_one(hotkey, path, self.result.prompt_ids, self.result.continuation_ids, self.result.eos_ids, spec)
+                return ProbeVerdict(PROBE_TRANSIENT, f"download of {commitment}: {e}", code="DOWNLOAD", ours=True)
+            outcome = probe_one(hotkey, path, self.result.prompt_ids, self.result.continuation_ids, self.result.eos_ids,
+                                spec, self.scorer.deadlines)
         self.doc.setdefault("timings", {})[f"probe_s.{hotkey}"] = time.perf_counter() - started
         if isinstance(outcome, ModelFailure):
-            self._record(hotkey, {"verdict": "failed", "failure": {"kind": outcome.kind, "phase": outcome.phase,
-                                                                  "detail": outcome.detail}})
+            self._record(hotkey, {"verdict": "failed", "failure": outcome.to_dict()["failure"]})
             kind = PROBE_INVALID if outcome.kind == "invalid" else PROBE_TRANSIENT
-            return ProbeVerdict(kind, f"probe {outcome.phase}: {outcome.detail}")
+            code = outcome.code or "EVAL_PROBE"
+            return ProbeVerdict(kind, f"probe {outcome.phase}: {outcome.detail}", code=code, ours=outcome.ours)
         self._record(hotkey, outcome.to_dict())
         return ProbeVerdict(DEGENERATE if outcome.degenerate else PASSED, outcome.detail, outcome.summary())
 
@@ -177,8 +182,11 @@ class RoundProbe:
 
 def download_failed(commitment: Commitment, error: BaseException) -> FailedModel:
     """A round download that failed: transient (integrity passed moments ago: a hub hiccup,
-    decided next epoch)."""
+    decided next epoch). A strike when the hub served the round's other models; never when
+    our own disk failed (LocalStorageError)."""
     code = "DOWNLOAD_UNAVAILABLE" if isinstance(error, RepoUnavailable) else "DOWNLOAD"
+    if isinstance(error, LocalStorageError):
+        return FailedModel("transient", "LOCAL_IO_ERROR", f"download of {commitment}: {error}", ours=True)
     return FailedModel("transient", code, f"download of {commitment}: {error}")
 
 
