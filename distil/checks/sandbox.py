@@ -20,7 +20,8 @@ children fork from a server (`multiprocessing`'s forkserver) that has them, and 
 model classes, imported already (`distil.checks._preload`), so a child starts in about 15 ms.
 The server never initialises CUDA (it only imports); a child on a GPU does, itself. The
 server is started by the first step, and again if it dies; a child is killed with the
-validator (PR_SET_PDEATHSIG) or with `terminate_children()`, the stop path's call.
+validator (PR_SET_PDEATHSIG) or with `terminate_children()`, the stop path's call, and
+then its death is ours (`ChildDied.ours`), never held against its model.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ PRELOAD_MODULE = "distil.checks._preload"
 _LOCK = threading.Lock()
 _CONTEXT = None
 _LIVE: dict[int, Any] = {}  # pid -> Process, for terminate_children()
-_SHUTTING_DOWN = threading.Event()
+_STOPPED: set[int] = set()  # pids terminate_children() killed: their deaths are ours
 # Signals that end a child for a reason of ours: a read of a memory-mapped file failed
 # (SIGBUS: our disk), or we were told to stop (SIGTERM, SIGINT).
 OUR_SIGNALS = frozenset({signal.SIGBUS, signal.SIGTERM, signal.SIGINT})
@@ -59,8 +60,8 @@ class StepTimeout(TimeoutError):
 class ChildDied(RuntimeError):
     """The child ended without an answer: killed by a signal, or exited."""
 
-    def __init__(self, step: str, exitcode: int | None):
-        self.step, self.exitcode = step, exitcode
+    def __init__(self, step: str, exitcode: int | None, stopped: bool = False):
+        self.step, self.exitcode, self.stopped = step, exitcode, stopped
         self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
         if self.signal is not None:
             try:
@@ -73,8 +74,8 @@ class ChildDied(RuntimeError):
 
     @property
     def ours(self) -> bool:
-        """Whether our side ended it (SIGBUS from our disk, SIGTERM/SIGINT, or we are stopping)."""
-        return self.signal in OUR_SIGNALS or _SHUTTING_DOWN.is_set()
+        """Whether our side ended it (SIGBUS from our disk, SIGTERM/SIGINT, or our stop path)."""
+        return self.signal in OUR_SIGNALS or self.stopped
 
 
 class ChildError(RuntimeError):
@@ -100,15 +101,11 @@ class ChildReport:
         return max(0, self.peak_rss - self.start_rss)
 
 
-def shutting_down() -> bool:
-    """True once `terminate_children()` was called: failures from then on are never a model's."""
-    return _SHUTTING_DOWN.is_set()
-
-
 def terminate_children() -> None:
-    """The stop path (SIGTERM, SIGINT): end every running child, and fail no model for it."""
-    _SHUTTING_DOWN.set()
-    for process in list(_LIVE.values()):
+    """The stop path (SIGTERM, SIGINT): end every running child; their deaths are ours, never a
+    model's failure."""
+    for pid, process in list(_LIVE.items()):
+        _STOPPED.add(pid)
         try:
             process.kill()
         except (OSError, AttributeError, ValueError):
@@ -165,8 +162,10 @@ def _child(conn, target: str, kwargs: dict, sys_path: list[str], threads: int | 
         module, _, name = target.partition(":")
         value = getattr(importlib.import_module(module), name)(**kwargs)
         message = {"ok": value}
-    except (KeyboardInterrupt, SystemExit):
-        os._exit(128 + int(signal.SIGINT))  # told to stop: die as the signal would
+    except (KeyboardInterrupt, SystemExit):  # told to stop (Ctrl-C reaches the whole process group)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)  # die of the signal, so the parent sees whose stop it was
+        os._exit(128 + int(signal.SIGINT))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent as data
         message = {"error": {"type": type(e).__name__, "message": " ".join(str(e).split())[:2000]}}
     message["rss"] = [start * 1024, _rss_kib("VmHWM") * 1024]
@@ -188,8 +187,6 @@ def run_step(target: str, kwargs: dict, *, step: str, deadline_s: float, threads
     thread count in the child (default: this process's). Blocking; call it from one thread per
     concurrent step.
     """
-    if _SHUTTING_DOWN.is_set():
-        raise ChildDied(step, -int(signal.SIGTERM))
     if threads is None:
         threads = _torch_threads()
     ctx = _context()
@@ -222,13 +219,15 @@ def run_step(target: str, kwargs: dict, *, step: str, deadline_s: float, threads
             if answer is None and remaining <= 0:
                 process.kill()
                 process.join()
+                if process.pid in _STOPPED:
+                    raise ChildDied(step, process.exitcode, stopped=True)
                 raise StepTimeout(step, deadline_s)
         process.join(30)
         if process.is_alive():
             process.kill()
             process.join()
         if answer is None:
-            raise ChildDied(step, process.exitcode)
+            raise ChildDied(step, process.exitcode, stopped=process.pid in _STOPPED)
         seconds = time.monotonic() - started
         start_rss, peak_rss = answer.get("rss", [0, 0])
         if "error" in answer:
@@ -236,6 +235,7 @@ def run_step(target: str, kwargs: dict, *, step: str, deadline_s: float, threads
         return ChildReport(answer["ok"], seconds, int(start_rss), int(peak_rss))
     finally:
         _LIVE.pop(process.pid, None)
+        _STOPPED.discard(process.pid)
         receive.close()
         if process.is_alive():
             process.kill()

@@ -166,6 +166,8 @@ def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phas
         logger.warning(f"{key}: {kind} failure ({step}): {detail}")
         if kind == TRANSIENT:
             logger.debug("".join(traceback.format_exception(exc)))
+        if isinstance(exc, StudentTimeout):  # past its deadline, checked between prompts
+            return ModelFailure(key, TRANSIENT, step, detail, time.perf_counter() - started, code="CHECK_TIMEOUT")
         if isinstance(exc, OSError) and is_disk_error(exc):  # our disk, not the model: never its strike
             return ModelFailure(key, TRANSIENT, step, detail, time.perf_counter() - started, code="LOCAL_IO_ERROR",
                                 ours=True)

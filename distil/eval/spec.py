@@ -50,6 +50,8 @@ class EvalSpec:
     device: str = "cpu"
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
     vocab_size: int = VOCAB_SIZE
+    # The floor of a student's scoring and probe deadline, in seconds: the deadline is the larger
+    # of this and a multiple of the estimate for its size on this machine (distil.checks.clock).
     student_timeout_s: float = 3600.0
     # Degeneration guard (scoring spec v2): a would-be king generates greedily on the first
     # min(probe_prompts, n_prompts) prompts; DEGENERATE when it loops on ≥ max(probe_min_loops,

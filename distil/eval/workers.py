@@ -173,8 +173,10 @@ def score_isolated(cache_dir: str, key: str, path: str, spec: EvalSpec, deadline
     `target`: the child's function (tests put a faulty one in front of `score_child`)."""
     started = time.perf_counter()
     try:
-        report = run_step(target, {"cache_dir": cache_dir, "key": key, "path": path,
-                                         "spec": dataclasses.asdict(spec)},
+        # the child stops itself between prompts at the same deadline (a clean CHECK_TIMEOUT with
+        # how far it got); the kill at the deadline is for a child that cannot stop itself
+        child_spec = dataclasses.asdict(spec.replace(student_timeout_s=deadline_s))
+        report = run_step(target, {"cache_dir": cache_dir, "key": key, "path": path, "spec": child_spec},
                           step=f"scoring of {key}", deadline_s=deadline_s)
     except (StepTimeout, ChildDied, ChildError) as e:
         failure = isolation_failure(key, "score", e, time.perf_counter() - started)
