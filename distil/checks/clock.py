@@ -30,9 +30,10 @@ from dataclasses import dataclass
 DEFAULT_MULTIPLE = 10.0
 DEFAULT_FLOOR_S = 60.0
 # Measured constants (docs/validators.md, "Deadlines"): bytes moved per byte of input.
-TOKENIZER_PASSES = 200.0  # loading tokenizer.json and encoding the battery, per byte of the file
+TOKENIZER_PASSES = 1000.0  # loading tokenizer.json and encoding the battery, per byte of the file
 LOAD_PASSES = 6.0  # reading safetensors into a model (page cache, copy, conversion), per weight byte
 KL_PASSES = 12.0  # float32 passes over a [positions, vocabulary] block in the KL kernel
+DECODE_PASSES = 3.0  # reads of every weight per greedy decode step (the step's own overhead included)
 TENSOR_BYTES = 4 * 2 ** 20  # Python-side cost of one tensor (meta build, conversion, loading), in copied bytes
 SHORT_FORWARD_TOKENS = 4
 
@@ -158,7 +159,7 @@ class Deadlines:
         steps = max_new_tokens * math.ceil(prompts / max(1, batch_size))
         flops = 2.0 * params * (prompt_tokens + prompts * max_new_tokens) + \
             2.0 * vocab_size * hidden_size * prompts * max_new_tokens
-        work = device.seconds(flops, steps * weight_bytes)
+        work = device.seconds(flops, DECODE_PASSES * steps * weight_bytes)
         return self._deadline(load + work, floor_s)
 
     def to_dict(self) -> dict:
