@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import bittensor as bt
 import pytest
 
-from conftest import ROOT, free_port, wait_for_port
+from conftest import ROOT, free_port, raw_request, signed_status_headers, wait_for_port
 from distil import demo, tiny
 from distil.protocol import DistilStatus
 from distil.scoring.epoch import FailedModel, ScoredModel
@@ -321,6 +322,20 @@ def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
         stranger = bt.Dendrite(wallet=MockWallet("stranger", "s").hotkey)
         (refused,) = stranger.query(axons, DistilStatus(), timeout=10, deserialize=False)
         assert refused.dendrite.status_code == 403
+        # issue 25 §1: a registered miner streams 64 MiB at the endpoint, then declares 1 GiB. Bound: the
+        # validator's Python allocations peak under 4 MiB (at 4x the body before)
+        tracemalloc.start()
+        try:
+            streamed, _ = raw_request(port, signed_status_headers(dendrite, axons[0]), body_bytes=64 << 20, chunked=True)
+            declared, _ = raw_request(port, signed_status_headers(dendrite, axons[0]), declared=1 << 30)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"  # measured: 0.44 MiB (256 MiB before the bound)
+        assert streamed in (413, None) and declared == 413
+        assert v.request_gate.refused[413] == 2
+        (again,) = dendrite.query(axons, DistilStatus(), timeout=10, deserialize=False)
+        assert again.dendrite.status_code == 200 and again.deserialize()["status"] == "evaluated"
     finally:
         v.stop()
 
