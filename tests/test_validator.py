@@ -297,6 +297,46 @@ def test_deregistered_king_is_replaced_and_its_uid_inherits_nothing(world, tmp_p
     assert state.king == hotkey("fair")
 
 
+@pytest.mark.parametrize("freed, better_kl, king", [("better", 0.05, "better"), ("good", 0.2, "good")])
+def test_weight_goes_only_to_the_hotkey_that_won(world, tmp_path, freed, better_kl, king):
+    """Issue 25 §2: during the round, the uid of the winning challenger (or of the king that holds)
+    is pruned and given to a newcomer. The round's verdict stands; no weight goes to the newcomer."""
+    from loguru import logger
+
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): better_kl})
+    v = make_validator(world, tmp_path / "state", scorer=scorer)
+    assert v.run(epochs=1) == 1  # epoch 100: good is crowned and gets its weights
+    assert len(v.chain.weight_sets) == 1
+    newcomer = MockWallet("newcomer", "n").hotkey.ss58_address
+    freed_uid = v.metagraph.uid_of(hotkey(freed))
+    real_score = scorer.score
+
+    def score_while_a_uid_is_recycled(models, seed_block, seed):
+        v.chain.register(newcomer, uid=freed_uid)
+        return real_score(models, seed_block, seed)
+
+    scorer.score = score_while_a_uid_is_recycled
+    lines = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        assert v.run(epochs=1) == 1  # epoch 150: better challenges good
+    finally:
+        logger.remove(sink)
+    assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
+    assert load_state(tmp_path / "state").king == hotkey(king)
+    assert len(v.chain.weight_sets) == 1, v.chain.weight_sets[-1]  # nothing set on the newcomer's uid
+    assert [line for line in lines if line.startswith("no weights set this epoch")] == [
+        f"no weights set this epoch: the king {hotkey(king)} is no longer registered (its uid {freed_uid} was freed "
+        "during the epoch)"]
+    scorer.score = real_score
+    assert v.run(epochs=1) == 1  # epoch 200: the departed king is dropped; a registered king gets the weights
+    state = load_state(tmp_path / "state")
+    last = v.chain.weight_sets[-1]
+    assert len(v.chain.weight_sets) == 2 and state.king not in (None, hotkey(freed))
+    assert dict(zip(last.uids, last.weights))[v.metagraph.uid_of(state.king)] == 1.0
+    assert dict(zip(last.uids, last.weights)).get(freed_uid, 0.0) == 0.0
+
+
 def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
     port = free_port()
