@@ -73,10 +73,9 @@ def _safe_traceback(exc: BaseException, seen: set[int] | None = None) -> str:
 def _patch(record) -> None:
     record["message"] = printable(redact(record["message"]), LOG_LIMIT)
     exc = record["exception"]
-    if exc is not None:
-        # loguru would print the raw message of the exception; _format prints this one instead
-        record["extra"]["traceback"] = redact(_safe_traceback(exc.value)) if exc.value is not None else ""
-        record["exception"] = None
+    if exc is not None and exc.value is not None:
+        # our sinks print this one (`_format`), never loguru's rendering of the raw exception
+        record["extra"]["traceback"] = redact(_safe_traceback(exc.value))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -120,7 +119,8 @@ _FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level
 
 
 def _format(record) -> str:
-    """The line, then the escaped traceback when the record carries one (see `_patch`)."""
+    """The line, then the escaped traceback when the record carries one (see `_patch`). A format
+    function, not a string: loguru appends its own rendering of the exception to string formats only."""
     return _FORMAT + ("\n{extra[traceback]}" if record["extra"].get("traceback") else "\n")
 
 
