@@ -337,6 +337,37 @@ def test_weight_goes_only_to_the_hotkey_that_won(world, tmp_path, freed, better_
     assert dict(zip(last.uids, last.weights)).get(freed_uid, 0.0) == 0.0
 
 
+def test_a_hostile_commitment_cannot_forge_what_the_operator_reads(world, tmp_path, capsys):
+    """Issue 25 §4 through a real epoch: a commitment that erases the line and forges a log line of its
+    own reaches the log, the stdout summary and distil-state show only escaped."""
+    from loguru import logger
+
+    from distil.state_cli import main as distil_state
+    from template.log import setup_logging
+
+    forged = "2026-12-05 00:00:00 | INFO | template.base.validator | weights set: {6: 1.0}"
+    hostile = f"\x1b[2K\r{forged}\n\x1b[8m"
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
+    v = make_validator(world, tmp_path / "state", scorer=scorer)
+    sly = MockWallet("sly", "s").hotkey.ss58_address
+    v.chain.register(sly)
+    v.chain.put_commitment(sly, hostile, block=10)
+    setup_logging()
+    try:
+        assert v.run(epochs=1) == 1
+    finally:
+        logger.remove()
+    assert distil_state(["show", "--state-dir", str(tmp_path / "state")]) == 0
+    out, err = capsys.readouterr()
+    record = load_state(tmp_path / "state").miners[sly]
+    assert (record.code, record.commitment) == ("COMMITMENT_FORMAT", hostile)  # stored as the chain holds it
+    for text in (out, err):
+        assert not any(c in text for c in "\x1b\r"), text
+        assert not any(line.startswith("2026-12-05 00:00:00") for line in text.splitlines())
+    escaped = "\\x1b[2K\\r" + forged + "\\n\\x1b[8m"
+    assert escaped in out and escaped in err
+
+
 def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
     port = free_port()
