@@ -22,6 +22,12 @@ from typing import Sequence
 
 from distil.state import DISQUALIFIED, StateError, load_state, pending_requests, request_requeue, state_path
 from distil.state_schema import problems
+from template.text import LINE_LIMIT, printable
+
+
+def _out(line: str = "", file=None) -> None:
+    """One line of a view: hotkeys, commitments and details are the chain's and the miners' text."""
+    print(printable(line, LINE_LIMIT), file=file or sys.stdout)
 
 
 def _format_kl(kl: dict | None) -> str:
@@ -36,26 +42,26 @@ def show(args) -> int:
             data = {"king": state.king, "miners": {args.hotkey: data["miners"].get(args.hotkey)}}
         print(json.dumps(data, indent=1))
         return 0
-    print(f"state: {state_path(args.state_dir)}")
-    print(f"king: {state.king or '-'}    last epoch block: {state.last_epoch_block}    scoring version: {state.scoring_version}")
+    _out(f"state: {state_path(args.state_dir)}")
+    _out(f"king: {state.king or '-'}    last epoch block: {state.last_epoch_block}    scoring version: {state.scoring_version}")
     if state.last_round:
         lr = state.last_round
-        print(f"last round: seed block {lr.get('seed_block')} seed {lr.get('seed')} models {len(lr.get('models', []))}")
+        _out(f"last round: seed block {lr.get('seed_block')} seed {lr.get('seed')} models {len(lr.get('models', []))}")
     rows = sorted(state.miners.items(), key=lambda kv: (kv[1].status != "king", kv[1].kl is None, (kv[1].kl or {}).get("mean", 0), kv[1].uid))
     if args.hotkey:
         rows = [(hk, m) for hk, m in rows if hk == args.hotkey]
         if not rows:
-            print(f"no record for {args.hotkey}", file=sys.stderr)
+            _out(f"no record for {args.hotkey}", file=sys.stderr)
             return 1
-    print(f"{'uid':>4}  {'status':<12} {'reason':<11} {'kl':>9}  {'commit':>8}  hotkey / commitment / detail")
+    _out(f"{'uid':>4}  {'status':<12} {'reason':<11} {'kl':>9}  {'commit':>8}  hotkey / commitment / detail")
     for hotkey, m in rows:
-        print(f"{m.uid:>4}  {m.status:<12} {m.reason or '-':<11} {_format_kl(m.kl):>9}  {m.commit_block:>8}  {hotkey}")
-        print(f"{'':>49}{m.commitment}")
+        _out(f"{m.uid:>4}  {m.status:<12} {m.reason or '-':<11} {_format_kl(m.kl):>9}  {m.commit_block:>8}  {hotkey}")
+        _out(f"{'':>49}{m.commitment}")
         if m.detail:
-            print(f"{'':>49}{m.code or ''} {m.detail}".rstrip())
+            _out(f"{'':>49}{m.code or ''} {m.detail}".rstrip())
     requests = pending_requests(args.state_dir)
     if requests:
-        print("pending requests: " + ", ".join(f"{d['action']} {d['hotkey']}" for _, d in requests))
+        _out("pending requests: " + ", ".join(f"{d['action']} {d['hotkey']}" for _, d in requests))
     return 0
 
 
@@ -79,7 +85,7 @@ def check(args) -> int:
         print(f"{path}: valid ({len(data.get('miners') or {})} miners, king {data.get('king') or '-'})")
         return 0
     for problem in found:
-        print(f"{path}: {problem}", file=sys.stderr)
+        _out(f"{path}: {problem}", file=sys.stderr)
     print(f"{len(found)} problem(s); fix them by hand or restore a backup ({path.name}.1 …)", file=sys.stderr)
     return 1
 

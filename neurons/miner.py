@@ -33,6 +33,7 @@ from template.base import BaseMinerNeuron  # noqa: E402
 from template.chain import ChainError  # noqa: E402
 from template.config import add_alias, parse_config  # noqa: E402
 from template.log import setup_logging_from_config  # noqa: E402
+from template.text import LINE_LIMIT, printable  # noqa: E402
 from template.wallet import WalletError, load_wallet  # noqa: E402
 
 
@@ -242,7 +243,7 @@ def format_own_status(hotkey: str, netuid: int, uid: int | None, record) -> str:
         else f"NOT registered on netuid {netuid} (deregistered, or never registered)"
     )
     commitment = f"{record.data} (block {record.block})" if record is not None else "none"
-    return f"hotkey {hotkey}: {registration}; commitment: {commitment}"
+    return printable(f"hotkey {hotkey}: {registration}; commitment: {commitment}", LINE_LIMIT)
 
 
 def show_status(config, wallet, chain) -> int:
@@ -259,6 +260,8 @@ def show_status(config, wallet, chain) -> int:
 
 
 def format_status(rows) -> str:
+    """One line per validator. Each line is escaped and bounded: an answer is a peer's text, and a hostile
+    validator could otherwise forge, erase or hide lines on the miner's terminal."""
     if not rows:
         return "no validator is serving an axon on this subnet"
     lines = []
@@ -274,7 +277,7 @@ def format_status(rows) -> str:
             + f" | king={answer.get('king_hotkey') or '-'} king_kl="
             + (f"{answer['king_kl']:.6f}" if answer.get("king_kl") is not None else "-")
         )
-    return "\n".join(lines)
+    return "\n".join(printable(line, LINE_LIMIT) for line in lines)
 
 
 def dry_run(config, commitment: Commitment, store) -> int:

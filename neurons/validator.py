@@ -164,11 +164,26 @@ class Validator(BaseValidatorNeuron):
         self.teacher.protect_snapshots(self.state)
         report_epoch(self.metrics, self.step, epoch_block, self.state, plan, scores, self.events,
                      time.monotonic() - started, self.prechecks.download_seconds, self.rounds)
-        weights = ep.weights_for(state, hotkey_uids)
-        if weights is None:
+        if (state.king or state.legacy_king) is None:
             logger.info("no king yet: no weights set")
-        elif integrity.king_ok:
+        elif integrity.king_ok and (weights := self.weights_now(state)) is not None:
             self.set_weights(*weights)
+
+    def weights_now(self, state: ValidatorState) -> tuple[list[int], list[float]] | None:
+        """The king's weights by the metagraph as it is now, not as it was when the epoch began.
+
+        A round takes tens of minutes; a uid freed meanwhile (a uid that earns nothing is the
+        first pruned when someone registers) now belongs to a newcomer. Weight goes only to
+        the uid that holds the king's hotkey now; if none does, nothing is set this epoch (the
+        next epoch's sync handles the departed king by the usual rules).
+        """
+        self.sync()
+        weights = ep.weights_for(state, {n.hotkey: n.uid for n in self.metagraph.neurons})
+        if weights is None:
+            king = state.king or state.legacy_king
+            logger.warning(f"no weights set this epoch: the king {king} is no longer registered "
+                           f"(its uid {state.miners[king].uid if king in state.miners else '?'} was freed during the epoch)")
+        return weights
 
     def play_round(self, state: ValidatorState, plan: ep.RoundPlan, epoch_block: int) -> tuple[ValidatorState, RoundScores | None]:
         """Score the plan's models and apply the dethrone rule; a round that fails changes nothing."""

@@ -8,6 +8,11 @@ codes; its records are routed here instead (`route_bittensor_logs`).
 Secrets that could reach a log line (Hugging Face and W&B tokens, mostly through an
 exception message or a URL) are replaced by `***` in every record. Wallet paths are not
 secrets and stay visible.
+
+Every record is one line: its message goes through `template.text.printable` (control
+characters escaped, at most `LOG_LIMIT` characters), so a miner's commitment, file or
+tensor name, or a peer's answer, cannot forge, erase or hide a line. A traceback keeps its
+lines, but the exception's message in it is escaped the same way.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import logging
 import os
 import re
 import sys
+import traceback
 
 from loguru import logger
+
+from template.text import LOG_LIMIT, printable
 
 _SECRET_PATTERNS = [
     re.compile(r"hf_[A-Za-z0-9]{20,}"),  # Hugging Face user access tokens
@@ -41,12 +49,33 @@ def redact(text: str) -> str:
     return text
 
 
+def _safe_traceback(exc: BaseException, seen: set[int] | None = None) -> str:
+    """The traceback of `exc` (and of its cause or context), each exception's message escaped.
+
+    Frames are our code's file names and source lines; the message is where a repo's or a
+    peer's text lands, so it is the part made one line."""
+    seen = set() if seen is None else seen
+    seen.add(id(exc))
+    parts = []
+    if exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        parts += [_safe_traceback(exc.__cause__, seen),
+                  "\nThe above exception was the direct cause of the following exception:\n\n"]
+    elif exc.__context__ is not None and not exc.__suppress_context__ and id(exc.__context__) not in seen:
+        parts += [_safe_traceback(exc.__context__, seen),
+                  "\nDuring handling of the above exception, another exception occurred:\n\n"]
+    if exc.__traceback__ is not None:
+        parts += ["Traceback (most recent call last):\n", *traceback.format_tb(exc.__traceback__)]
+    message = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
+    parts.append(printable(message, LOG_LIMIT) + "\n")
+    return "".join(parts)
+
+
 def _patch(record) -> None:
-    record["message"] = redact(record["message"])
-    if record["exception"] is not None:
-        exc = record["exception"]
-        if exc.value is not None:
-            record["extra"]["redacted_exception"] = redact(str(exc.value))
+    record["message"] = printable(redact(record["message"]), LOG_LIMIT)
+    exc = record["exception"]
+    if exc is not None and exc.value is not None:
+        # our sinks print this one (`_format`), never loguru's rendering of the raw exception
+        record["extra"]["traceback"] = redact(_safe_traceback(exc.value))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -89,17 +118,23 @@ def route_bittensor_logs(bt) -> None:
 _FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss}</green> | <level>{level: <7}</level> | <cyan>{name}</cyan> | {message}"
 
 
+def _format(record) -> str:
+    """The line, then the escaped traceback when the record carries one (see `_patch`). A format
+    function, not a string: loguru appends its own rendering of the exception to string formats only."""
+    return _FORMAT + ("\n{extra[traceback]}" if record["extra"].get("traceback") else "\n")
+
+
 def setup_logging(debug: bool = False, trace: bool = False, logfile: str | None = None, level: str | None = None) -> None:
     """Configure loguru (stderr, optionally a file), secrets masked; and bittensor's level if it is loaded."""
     level = (level or ("TRACE" if trace else "DEBUG" if debug else "INFO")).upper()
     logger.remove()
     logger.configure(patcher=_patch)
     # sys.stderr is looked up at each write, so a replaced stderr (pytest, daemons) is followed
-    logger.add(lambda message: sys.stderr.write(message), level=level, format=_FORMAT, colorize=sys.stderr.isatty(),
+    logger.add(lambda message: sys.stderr.write(message), level=level, format=_format, colorize=sys.stderr.isatty(),
                backtrace=False, diagnose=False)
     if logfile:
         file_level = "TRACE" if level == "TRACE" else "DEBUG"
-        logger.add(logfile, level=file_level, format=_FORMAT, colorize=False, rotation="50 MB", retention=5,
+        logger.add(logfile, level=file_level, format=_format, colorize=False, rotation="50 MB", retention=5,
                    backtrace=False, diagnose=False)
     logger.debug(f"logging at {level} to stderr" + (f" and {os.path.abspath(logfile)}" if logfile else ""))
     bt = sys.modules.get("bittensor")  # never imported just for this (the CLIs do not need it)

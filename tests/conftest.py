@@ -69,3 +69,61 @@ def teacher_reference(teacher_dir):
     from distil.checks import load_reference
 
     return load_reference(teacher_dir)
+
+
+# -- raw HTTP to a real axon: what a hostile client sends, byte by byte -----------------------
+
+
+def signed_status_headers(dendrite, axon_info) -> dict:
+    """The headers a real Dendrite signs for a DistilStatus request to `axon_info` (fresh nonce).
+
+    DistilStatus hashes no body field into the signature, so any body can follow them: what a
+    registered hotkey could stream at a validator."""
+    from distil.protocol import DistilStatus
+
+    synapse = dendrite.preprocess_synapse_for_request(axon_info, DistilStatus(), timeout=12.0)
+    return synapse.to_headers()
+
+
+def raw_request(port: int, headers: dict, body_bytes: int = 0, chunked: bool = False, declared: int | None = None,
+                hold: bool = False):
+    """POST /DistilStatus with `headers` and a body of `body_bytes` bytes (`{"hotkey": "AAA…"}`), streamed
+    in 64 KiB pieces, chunked or with a Content-Length (`declared`, default the true size), from a buffer
+    that is never larger than one piece. Returns (status or None, response bytes); with `hold`, sends the
+    headers and a first piece only and returns the open socket instead (a request in flight)."""
+    prefix, suffix = b'{"hotkey": "', b'"}'
+    filler = max(0, body_bytes - len(prefix) - len(suffix))
+    lines = ["POST /DistilStatus HTTP/1.1", "host: 127.0.0.1", "content-type: application/json", "connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append("transfer-encoding: chunked" if chunked else f"content-length: {declared if declared is not None else body_bytes}")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    piece = b"A" * 65536
+
+    def send(data: bytes) -> None:
+        sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        if hold:
+            send(prefix + b"A" * 16)
+            return sock
+        if body_bytes:
+            send(prefix)
+            while filler > 0:
+                send(piece[: min(filler, len(piece))])
+                filler -= len(piece)
+            send(suffix)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+    except OSError:  # the server answered and closed while we were still sending
+        pass
+    response = b""
+    try:
+        while chunk := sock.recv(65536):
+            response += chunk
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    status = int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else None
+    return status, response

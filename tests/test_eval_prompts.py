@@ -7,7 +7,7 @@ import pytest
 from distil import VOCAB_SIZE
 from distil.eval.prompts import (DatasetPromptSource, JsonlPromptSource, Prompt, rank_key, seed_block,
                                  seed_from_block_hash, tokenize_prompts)
-from distil.tiny import build_tokenizer
+from distil.tiny import EOS_ID, IM_END_ID, build_tokenizer
 
 HASH_A = "0x" + "ab" * 32
 HASH_B = "0x" + "cd" * 32
@@ -76,6 +76,19 @@ def test_tokenize_cuts_text_then_tokens_without_special_tokens():
     assert len(tokenize_prompts(prompts, tok, max_chars=5, max_tokens=100, vocab_size=VOCAB_SIZE)[0]) == 5  # bytes
     with pytest.raises(ValueError, match="outside"):
         tokenize_prompts([Prompt("c", input_ids=(VOCAB_SIZE,))], tok, 10, 10, VOCAB_SIZE)
+
+
+def test_special_token_text_in_a_prompt_becomes_its_special_id():
+    """What docs/scoring.md says (issue 25 §5): `add_special_tokens=False` adds no special token, but the
+    text of one inside a prompt is matched as the tokenizer matches it and becomes its special id, for the
+    teacher and every student alike (the round's ids are computed once)."""
+    tok = build_tokenizer()
+    (ids,) = tokenize_prompts([Prompt("a", text="end<|endoftext|>go<|im_end|>")], tok, 100, 100, VOCAB_SIZE)
+    plain = [tok.encode(t, add_special_tokens=False) for t in ("end", "go")]
+    assert ids == plain[0] + [EOS_ID] + plain[1] + [IM_END_ID]
+    # the literal text, split as ordinary bytes (split_special_tokens=True), would be other ids: not the spec
+    literal = tok("<|endoftext|>", add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert EOS_ID not in literal and len(literal) > 1
 
 
 @pytest.fixture

@@ -195,6 +195,45 @@ def test_status_asks_each_validator_over_a_real_axon(mock_world, capsys, no_exte
     assert f"hotkey {mock_hotkey('miner', 'm1')}: registered as uid 0 on netuid 97; commitment: none" in out
 
 
+def test_status_prints_a_hostile_validators_answer_escaped(mock_world, capsys, no_external_ip):
+    """Issue 25 §4: a validator is a peer; its answer cannot forge, erase or hide lines on the miner's
+    terminal. One answers within the bounds with control characters, one with a 1 MiB detail."""
+    chain = InMemoryChain(path=mock_world["chain"])
+    forged = "2026-12-05 00:00:00 | INFO | template.base.validator | weights set: {6: 1.0}"
+    hostile = f"\x1b[2K\r{forged}\n\x1b[8mhidden\x9b31m\u202e"
+    answers = {"sly": dict(status=hostile[:16], detail=hostile, king_hotkey=hostile[:48], commitment=hostile),
+               "huge": dict(status="king", detail="d" * (1 << 20) + hostile)}
+    axons = []
+    try:
+        for name, answer in answers.items():
+            wallet = MockWallet("validator", name)
+            chain.register(wallet.hotkey.ss58_address, validator_permit=True)
+
+            def forward(synapse: DistilStatus, answer=answer) -> DistilStatus:
+                synapse.__dict__.update(answer)  # past pydantic's checks: what a modified validator can send
+                return synapse
+
+            port = free_port()
+            axon = bt.Axon(wallet=wallet, port=port, ip="127.0.0.1", external_ip="127.0.0.1")
+            axon.attach(forward_fn=forward)
+            axon.start()
+            axons.append(axon)
+            wait_for_port(port)
+            chain.serve_axon(wallet, axon)
+        rc = miner_script.main([*mock_world["args"], "--status"])
+    finally:
+        for axon in axons:
+            axon.stop()
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert not any(c in out for c in "\x1b\r\x9b\u202e") and all(len(line) <= 2000 for line in out.splitlines())
+    assert not any(line.startswith("2026-12-05") for line in out.splitlines())
+    sly = next(line for line in out.splitlines() if line.startswith(MockWallet("validator", "sly").hotkey.ss58_address))
+    assert "\\x1b[2K\\r2026-12-05 00:00:00 | INFO | template.base.validator | weights set: {6: 1.0}\\n\\x1b[8mhidden" in sly
+    huge = next(line for line in out.splitlines() if line.startswith(MockWallet("validator", "huge").hotkey.ss58_address))
+    assert "no answer (422" in huge and "at most 1000 characters" in huge and len(huge) < 1000  # refused whole
+
+
 def test_status_with_no_validators_shows_the_chain_record_and_fails(mock_world, capsys):
     assert miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--yes"]) == 0
     capsys.readouterr()

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,28 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(models, tmp_pat
     diff = max(float((resumed[k].float() - whole[k].float()).abs().max()) for k in whole)
     moved = max(float((whole[k].float() - start[k].float()).abs().max()) for k in whole)
     assert diff < 0.05 * moved, (diff, moved)
+    # the checkpoint it resumed from holds safetensors and JSON only (issue 25 §3)
+    kept = tmp_path / "cut.run" / "step-00000002"
+    assert sorted(p.name for p in kept.iterdir()) == ["rng-00000.json", "state.json", "state.safetensors",
+                                                      "trainer_state.json"]
+
+    # issue 25 §3: pickles planted in a checkpoint (accelerate's names for its pickled state) run nothing:
+    # the checkpoint is refused, in one line naming the file, before a model is loaded
+    marker = tmp_path / "pwned"
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"):
+        planted = tmp_path / f"planted-{name}"
+        shutil.copytree(kept, planted / "checkpoints" / "step-00000002")
+        torch.save({"state": Planted()}, planted / "checkpoints" / "step-00000002" / name)
+        assert main(_args(models, planted, *common, "--resume")) == 2
+        out = capsys.readouterr().out
+        assert f"holds '{name}', a pickle" in out and "a pickle is never loaded" in out, out
+        assert not marker.exists()
+        assert not (planted / "model.safetensors").exists()  # nothing was trained or written
 
 
 @pytest.mark.slow

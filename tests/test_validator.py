@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import bittensor as bt
 import pytest
 
-from conftest import ROOT, free_port, wait_for_port
+from conftest import ROOT, free_port, raw_request, signed_status_headers, wait_for_port
 from distil import demo, tiny
 from distil.protocol import DistilStatus
 from distil.scoring.epoch import FailedModel, ScoredModel
@@ -296,6 +297,77 @@ def test_deregistered_king_is_replaced_and_its_uid_inherits_nothing(world, tmp_p
     assert state.king == hotkey("fair")
 
 
+@pytest.mark.parametrize("freed, better_kl, king", [("better", 0.05, "better"), ("good", 0.2, "good")])
+def test_weight_goes_only_to_the_hotkey_that_won(world, tmp_path, freed, better_kl, king):
+    """Issue 25 §2: during the round, the uid of the winning challenger (or of the king that holds)
+    is pruned and given to a newcomer. The round's verdict stands; no weight goes to the newcomer."""
+    from loguru import logger
+
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): better_kl})
+    v = make_validator(world, tmp_path / "state", scorer=scorer)
+    assert v.run(epochs=1) == 1  # epoch 100: good is crowned and gets its weights
+    assert len(v.chain.weight_sets) == 1
+    newcomer = MockWallet("newcomer", "n").hotkey.ss58_address
+    freed_uid = v.metagraph.uid_of(hotkey(freed))
+    real_score = scorer.score
+
+    def score_while_a_uid_is_recycled(models, seed_block, seed):
+        v.chain.register(newcomer, uid=freed_uid)
+        return real_score(models, seed_block, seed)
+
+    scorer.score = score_while_a_uid_is_recycled
+    lines = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        assert v.run(epochs=1) == 1  # epoch 150: better challenges good
+    finally:
+        logger.remove(sink)
+    assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
+    assert load_state(tmp_path / "state").king == hotkey(king)
+    assert len(v.chain.weight_sets) == 1, v.chain.weight_sets[-1]  # nothing set on the newcomer's uid
+    assert [line for line in lines if line.startswith("no weights set this epoch")] == [
+        f"no weights set this epoch: the king {hotkey(king)} is no longer registered (its uid {freed_uid} was freed "
+        "during the epoch)"]
+    scorer.score = real_score
+    assert v.run(epochs=1) == 1  # epoch 200: the departed king is dropped; a registered king gets the weights
+    state = load_state(tmp_path / "state")
+    last = v.chain.weight_sets[-1]
+    assert len(v.chain.weight_sets) == 2 and state.king not in (None, hotkey(freed))
+    assert dict(zip(last.uids, last.weights))[v.metagraph.uid_of(state.king)] == 1.0
+    assert dict(zip(last.uids, last.weights)).get(freed_uid, 0.0) == 0.0
+
+
+def test_a_hostile_commitment_cannot_forge_what_the_operator_reads(world, tmp_path, capsys):
+    """Issue 25 §4 through a real epoch: a commitment that erases the line and forges a log line of its
+    own reaches the log, the stdout summary and distil-state show only escaped."""
+    from loguru import logger
+
+    from distil.state_cli import main as distil_state
+    from template.log import setup_logging
+
+    forged = "2026-12-05 00:00:00 | INFO | template.base.validator | weights set: {6: 1.0}"
+    hostile = f"\x1b[2K\r{forged}\n\x1b[8m"
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
+    v = make_validator(world, tmp_path / "state", scorer=scorer)
+    sly = MockWallet("sly", "s").hotkey.ss58_address
+    v.chain.register(sly)
+    v.chain.put_commitment(sly, hostile, block=10)
+    setup_logging()
+    try:
+        assert v.run(epochs=1) == 1
+    finally:
+        logger.remove()
+    assert distil_state(["show", "--state-dir", str(tmp_path / "state")]) == 0
+    out, err = capsys.readouterr()
+    record = load_state(tmp_path / "state").miners[sly]
+    assert (record.code, record.commitment) == ("COMMITMENT_FORMAT", hostile)  # stored as the chain holds it
+    for text in (out, err):
+        assert not any(c in text for c in "\x1b\r"), text
+        assert not any(line.startswith("2026-12-05 00:00:00") for line in text.splitlines())
+    escaped = "\\x1b[2K\\r" + forged + "\\n\\x1b[8m"
+    assert escaped in out and escaped in err
+
+
 def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
     port = free_port()
@@ -321,6 +393,20 @@ def test_status_is_served_over_the_axon(world, tmp_path, no_external_ip):
         stranger = bt.Dendrite(wallet=MockWallet("stranger", "s").hotkey)
         (refused,) = stranger.query(axons, DistilStatus(), timeout=10, deserialize=False)
         assert refused.dendrite.status_code == 403
+        # issue 25 §1: a registered miner streams 64 MiB at the endpoint, then declares 1 GiB. Bound: the
+        # validator's Python allocations peak under 4 MiB (at 4x the body before)
+        tracemalloc.start()
+        try:
+            streamed, _ = raw_request(port, signed_status_headers(dendrite, axons[0]), body_bytes=64 << 20, chunked=True)
+            declared, _ = raw_request(port, signed_status_headers(dendrite, axons[0]), declared=1 << 30)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"  # measured: 0.44 MiB (256 MiB before the bound)
+        assert streamed in (413, None) and declared == 413
+        assert v.request_gate.refused[413] == 2
+        (again,) = dendrite.query(axons, DistilStatus(), timeout=10, deserialize=False)
+        assert again.dendrite.status_code == 200 and again.deserialize()["status"] == "evaluated"
     finally:
         v.stop()
 

@@ -79,7 +79,7 @@ class ArchitectureReport:
 
 def _listing(keys, limit: int = 5) -> str:
     keys = sorted(str(k) for k in keys)
-    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit:,} more" if len(keys) > limit else "")
+    return ", ".join(clip(k) for k in keys[:limit]) + (f" and {len(keys) - limit:,} more" if len(keys) > limit else "")
 
 
 def check_config_sizes(raw: Mapping, tensor_count: int) -> None:

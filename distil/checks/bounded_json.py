@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from template.text import printable
+
 # Honest files nest a handful of levels (tokenizer.json about 6) and write numbers of at
 # most ~25 characters (a float repr with exponent); the caps leave a wide margin.
 MAX_DEPTH = 64
@@ -130,5 +132,6 @@ def load_bounded_json(data: bytes, bounds: JsonBounds) -> Any:
 
 
 def clip(text: str, limit: int = 120) -> str:
-    """`text` cut to `limit` characters for a message (repo strings can be megabytes long)."""
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+    """A repo's string (a file, tensor or key name) for a message: `template.text.printable`, which
+    escapes control characters and cuts it to `limit` characters (repo strings can be megabytes long)."""
+    return printable(text, limit)

@@ -28,6 +28,7 @@ from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
 from distil.checks.tokenizer import load_reference
 from distil.commitment import Commitment, CommitmentError, validate_repo
+from template.text import LINE_LIMIT, printable
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -121,7 +122,7 @@ def format_report(result: CheckResult, description: str) -> str:
         lines.append(f"content hash: {result.content_hash}")
     if result.files_hash:
         lines.append(f"files hash: {result.files_hash}")
-    return "\n".join(lines)
+    return "\n".join(printable(line, LINE_LIMIT) for line in lines)  # details hold the repo's names: one line each
 
 
 def exit_code(result: CheckResult) -> int:

@@ -43,7 +43,7 @@ def _walk(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 
 
 def _where(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    return clip(f"{path}.{key}" if path else key)
 
 
 def check_no_remote_code(obj: dict, name: str) -> None:

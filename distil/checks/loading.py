@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from distil import MAX_PARAMS, VOCAB_SIZE
-from distil.checks.result import CheckFailure
+from distil.checks.result import DETAIL_LIMIT, CheckFailure
+from template.text import printable
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +55,7 @@ class InvalidModel(Exception):
     `code` is the check code naming the fault (distil.checks.codes), when there is one."""
 
     def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
+        super().__init__(printable(message, DETAIL_LIMIT))  # it quotes the model's names: escaped and bounded
         self.code = code
 
 
@@ -193,7 +194,8 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
     if problems:
         del model
         free_memory()
-        detail = "; ".join(f"{k}: {', '.join(v[:5])}{' …' if len(v) > 5 else ''}" for k, v in problems.items())
+        detail = "; ".join(f"{k}: {', '.join(printable(n, 120) for n in v[:5])}{' …' if len(v) > 5 else ''}"
+                           for k, v in problems.items())
         raise InvalidModel(f"weights do not match the architecture ({detail})", code="LOAD_KEYS")
     for name, module in (("output", model.get_output_embeddings()), ("input", model.get_input_embeddings())):
         rows = None if module is None else module.weight.shape[0]

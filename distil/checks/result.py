@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from distil import MAX_PARAMS, VOCAB_SIZE
 from distil.checks.codes import reason_of, transient_scope
+from template.text import printable
+
+DETAIL_LIMIT = 1000  # a check's detail: stored in state, answered over the axon, printed
 
 STEP_PASS = "pass"
 STEP_FAIL = "fail"
@@ -17,6 +20,8 @@ class CheckFailure(Exception):
 
     def __init__(self, code: str, detail: str):
         reason_of(code)  # unknown codes fail loudly, at the raise site
+        # the detail quotes the repo (names, keys, values): escaped and bounded once, here, for every check
+        detail = printable(detail, DETAIL_LIMIT)
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail

@@ -38,6 +38,7 @@ from pathlib import Path
 from loguru import logger
 
 from template.log import setup_logging
+from template.text import printable
 
 from distil.eval.args import UsageError, devices_of, flag, spec_values
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
@@ -207,7 +208,7 @@ def format_table(doc: dict) -> str:
                          f"{m['kl_median']:.6f}", f"{m['kl_p99']:.6f}", f"{m['top1_agreement']:.4f}", str(m["n_positions"])))
         else:
             f = m["failure"]
-            rows.append((m["key"], "-", "-", "-", "-", "-", f"{f['kind'].upper()} ({f['phase']}): {f['detail']}"))
+            rows.append((m["key"], "-", "-", "-", "-", "-", f"{f['kind'].upper()} ({f['phase']}): {printable(f['detail'])}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     n_tokens = sum(len(p["continuation_ids"]) for p in doc["prompts"])
@@ -223,10 +224,10 @@ def probe_line(model: dict) -> str:
     p = model["probe"]
     if p["verdict"] == "failed":
         f = p["failure"]
-        return f"probe: {model['key']} could not run ({f['kind']}, {f['phase']}): {f['detail']}"
+        return f"probe: {model['key']} could not run ({f['kind']}, {f['phase']}): {printable(f['detail'])}"
     line = (f"probe: {model['key']} {p['verdict']} (loops {p['stats']['loops']}/{p['k']}, repeated 4-grams "
             f"{p['stats']['mean_repeated_ngram_share']:.3f} vs teacher {p['teacher_stats']['mean_repeated_ngram_share']:.3f})")
-    return line + (f"\n  {p['detail']}" if p["verdict"] != "passed" else "")
+    return line + (f"\n  {printable(p['detail'])}" if p["verdict"] != "passed" else "")
 
 
 def probe_scored(doc: dict, result, sources: dict, spec: EvalSpec) -> None:

@@ -15,9 +15,10 @@ Sampler v1 over a corpus of data files:
      in that order.
 A JSONL file is one "file" whose lines are its rows (step 2 reads all of it).
 
-Prompt text is cut to `max_prompt_chars` characters, tokenised without a chat template or
-special tokens, and cut to `max_prompt_tokens` ids (`tokenize_prompts`). Everything after
-that is token ids.
+Prompt text is cut to `max_prompt_chars` characters, tokenised without a chat template and
+with `add_special_tokens=False` (none added; special-token text already in the prompt, such
+as `<|endoftext|>`, still becomes its special id: docs/scoring.md), and cut to
+`max_prompt_tokens` ids (`tokenize_prompts`). Everything after that is token ids.
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ class DatasetPromptSource(PromptSource):
 
 
 def tokenize_prompts(prompts: list[Prompt], tokenizer, max_chars: int, max_tokens: int, vocab_size: int) -> list[list[int]]:
-    """Token ids of each prompt: text[:max_chars] → ids (no chat template, no special tokens) → ids[:max_tokens].
+    """Token ids of each prompt: text[:max_chars] → ids (no chat template, no special token added) → ids[:max_tokens].
 
     Prompts given as `input_ids` are only cut to `max_tokens`. Every id must be in
     [0, vocab_size); an empty result is an error naming the prompt.

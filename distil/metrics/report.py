@@ -1,7 +1,7 @@
 """What a validator reports after each epoch: the summary on stdout and the W&B entry.
 
-stdout carries only this summary (every log line goes to stderr and the log file): one
-line for the epoch, one per leaderboard row, one per model still pending (with its code:
+stdout carries only this summary (every log line goes to stderr and the log file), each
+line escaped and bounded by `template.text.printable`: one line for the epoch, one per leaderboard row, one per model still pending (with its code:
 why it waits), one per notable event. Models are named `uid N repo` everywhere in it. W&B
 gets the leaderboard and disqualification tables, the king, the timings and, after a
 round, the round document; the round document is also kept as
@@ -18,6 +18,7 @@ from distil.metrics.rounds import RoundFiles
 from distil.metrics.wandb_logger import RoundLogger
 from distil.scoring import epoch as ep
 from distil.state import DISQUALIFIED, KING, PENDING, ValidatorState
+from template.text import LINE_LIMIT, printable
 
 # events worth a line of the stdout summary (the rest are in the log)
 SUMMARY_EVENTS = ("probe", "disqualified", "new_king", "king_holds", "round_aborted", "round_failed", "retry_later", "strike")
@@ -95,7 +96,7 @@ def report_epoch(
     """Print the epoch's summary, keep the round's file and log both to W&B (`scores`: the
     round's RoundScores, or None when the epoch had no round)."""
     for line in summary_lines(epoch_block, state, plan, events, seconds):
-        print(line, flush=True)
+        print(printable(line, LINE_LIMIT), flush=True)  # commitments, details: a miner's text, one line each
     timings = dict(scores.timings) if scores else {}
     timings["precheck_download_s"] = precheck_download_s
     timings["epoch"] = seconds

@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from template.text import printable
+
 LEADERBOARD_COLUMNS = ["rank", "uid", "hotkey", "commitment", "status", "kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"]
 DISQUALIFIED_COLUMNS = ["uid", "hotkey", "commitment", "reason", "code", "detail"]
 
@@ -57,8 +59,13 @@ class NullLogger:
         pass
 
 
+def _safe(value: Any) -> Any:
+    """Strings (hotkeys, commitments, details: a miner's text) escaped and bounded for the dashboard."""
+    return printable(value) if isinstance(value, str) else value
+
+
 def _rows(records: list[dict[str, Any]], columns: list[str]) -> list[list[Any]]:
-    return [[record.get(c) for c in columns] for record in records]
+    return [[_safe(record.get(c)) for c in columns] for record in records]
 
 
 class WandbLogger:
@@ -104,15 +111,15 @@ class WandbLogger:
             "disqualified": wandb.Table(columns=DISQUALIFIED_COLUMNS, data=_rows(disqualified, DISQUALIFIED_COLUMNS)),
             "n_models": len(leaderboard),
             "n_disqualified": len(disqualified),
-            **summary,
+            **{k: _safe(v) for k, v in summary.items()},
         }
         for row in leaderboard:
             for stat in ("kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"):
                 if row.get(stat) is not None:
-                    payload[f"models/{row['hotkey']}/{stat}"] = row[stat]
+                    payload[f"models/{_safe(row['hotkey'])}/{stat}"] = row[stat]
         for phase, seconds in timings.items():
             payload[f"timings/{phase.removesuffix('_s')}_s"] = seconds
-        self._log(step, payload, summary)
+        self._log(step, payload, {k: _safe(v) for k, v in summary.items()})
         if round_json is not None:
             artifact = wandb.Artifact(
                 f"round-{round_json.get('seed_block', step)}",
@@ -125,7 +132,7 @@ class WandbLogger:
             self.artifacts.append(artifact)
 
     def log_epoch(self, step, values) -> None:
-        values = dict(values)
+        values = {k: _safe(v) for k, v in values.items()}
         self._log(step, values, {k: v for k, v in values.items() if not k.startswith("timings/")})
 
     def _log(self, step: int, payload: dict[str, Any], summary: dict[str, Any]) -> None:

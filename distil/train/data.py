@@ -2,7 +2,8 @@
 
 Prompts come from the validators' own sources and tokenisation (`distil.eval.prompts`):
 a JSONL prompts file or the corpus, cut to `max_prompt_chars` characters, tokenised with
-the teacher's tokenizer without special tokens, cut to `max_prompt_tokens` ids.
+the teacher's tokenizer adding no special tokens (`distil.eval.prompts.tokenize_prompts`),
+cut to `max_prompt_tokens` ids.
 
 The held-out set is what `distil-eval` samples for `held_out_seed`; the training set is
 sampled with `train_seed` and excludes every held-out prompt, so the final predicted KL is

@@ -11,7 +11,6 @@ gathered it and DDP's hooks see it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from loguru import logger
 
+from distil.train import checkpoint
 from distil.train.data import collate, is_on_policy, micro_batch_indices
 from distil.train.loss import FORWARD, REVERSE, chunked_kl_loss
 from distil.train.targets import TeacherTargets, sample_continuations
@@ -73,18 +73,18 @@ def latest_checkpoint(output: str | Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(accelerator, output: str | Path, step: int, keep: int) -> Path:
-    """accelerate's state (model, optimizer, scheduler, RNG) at `step`, written under a temporary
-    name and renamed once complete, so a crash mid-save never leaves a checkpoint to resume from."""
+def save_checkpoint(accelerator, model, optimizer, output: str | Path, step: int, keep: int) -> Path:
+    """The model, optimizer and RNG states at `step` (`distil.train.checkpoint`: safetensors and JSON, no
+    pickle), written under a temporary name and renamed once complete, so a crash mid-save never leaves a
+    checkpoint to resume from."""
     root = checkpoint_dir(output)
     final, tmp = root / f"step-{step:08d}", root / f"step-{step:08d}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    checkpoint.save(accelerator, model, optimizer, tmp, step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         old = sorted(p for p in root.glob("step-*") if CHECKPOINT.match(p.name))[:-keep]
@@ -152,7 +152,7 @@ def train_steps(accelerator, model, optimizer, scheduler, targets: TeacherTarget
         if (step + 1) % settings.log_steps == 0:
             report(step + 1, last)
         if settings.save_steps and (step + 1) % settings.save_steps == 0 and step + 1 < settings.max_steps:
-            save_checkpoint(accelerator, output, step + 1, settings.save_total_limit)
+            save_checkpoint(accelerator, model, optimizer, output, step + 1, settings.save_total_limit)
     bar.close()
     return last
 

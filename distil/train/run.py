@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from loguru import logger
 
+from distil.train import checkpoint
 from distil.train.args import UsageError, eval_spec, launched
 
 
@@ -21,7 +22,10 @@ def _quiet_libraries() -> None:
     logger.disable("distil.eval.teacher")  # its per-batch lines would drown the progress bar
 
 
-def _schedule(optimizer, args):
+def _schedule(optimizer, args, start: int = 0):
+    """The learning rate as a function of the step; resumed at `start` by rebuilding it there (a
+    checkpoint never holds the scheduler: accelerate would pickle it)."""
+
     def factor(step: int) -> float:
         if step < args.warmup_steps:
             return (step + 1) / (args.warmup_steps + 1)
@@ -30,7 +34,8 @@ def _schedule(optimizer, args):
         progress = (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    # last_epoch=start-1: the constructor's own first step puts it at `start`, as `start` steps would
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start - 1)
 
 
 def _prompt_sets(args, spec, teacher_dir):
@@ -100,6 +105,12 @@ def run(args) -> int:
         print(f"distil-train: error: {checkpoint_dir(output)} holds checkpoints; pass --resume to continue "
               f"or choose another --output", flush=True)
         return 2
+    if found and args.resume:
+        try:  # before any model is loaded: a checkpoint holding a pickle (or anything else) is refused
+            checkpoint.read_step(found[1], accelerator.num_processes, checkpoint.is_sharded(accelerator))
+        except checkpoint.CheckpointError as e:
+            print(f"distil-train: error: {e}", flush=True)
+            return 2
     try:
         with accelerator.main_process_first():  # one download / corpus read; the others find it cached
             teacher_dir, student_dir = resolve_model(args.teacher), resolve_model(args.student)
@@ -121,17 +132,19 @@ def run(args) -> int:
     if args.gradient_checkpointing:
         student.gradient_checkpointing_enable()
     model = DistilledStudent(student, spec.chunk_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = _schedule(optimizer, args)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
+    adamw = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    model, optimizer = accelerator.prepare(model, adamw)
     start = 0
     if args.resume and found:
-        accelerator.load_state(str(found[1]))
-        start = found[0]
+        try:
+            start = checkpoint.load(accelerator, model, optimizer, found[1])
+        except checkpoint.CheckpointError as e:
+            print(f"distil-train: error: {e}", flush=True)
+            return 2
         logger.info(f"resumed from {found[1]} (step {start} of {args.max_steps})")
     elif args.resume:
         logger.warning(f"--resume: no checkpoint under {checkpoint_dir(output)}; starting at step 0")
+    scheduler = _schedule(adamw, args, start)
 
     settings = LoopSettings(args.max_steps, args.batch_size, args.gradient_accumulation_steps, args.on_policy,
                             args.max_new_tokens, args.save_steps, args.save_total_limit, args.max_grad_norm, args.seed)

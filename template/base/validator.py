@@ -16,6 +16,7 @@ from typing import Sequence
 
 from loguru import logger
 
+from template.axon import RequestLimits, limit_requests
 from template.base.neuron import BaseNeuron
 from template.chain import ChainError, TransientChainError, WeightsRateLimited
 from template.config import add_wandb_args
@@ -56,6 +57,7 @@ class BaseValidatorNeuron(BaseNeuron):
     def __init__(self, config, chain=None, wallet=None, setup_logs: bool = True):
         self.last_epoch_block: int | None = None
         self.axon = None
+        self.request_gate = None
         super().__init__(config, chain=chain, wallet=wallet, setup_logs=setup_logs)
         if self.config.neuron.epoch_length <= 0:
             raise ValueError("--neuron.epoch_length must be positive")
@@ -167,12 +169,16 @@ class BaseValidatorNeuron(BaseNeuron):
     def attach_axon(self, axon) -> None:
         """Subclasses attach their synapse handlers here."""
 
+    request_limits = RequestLimits()  # what the axon admits (size, requests in flight); see template/axon.py
+
     def serve_axon(self) -> None:
-        """Start an axon, attach handlers, publish it on chain. Failures are logged, not fatal."""
+        """Start an axon, bounded by `request_limits`, attach handlers, publish it on chain.
+        Failures are logged, not fatal."""
         import bittensor as bt
 
         try:
             axon = bt.Axon(wallet=self.wallet, config=self.config)
+            self.request_gate = limit_requests(axon, self.request_limits)
             self.attach_axon(axon)
             axon.start()
             self.axon = axon
