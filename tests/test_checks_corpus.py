@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from distil import tiny
 from model_builders import (
     WEIGHTS,
     clone,
@@ -29,6 +30,7 @@ from model_builders import (
     rewrite_weights,
     save_tensors,
     tensors,
+    tiny_gpt2_config,
 )
 from distil.checks import CheckLimits, DuplicateRegistry, check_commitment
 from distil.checks.cli import main as distil_check
@@ -328,6 +330,18 @@ def config_breaks_loading(v: Path, d: Path):
     edit_json(d / "config.json", lambda c: c.update(hidden_act="evil_act"))
 
 
+def gpt2_with_16_positions(v: Path, d: Path):
+    """A GPT-2 that reads 16 positions: every other check passes (the teacher's tokenizer and
+    vocabulary, bf16, the right tensors), and scoring would raise IndexError at position 16."""
+    tiny.save_model(d, tiny_gpt2_config(n_positions=16), seed=3)
+
+
+def context_shorter_than_the_window(v: Path, d: Path):
+    """A rotary model would compute at any position; its config says it was not made to."""
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(max_position_embeddings=1000))
+
+
 def missing(name: str):
     def build(v: Path, d: Path):
         clone(v, d, skip=(name,))
@@ -398,6 +412,8 @@ CASES = [
     (config_asks_for_12_layers, "ARCH_MISSING_TENSORS"),
     (config_wider_than_weights, "ARCH_SHAPE_MISMATCH"),
     (config_breaks_loading, "LOAD_FAILED"),
+    (gpt2_with_16_positions, "ARCH_CONTEXT"),
+    (context_shorter_than_the_window, "ARCH_CONTEXT"),
     (unknown_model_type, "ARCHITECTURE"),
     (unknown_architecture_class, "ARCHITECTURE"),
     (missing("tokenizer.json"), "MISSING_FILE"),

@@ -25,7 +25,7 @@ from distil import MAX_PARAMS, VOCAB_SIZE, tiny
 from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture
 from distil.checks.loading import InvalidModel, check_loads, load_causal_lm
 from distil.checks.result import CheckFailure
-from model_builders import clone, edit_json, rewrite_weights
+from model_builders import clone, edit_json, rewrite_weights, tiny_gpt2_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +38,7 @@ def models(tmp_path_factory):
     tiny.save_student(root / "tied", seed=3, arch="qwen3", tie_word_embeddings=True)
     tiny.save_teacher(root / "teacher_text")
     save_tiny_hub_teacher(root / "teacher_hub")
+    tiny.save_model(root / "gpt2_16", tiny_gpt2_config(n_positions=16), seed=3)
     return root
 
 
@@ -54,6 +55,38 @@ def refusal(path, **kwargs) -> tuple[str, str]:
                                        ("tied", "Qwen3ForCausalLM"), ("teacher_text", "Qwen3_5MoeForCausalLM")])
 def test_honest_students_pass_the_load_check(models, name, cls):
     assert check_loads(models / name) == cls
+
+
+# -- the scored window (issue 22 §2) -----------------------------------------------------------
+
+
+def test_the_checks_window_is_the_specs():
+    """The pre-checks' scored length is the spec's prompt cap plus max_new_tokens, by default
+    and in the validator, whose --eval flags set both."""
+    import argparse
+
+    from distil.checks.result import CheckLimits
+    from distil.eval.spec import EvalSpec
+    from distil.validator.args import add_validator_args, check_limits
+    from template.config import parse_config
+
+    spec = EvalSpec()
+    assert CheckLimits().scored_length == spec.max_prompt_tokens + spec.max_new_tokens == spec.scored_length == 1024
+    parser = argparse.ArgumentParser()
+    add_validator_args(parser)
+    config = parse_config(parser, ["--eval.max_new_tokens", "32", "--eval.max_prompt_tokens", "100"])
+    assert check_limits(config).scored_length == 132
+
+
+def test_the_load_check_reads_exactly_the_last_position_of_the_window(models):
+    """GPT-2 with 16 learned positions: config.json says so (the architecture step refuses it,
+    tests/test_checks_corpus.py), and the load step's own forward at the end of the window
+    finds it whatever the config says: a 16-position window passes, 17 does not."""
+    assert check_loads(models / "gpt2_16", scored_length=16) == "GPT2LMHeadModel"
+    code, detail = refusal(models / "gpt2_16", scored_length=17)
+    assert code == "ARCH_CONTEXT" and "positions 13..16" in detail and "IndexError" in detail
+    code, detail = refusal(models / "gpt2_16")  # the spec's window: 1,024 positions
+    assert code == "ARCH_CONTEXT" and "1,020..1,023" in detail
 
 
 def test_tied_student_stored_once_loads_tied(models):

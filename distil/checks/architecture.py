@@ -128,6 +128,29 @@ def check_expert_numbering(names) -> None:
             )
 
 
+# Config entries that bound the positions a model reads. transformers' attribute maps send
+# `max_position_embeddings` to the name an architecture stores (GPT-2's `n_positions`,
+# DBRX's `max_seq_len`, ...); the others are read as they are named.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "max_sequence_length",
+                "model_max_length")
+
+
+def check_context(config, scored_length: int) -> None:
+    """ARCH_CONTEXT when the (text) config declares a context shorter than `scored_length`, the
+    positions a round makes every model read (prompt cap + max_new_tokens). From config.json
+    alone (class defaults included); the load step then runs a forward at the window's end,
+    which catches what no config key says."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in CONTEXT_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value < scored_length:
+            raise CheckFailure(
+                "ARCH_CONTEXT",
+                f"config.json gives {type(text).__name__}.{key} = {value:,}; every model reads {scored_length:,} "
+                "positions (the prompt cap plus max_new_tokens)",
+            )
+
+
 def config_from_dict(raw: Mapping):
     """The transformers config of a parsed config.json (its own class, no remote code)."""
     from transformers import CONFIG_MAPPING

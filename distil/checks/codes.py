@@ -101,6 +101,11 @@ _TABLE = [
     Code("ARCH_SHAPE_MISMATCH", INVALID, "A tensor's shape differs from the one config.json implies (or the "
          "per-expert tensors cannot be fused, or the parameter totals differ).",
          "Save the config and the weights together with `save_pretrained`."),
+    Code("ARCH_CONTEXT", INVALID, "The model cannot read the whole scored window (the prompt cap plus "
+         "max_new_tokens: 1,024 positions by default): config.json declares a shorter context "
+         "(max_position_embeddings, n_positions, ...), or a short forward at the window's last positions fails or "
+         "gives non-finite logits.", "Use an architecture and config.json that take at least 1,024 positions "
+         "(`distil-check` runs the same forward)."),
     # -- after download ---------------------------------------------------------------
     Code("NONFINITE", INVALID, "A weight is NaN or infinite.", "Fix the training run; publish finite weights."),
     Code("DUPLICATE_CONTENT", COPY, "The tensors (names, dtypes, shapes, bytes) equal an earlier "

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from distil import MAX_PARAMS, VOCAB_SIZE
+from distil import MAX_PARAMS, SCORED_LENGTH, VOCAB_SIZE
 from distil.checks.result import CheckFailure
 
 if TYPE_CHECKING:
@@ -224,9 +224,46 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
 
 
-def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int = VOCAB_SIZE) -> str:
-    """Load the model at `path` with `load_causal_lm`; returns the class name. A CheckFailure
-    with the load's code (ARCH_*, LOAD_KEYS, ...) or LOAD_FAILED otherwise."""
+# Tokens of the load check's forward at the end of the scored window: a few, so that its
+# memory stays within the load check's bound (a full-window forward would not: 1,023 ×
+# 248,320 float logits are ~1 GB, and it would take minutes on CPU for a model at the cap).
+CONTEXT_PROBE_TOKENS = 4
+
+
+def check_context_forward(model, scored_length: int) -> None:
+    """ARCH_CONTEXT unless `model` reads the last positions of the scored window: a forward of
+    a few tokens at positions scored_length - n .. scored_length - 1 (explicit position ids:
+    a model's own count, from a cache, would start at 0), in the dtype it was loaded in,
+    with logits for the last position only. It fails for a model whose position table is
+    shorter than the window (GPT-2 with a small `n_positions`: IndexError), whatever its
+    config claims. Out of memory propagates (the checker's problem)."""
+    import torch
+
+    n = min(CONTEXT_PROBE_TOKENS, scored_length)
+    first = scored_length - n
+    device = model.get_input_embeddings().weight.device
+    ids = torch.arange(n, device=device).unsqueeze(0)
+    positions = torch.arange(first, scored_length, device=device).unsqueeze(0)
+    where = f"a {n}-token forward at positions {first:,}..{scored_length - 1:,} (the end of the scored window)"
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids, position_ids=positions, use_cache=False, logits_to_keep=1).logits
+    except Exception as e:
+        if _is_oom(e):
+            raise MemoryError(str(e)) from None
+        raise CheckFailure("ARCH_CONTEXT", f"{where} fails: {type(e).__name__}: {str(e)[:300]}") from None
+    if tuple(logits.shape[-2:]) != (1, model.get_output_embeddings().weight.shape[0]):
+        raise CheckFailure("ARCH_CONTEXT", f"{where} gives logits of shape {list(logits.shape)}, not one position's")
+    if not bool(torch.isfinite(logits).all()):
+        raise CheckFailure("ARCH_CONTEXT", f"{where} gives non-finite logits")
+
+
+def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int = VOCAB_SIZE,
+                scored_length: int = SCORED_LENGTH) -> str:
+    """Load the model at `path` with `load_causal_lm` at its stored dtype, then check that it
+    reads the end of the scored window (`check_context_forward`); returns the class name. A
+    CheckFailure with the load's code (ARCH_*, LOAD_KEYS, ...), ARCH_CONTEXT, or LOAD_FAILED
+    otherwise. Holds no state between calls (it can run in a child process)."""
     try:
         model = load_causal_lm(path, CHECK_DEVICE, None, vocab_size, max_params=max_params)
     except InvalidModel as e:
@@ -240,7 +277,10 @@ def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int 
             "LOAD_FAILED",
             f"AutoModelForCausalLM.from_pretrained fails: {type(e).__name__}: {str(e)[:300]}",
         ) from None
-    name = type(model).__name__
-    del model
-    free_memory()
+    try:
+        name = type(model).__name__
+        check_context_forward(model, scored_length)
+    finally:
+        del model
+        free_memory()
     return name

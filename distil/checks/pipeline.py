@@ -12,13 +12,15 @@ skipped):
 6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
 7. architecture — config.json's model built on the meta device against the headers: within
-   the cap, every tensor it needs present, every tensor present used, shapes equal
+   the cap, every tensor it needs present, every tensor present used, shapes equal; a
+   declared context shorter than the scored window refused (ARCH_CONTEXT)
    ---- nothing above downloads a weight byte ----
 8. download — the snapshot at the pinned revision
 9. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
 10. tokenizer — the battery against the teacher's reference
 11. load — the validator's own load function (`load_causal_lm`: the architecture guard again,
-   then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys)
+   then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys), then a
+   short forward at the end of the scored window (ARCH_CONTEXT)
 
 Hub trouble is never a verdict: rate limits, 5xx and timeouts give TRANSIENT; a repo
 that cannot be read gives UNAVAILABLE (see `publication_verdict`). Failures on our side
@@ -195,14 +197,17 @@ class _Run:
         )
 
     def architecture(self) -> str:
-        from distil.checks.architecture import check_architecture, check_config_sizes, config_from_dict
+        from distil.checks.architecture import check_architecture, check_config_sizes, check_context, config_from_dict
 
         raw = self.config_json
         tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
         check_config_sizes(raw, len(tensors))
-        report = check_architecture(config_from_dict(raw), tensors, max_params=self.limits.max_params)
+        config = config_from_dict(raw)
+        check_context(config, self.limits.scored_length)
+        report = check_architecture(config, tensors, max_params=self.limits.max_params)
         return (f"config.json describes a {report.model_class} of {report.params:,} parameters "
-                f"that uses exactly the {report.tensors} tensors of the weight files")
+                f"that uses exactly the {report.tensors} tensors of the weight files, "
+                f"context at least {self.limits.scored_length:,} positions")
 
     def download(self) -> str:
         expected = sum(f.size or 0 for f in self.meta.files)
@@ -256,8 +261,9 @@ class _Run:
                 f"({self.teacher.source})")
 
     def load(self) -> str:
-        name = check_loads(self.path, self.limits.max_params, self.limits.vocab_size)
-        return f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights"
+        name = check_loads(self.path, self.limits.max_params, self.limits.vocab_size, self.limits.scored_length)
+        return (f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights; "
+                f"reads position {self.limits.scored_length - 1:,}, the end of the scored window")
 
 
 def read_capped(path, cap: int, name: str) -> bytes:

@@ -95,7 +95,11 @@ def round_params(config) -> ep.RoundParams:
 
 
 def check_limits(config) -> CheckLimits:
-    return CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size))
+    """The pre-checks' limits; the scored window is the spec's (`--eval.max_prompt_tokens` +
+    `--eval.max_new_tokens`), so no model is checked for a shorter window than it is scored on."""
+    spec = EvalSpec(max_prompt_tokens=int(config.eval.max_prompt_tokens), max_new_tokens=int(config.eval.max_new_tokens))
+    return CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size),
+                       scored_length=spec.scored_length)
 
 
 def hub_store(config) -> HuggingFaceStore:
