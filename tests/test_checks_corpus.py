@@ -269,6 +269,27 @@ def tokenizer_json_not_a_tokenizer(v: Path, d: Path):
     replace_file(d / "tokenizer.json", '{"version": "1.0", "model": {"type": "NoSuchModel"}}')
 
 
+def added_tokens_that_do_not_load(v: Path, d: Path):
+    """The teacher's pipeline, but an added token without its id: the tokenizers library
+    refuses the file."""
+    clone(v, d)
+    data = json.loads((v / "tokenizer.json").read_text())
+    data["added_tokens"][0].pop("id")
+    replace_file(d / "tokenizer.json", json.dumps(data))
+
+
+def special_token_eats_the_newline(v: Path, d: Path):
+    """The teacher's pipeline, vocabulary and merges, but <|im_end|> strips the whitespace on its
+    right (an added-token flag, which an honest re-save may change and is not compared):
+    only the battery's chat-template string sees it."""
+    clone(v, d)
+    data = json.loads((v / "tokenizer.json").read_text())
+    for token in data["added_tokens"]:
+        if token["content"] == "<|im_end|>":
+            token["rstrip"] = True
+    replace_file(d / "tokenizer.json", json.dumps(data))
+
+
 def missing_tensor(v: Path, d: Path):
     rewrite_weights(v, d, lambda s: {k: t for k, t in s.items() if k != "model.norm.weight"})
 
@@ -308,7 +329,7 @@ def config_wider_than_weights(v: Path, d: Path):
 
 
 def different_normalizer(v: Path, d: Path):
-    """Same vocabulary and merges, another normaliser (NFD): only the string battery sees it."""
+    """Same vocabulary and merges, another normaliser (NFD): the file is not the teacher's."""
     clone(v, d)
     data = json.loads((v / "tokenizer.json").read_text())
     data["normalizer"] = {"type": "NFD"}
@@ -400,9 +421,11 @@ CASES = [
     (nan_filled_weights, "NONFINITE"),
     (one_infinite_weight, "NONFINITE"),
     (different_tokenizer, "TOKENIZER_VOCAB"),
-    (different_normalizer, "TOKENIZER_MISMATCH"),
+    (different_normalizer, "TOKENIZER_PIPELINE"),
+    (special_token_eats_the_newline, "TOKENIZER_MISMATCH"),
     (broken_tokenizer, "MALFORMED_JSON"),
-    (tokenizer_json_not_a_tokenizer, "TOKENIZER_INVALID"),
+    (tokenizer_json_not_a_tokenizer, "TOKENIZER_PIPELINE"),
+    (added_tokens_that_do_not_load, "TOKENIZER_INVALID"),
     (missing_tensor, "ARCH_MISSING_TENSORS"),
     (unexpected_tensor, "ARCH_UNUSED_TENSORS"),
     (vision_tensors_ride_along, "ARCH_UNUSED_TENSORS"),

@@ -114,6 +114,9 @@ _TABLE = [
          "Copy the teacher's tokenizer files unchanged."),
     Code("TOKENIZER_VOCAB", INVALID, "The tokenizer's vocabulary (token → id), merges or added/special tokens "
          "differ from the teacher's.", "Copy the teacher's tokenizer files unchanged."),
+    Code("TOKENIZER_PIPELINE", INVALID, "tokenizer.json's normalizer, pre_tokenizer, decoder or post_processor "
+         "differ from the teacher's file (compared as parsed JSON, before anything loads or runs them).",
+         "Copy the teacher's tokenizer.json unchanged (a re-save that rebuilds the pre-tokenizer can change it)."),
     Code("TOKENIZER_MISMATCH", INVALID, "The tokenizer encodes the fixed test strings differently from the "
          "teacher's.", "Copy the teacher's tokenizer files unchanged."),
     Code("LOAD_FAILED", INVALID, "AutoModelForCausalLM.from_pretrained (trust_remote_code=False) fails.",

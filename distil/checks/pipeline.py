@@ -7,7 +7,8 @@ skipped):
 2. files — symlinks, code, allow-list, required files, sizes, shard layout
 3. exact-file duplicates — the weight files' hash set against earlier commitments
 4. config — every JSON file of the repo (config, generation config, tokenizer files, the
-   index) fetched alone and parsed within bounds; config.json and tokenizer_config.json judged
+   index) fetched alone and parsed within bounds; config.json and tokenizer_config.json
+   judged; tokenizer.json's pipeline sections against the teacher's file
 5. weight index — shards vs model.safetensors.index.json
 6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
@@ -46,6 +47,7 @@ from distil.checks.files import (
     CONFIG_FILES,
     JSON_FILES,
     TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
     WEIGHTS_INDEX,
     FileLayout,
     check_files,
@@ -55,7 +57,8 @@ from distil.checks.hashing import ContentScan, files_hash, scan_weights
 from distil.checks.loading import check_loads
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
-from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, is_rust_panic, load_tokenizer
+from distil.checks.tokenizer import (BATTERY, TokenizerReference, check_pipeline, compare_to_reference, is_rust_panic,
+                                     load_tokenizer)
 from distil.commitment import Commitment
 from distil.hub.store import (
     HubError,
@@ -161,12 +164,15 @@ class _Run:
         self.config_json = parsed[CONFIG]
         summary = check_config(self.config_json, self.limits)
         check_tokenizer_config(parsed[TOKENIZER_CONFIG])
+        # Compared as a file, before anything runs it: a hostile pre-tokenizer costs seconds
+        # per string to run and nothing to compare.
+        check_pipeline(parsed[TOKENIZER_JSON], self.teacher)
         self.index = parsed.get(WEIGHTS_INDEX)
         self.hidden_size = summary.hidden_size
         arch = f" ({', '.join(summary.architectures)})" if summary.architectures else ""
         return (
             f"model_type {summary.model_type}{arch}, vocab_size {summary.vocab_size:,}, no remote code or "
-            f"quantization; {len(parsed)} JSON files parse within bounds"
+            f"quantization; {len(parsed)} JSON files parse within bounds; tokenizer.json's pipeline is the teacher's"
         )
 
     def weight_index(self) -> str:
@@ -255,7 +261,9 @@ class _Run:
             cap = self._json_cap(name)
             data = read_capped(Path(self.path) / name, cap, name)
             if hashlib.sha256(data).hexdigest() != digest:
-                parse_json_object(data, name, cap)
+                value = parse_json_object(data, name, cap)
+                if name == TOKENIZER_JSON:
+                    check_pipeline(value, self.teacher)
         compare_to_reference(load_tokenizer(self.path), self.teacher)
         return (f"vocabulary, merges and added tokens equal the teacher's; {len(BATTERY)} strings encode alike "
                 f"({self.teacher.source})")
@@ -263,7 +271,7 @@ class _Run:
     def load(self) -> str:
         name = check_loads(self.path, self.limits.max_params, self.limits.vocab_size, self.limits.scored_length)
         return (f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights; "
-                f"reads position {self.limits.scored_length - 1:,}, the end of the scored window")
+                f"reads position {self.limits.scored_length - 1:,} (the end of the scored window)")
 
 
 def read_capped(path, cap: int, name: str) -> bytes:
