@@ -211,6 +211,38 @@ def test_config_dtype_wider_than_the_weights_never_upcasts(models, tmp_path):
     assert check_loads(path) == "Qwen3ForCausalLM"
 
 
+# -- code paths are the validator's (issue 22 §3) ---------------------------------------------
+
+CHOSEN_BY_THE_REPO = dict(experts_implementation="eager", _attn_implementation="eager", output_attentions=True,
+                          output_hidden_states=True, return_dict=False, chunk_size_feed_forward=1)
+
+
+def test_config_json_cannot_choose_the_code_paths(models, tmp_path, teacher_dir, capsys):
+    """A config naming the experts' per-expert loop (183 s for one 64-token forward of a
+    4,096-expert model on CPU), eager attention, every attention map and hidden state, tuple
+    outputs: the load uses the validator's choice, the pre-checks pass the model as it
+    computes (the same weights), and the round JSON records what ran."""
+    from distil.checks.cli import main as distil_check
+    from distil.eval.engine import run_round
+    from distil.eval.report import round_to_json
+    from distil.eval.spec import EvalSpec
+
+    path = _variant(models / "teacher_text", tmp_path / "m", **CHOSEN_BY_THE_REPO)
+    model = load_causal_lm(path, "cpu", None, VOCAB_SIZE)
+    chosen = {"attn_implementation": "sdpa", "experts_implementation": "grouped_mm"}
+    assert {"attn_implementation": model.config._attn_implementation,
+            "experts_implementation": model.config._experts_implementation} == chosen
+    out = model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert out.logits.shape == (1, 3, VOCAB_SIZE) and out.attentions is None and out.hidden_states is None
+    assert distil_check([str(path), "--teacher", str(teacher_dir), "--json"]) == 0, capsys.readouterr().out
+
+    spec = EvalSpec(n_prompts=1, max_new_tokens=2, chunk_size=4)
+    result = run_round(str(models / "teacher_text"), [("m", str(path))], [[101, 102, 103]], spec)
+    doc = round_to_json("00", spec.to_dict(), {}, "teacher", ["p0"], result)
+    assert doc["models"][0]["status"] == "ok" and doc["models"][0]["implementations"] == chosen
+    assert doc["teacher_implementations"] == chosen
+
+
 def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
     from distil.eval.engine import classify_failure
     from distil.eval.results import INVALID

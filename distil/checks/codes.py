@@ -132,9 +132,10 @@ _TABLE = [
     Code("HEADER_METADATA", INVALID, "A safetensors `__metadata__` is not a string-to-string map, or the "
          "metadata of all shards together is larger than 64 KiB.",
          "Save with `save_pretrained` (it writes only {\"format\": \"pt\"}); carry no data in metadata."),
-    Code("LOCAL_IO_ERROR", TRANSIENT, "The validator's own disk or cache could not be read or written "
-         "(permissions, I/O error, disk full).", "Nothing: the check is retried; the validator's operator "
-         "should fix the disk."),
+    Code("LOCAL_IO_ERROR", TRANSIENT, "The validator's own disk, cache or file table failed while reading or "
+         "writing (permissions, I/O error, disk full, too many open files, a file that cannot be mapped), whatever "
+         "library met it; never a verdict on the model, never a strike.", "Nothing: the check is retried; the "
+         "validator's operator should fix the disk."),
     Code("CHECKER_OUT_OF_MEMORY", TRANSIENT, "The checker ran out of memory on a repo whose declared size fits.",
          "Nothing: the check is retried; the validator's operator should free memory."),
 ]

@@ -20,7 +20,8 @@ the load upcast BF16 weights to float32 or float64.
 Problems of the model itself raise `InvalidModel` carrying a check code (see
 `distil.checks.codes`). The pre-check's load step (`check_loads`) turns them into a
 `CheckFailure`; out of memory is the checker's problem, not the miner's: it surfaces as
-MemoryError for the caller to report as transient.
+MemoryError for the caller to report as transient, and our own disk or file table failing
+(EIO, ENOSPC, EMFILE, ...) as `LocalStorageError` (LOCAL_IO_ERROR).
 
 torch, transformers and safetensors are imported inside the functions that use them, so
 `import distil.checks` (and `distil-check --help`) stays light.
@@ -37,6 +38,7 @@ from loguru import logger
 
 from distil import MAX_PARAMS, SCORED_LENGTH, VOCAB_SIZE
 from distil.checks.result import CheckFailure
+from distil.hub.store import is_disk_error, local_io_failure, storage_error
 
 if TYPE_CHECKING:
     import torch
@@ -112,7 +114,13 @@ def read_tensor_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ..
                     tensors[name] = (piece.get_dtype(), tuple(piece.get_shape()))
         except InvalidModel:
             raise
-        except Exception as e:  # the safetensors library refuses the file: the model's fault
+        except Exception as e:
+            # Our disk or file table failing (EIO, EMFILE, ENODEV: safetensors raises OSError with
+            # errno None and "(os error N)"; the file was listed from our own directory, so a
+            # missing one is ours too) is never the model's fault.
+            if isinstance(e, FileNotFoundError) or is_disk_error(e):
+                raise storage_error(f"reading the safetensors header of {file}", e) from e
+            # the safetensors library refuses the bytes: the model's fault
             raise InvalidModel(f"{file.name} is not a readable safetensors file: {type(e).__name__}: {str(e)[:200]}",
                                code="HEADER_INVALID") from None
     return tensors
@@ -133,7 +141,8 @@ def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher:
     """The config and the architecture report of the model at `path`, refused (InvalidModel with an
     ARCH_* code) unless config.json describes exactly the tensors of the weight files; reads the
     config and the safetensors headers only. The teacher may carry its vision / MTP weights."""
-    from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture, check_config_sizes, config_from_dict
+    from distil.checks.architecture import (TEACHER_EXTRA_PREFIXES, check_architecture, check_config_sizes,
+                                            config_from_dict, settings_overridden)
 
     path = Path(path)
     try:
@@ -142,7 +151,10 @@ def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher:
             raise InvalidModel("config.json has auto_map (remote code), which is never run", code="REMOTE_CODE")
         tensors = read_tensor_headers(weight_files(path))
         check_config_sizes(raw, len(tensors))
-        config = config_from_dict(raw)
+        config = config_from_dict(raw)  # with the validator's settings (VALIDATOR_SETTINGS)
+        overridden = settings_overridden(raw)
+        if overridden:
+            logger.info(f"{path}: config.json settings ignored, the validator chooses: {', '.join(overridden[:5])}")
         report = check_architecture(config, tensors, max_params=max_params,
                                     allowed_extra=TEACHER_EXTRA_PREFIXES if teacher else ())
     except CheckFailure as f:
@@ -170,6 +182,8 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
     """
     from transformers import AutoModelForCausalLM
 
+    from distil.checks.architecture import VALIDATOR_SETTINGS, implementations_of
+
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {path}: not a downloaded model directory")
@@ -181,9 +195,12 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
         logger.warning(f"{path}: ignoring {len(report.ignored)} weights the causal LM does not use "
                        f"(e.g. {report.ignored[0]})")
     dtype = load_dtype(dtype, report.stored_dtype)
+    # The code paths are the validator's (config_from_dict reset the repo's choice; passed again
+    # here, so no config handed to this function can choose them either).
     model, info = AutoModelForCausalLM.from_pretrained(
         path, config=config, dtype=dtype, device_map=device, trust_remote_code=False, local_files_only=True,
-        use_safetensors=True, output_loading_info=True)
+        use_safetensors=True, output_loading_info=True, attn_implementation=VALIDATOR_SETTINGS["_attn_implementation"],
+        experts_implementation=VALIDATOR_SETTINGS["_experts_implementation"])
     # The guard already matched every key; this is the loader's own word on the same question
     # (transformers drops some unexpected keys from this report, the guard does not).
     problems = {k: sorted(map(str, info.get(k) or [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
@@ -202,7 +219,9 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
                                code="EMBEDDING_SHAPE")
     model.eval()
     model.requires_grad_(False)
-    logger.info(f"loaded {type(model).__name__} ({report.params / 1e6:.1f}M params, {dtype}) from {path} on {device}")
+    chosen = ", ".join(f"{k} {v}" for k, v in implementations_of(model).items())
+    logger.info(f"loaded {type(model).__name__} ({report.params / 1e6:.1f}M params, {dtype}, {chosen}) from {path} "
+                f"on {device}")
     return model
 
 
@@ -268,11 +287,16 @@ def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int 
         model = load_causal_lm(path, CHECK_DEVICE, None, vocab_size, max_params=max_params)
     except InvalidModel as e:
         raise CheckFailure(e.code or "LOAD_FAILED", str(e)) from None
-    except FileNotFoundError:
-        raise  # our snapshot is gone: the checker's problem
+    except FileNotFoundError as e:
+        # our snapshot (its files were listed and checked before), or safetensors' report of
+        # a full file table: the checker's problem
+        raise storage_error(f"loading {path}", e) from e
     except Exception as e:
         if _is_oom(e):
             raise MemoryError(str(e)) from None
+        local = local_io_failure(f"loading {path}", e)  # our disk, not the model (LOCAL_IO_ERROR)
+        if local is not None:
+            raise local from e
         raise CheckFailure(
             "LOAD_FAILED",
             f"AutoModelForCausalLM.from_pretrained fails: {type(e).__name__}: {str(e)[:300]}",

@@ -68,6 +68,7 @@ from distil.hub.store import (
     RepoMetadata,
     RepoUnavailable,
     is_disk_error,
+    local_io_failure,
     storage_error,
 )
 
@@ -353,7 +354,8 @@ def check_commitment(
             else:  # reading or writing our own disk (the snapshot, the cache): ours, not the repo's
                 failure = ("LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e)))
         except Exception as e:  # fail closed: a checker bug never passes a model, nor disqualifies it
-            failure = _crashed(name, commitment, e)
+            local = local_io_failure(f"during the {name} check", e)  # a library wrapping our disk's error
+            failure = ("LOCAL_IO_ERROR", str(local)) if local is not None else _crashed(name, commitment, e)
         except BaseException as e:  # a Rust library's panic (pyo3 PanicException) must not escape either
             if not is_rust_panic(e):
                 raise

@@ -30,6 +30,7 @@ from pathlib import Path
 from distil.checks.bounded_json import clip
 from distil.checks.files import TOKENIZER_FILES, TOKENIZER_JSON
 from distil.checks.result import CheckFailure, CheckLimits
+from distil.hub.store import local_io_failure
 
 # The sections of tokenizer.json, besides the vocabulary and merges, that decide how text
 # becomes token ids and back (see `pipeline_of`).
@@ -257,9 +258,12 @@ def load_tokenizer(path: str | Path):
 
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
-    except BaseException as e:  # any failure to load is the repo's problem
+    except BaseException as e:  # any failure to load is the repo's problem, but our disk's
         if not isinstance(e, Exception) and not is_rust_panic(e):
             raise  # KeyboardInterrupt, SystemExit
+        local = local_io_failure(f"loading the tokenizer in {path}", e)
+        if local is not None:
+            raise local from e  # EIO, EMFILE, ...: LOCAL_IO_ERROR, never TOKENIZER_INVALID
         raise CheckFailure(
             "TOKENIZER_INVALID", f"the tokenizer does not load with AutoTokenizer: {type(e).__name__}: {str(e)[:300]}"
         ) from None

@@ -60,7 +60,9 @@ def to_scored(score: ModelScore) -> ScoredModel:
 
 
 def to_failed(failure: ModelFailure) -> FailedModel:
-    return FailedModel(failure.kind, f"EVAL_{failure.phase.upper()}", failure.detail)
+    """The engine's failure as the scoring rules see it; our own disk's keeps its code
+    (LOCAL_IO_ERROR: never a verdict nor a strike), the others are EVAL_<PHASE>."""
+    return FailedModel(failure.kind, failure.code or f"EVAL_{failure.phase.upper()}", failure.detail)
 
 
 class EngineScorer:
