@@ -82,7 +82,8 @@ class Validator(BaseValidatorNeuron):
         self.spec = eval_spec(config, self.devices)
         self.teacher = PinnedTeacher(teacher, config.eval.teacher_revision, self.store)
         self.prechecks = Prechecks(self.store, check_limits(config), config.checks.teacher,
-                                   int(config.checks.max_per_epoch), int(config.checks.public_grace_blocks))
+                                   int(config.checks.max_per_epoch), int(config.checks.public_grace_blocks),
+                                   download_budget_s=float(config.checks.download_budget_s))
         self.scorer = scorer
         self.prompt_source = make_prompt_source(self.spec, config.eval.prompts_file)
         if scorer is None:  # the rounds will draw prompts: refuse a source that cannot serve them

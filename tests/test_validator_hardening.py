@@ -130,6 +130,27 @@ def test_an_outage_every_repo_sees_adds_no_strike(world, tmp_path):
     assert (flaky.status, flaky.code) == ("disqualified", CHECK_FAILED_REPEATEDLY)
 
 
+def test_a_check_the_epochs_download_budget_cuts_keeps_its_place_and_nothing_more_is_tried():
+    """PRECHECK_BUDGET (the epoch's hub time ran out, issue 22 §5) is no attempt: the record is
+    as it was (never checked, no strike, no retry mark), and the commitments after it are
+    not started this epoch."""
+    from distil.checks import CheckResult
+    from distil.state import MinerRecord, ValidatorState
+
+    state = ValidatorState()
+    for i in range(3):
+        state.miners[f"hk{i}"] = MinerRecord(uid=i, commitment=f"a/m{i}@{'ab' * 20}", commit_block=10 + i)
+    tried = []
+
+    def check(commitment, owner_of):
+        tried.append(commitment.repo)
+        return CheckResult.failure("PRECHECK_BUDGET", "this epoch's budget ran out while downloading its snapshot")
+
+    out = precheck_step.run_prechecks(state, 100, check, budget=16, grace_blocks=7200)
+    assert tried == ["a/m0"] and out.out_of_time and out.attempts == [] and out.events == []
+    assert out.state.to_json() == state.to_json()
+
+
 # -- §3: failed rounds and the prompt source ------------------------------------------------
 
 

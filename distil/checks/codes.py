@@ -41,7 +41,8 @@ _TABLE = [
          "Push the commit you pinned before the grace period ends; the commitment cannot be changed."),
     Code("REMOVED", REMOVED, "A repo or revision once seen public is gone, private or gated now.",
          "Nothing: the commitment is disqualified. Keep scored repos public and unchanged."),
-    Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx or timed out.",
+    Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx, timed out, or did not finish answering within "
+         "the call's overall deadline (a hub or proxy trickling its answer).",
          "Nothing: the check is retried later."),
     Code("HUB_ERROR", TRANSIENT, "The hub gave an answer the checker did not understand.",
          "Nothing usually; if it persists, report it with the detail."),
@@ -136,6 +137,8 @@ _TABLE = [
          "writing (permissions, I/O error, disk full, too many open files, a file that cannot be mapped), whatever "
          "library met it; never a verdict on the model, never a strike.", "Nothing: the check is retried; the "
          "validator's operator should fix the disk."),
+    Code("PRECHECK_BUDGET", TRANSIENT, "The validator's time for this epoch's pre-check downloads ran out before "
+         "or during this check.", "Nothing: the check resumes in a later epoch, in the queue's order; never a strike."),
     Code("CHECKER_OUT_OF_MEMORY", TRANSIENT, "The checker ran out of memory on a repo whose declared size fits.",
          "Nothing: the check is retried; the validator's operator should free memory."),
 ]
@@ -151,6 +154,7 @@ _TRANSIENT_SCOPE = {
     "HUB_ERROR": "hub",
     "CHECKER_ERROR": "repo",
     "LOCAL_IO_ERROR": "local",
+    "PRECHECK_BUDGET": "local",
     "CHECKER_OUT_OF_MEMORY": "local",
 }
 

@@ -61,6 +61,7 @@ from distil.checks.tokenizer import (BATTERY, TokenizerReference, check_pipeline
                                      load_tokenizer)
 from distil.commitment import Commitment
 from distil.hub.store import (
+    BudgetExhausted,
     HubError,
     HubTransientError,
     LocalStorageError,
@@ -285,9 +286,12 @@ def read_capped(path, cap: int, name: str) -> bytes:
 
 
 def hub_failure(e: HubError) -> tuple[str, str]:
-    """(code, detail) for a store error: UNAVAILABLE codes, LOCAL_IO_ERROR, HUB_TRANSIENT or HUB_ERROR."""
+    """(code, detail) for a store error: UNAVAILABLE codes, LOCAL_IO_ERROR, PRECHECK_BUDGET,
+    HUB_TRANSIENT (a deadline overrun included) or HUB_ERROR."""
     if isinstance(e, LocalStorageError):
         return "LOCAL_IO_ERROR", str(e)
+    if isinstance(e, BudgetExhausted):
+        return "PRECHECK_BUDGET", str(e)
     if isinstance(e, RepoUnavailable):
         if e.kind == "revision":
             return "REVISION_NOT_FOUND", str(e)

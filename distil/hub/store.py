@@ -19,6 +19,7 @@ import errno
 import os
 import re
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -35,6 +36,16 @@ class HubError(Exception):
 
 class HubTransientError(HubError):
     """Rate limit (429), server error (5xx) or timeout: try again later, judge nothing."""
+
+
+class HubDeadlineExceeded(HubTransientError):
+    """The hub (or a proxy, a CDN) did not finish answering within the call's overall deadline:
+    the hub's trouble for that repo, like a timeout."""
+
+
+class BudgetExhausted(HubTransientError):
+    """The caller's time budget (the epoch's pre-check downloads) ran out before or during
+    the call: our schedule, not the hub's nor the repo's; the work resumes later."""
 
 
 class LocalStorageError(HubTransientError):
@@ -239,6 +250,12 @@ class ModelStore(ABC):
     def fetch_file(self, commitment: Commitment, filename: str) -> Path:
         """One (small) file at the pinned revision, as a local path."""
         return self.download(commitment, allow_patterns=[filename]) / filename
+
+    @contextmanager
+    def deadline_at(self, instant: float | None):
+        """Calls made inside end by the `time.monotonic()` instant `instant` (BudgetExhausted
+        past it); a no-op for stores that make no network calls."""
+        yield self
 
     def pin(self, commitment: Commitment) -> None:
         """Keep this snapshot out of cache eviction until `unpin` (no-op where nothing is evicted)."""

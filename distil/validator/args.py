@@ -55,6 +55,9 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
     add_check_args(parser)
     parser.add_argument("--checks.max_per_epoch", type=int, default=16,
                         help="commitments pre-checked per epoch, never-checked ones first (default: %(default)s)")
+    parser.add_argument("--checks.download_budget_s", type=float, default=1800.0,
+                        help="seconds the pre-checks may spend on hub calls and downloads per epoch; a check the "
+                             "budget cuts resumes next epoch, never a strike (default: %(default)s)")
     parser.add_argument("--checks.max_strikes", type=int, default=DEFAULT_MAX_STRIKES,
                         help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
                              "(default: %(default)s; outages never count)")

@@ -12,6 +12,7 @@ validator's step: it binds the store, the limits and the teacher's tokenizer ref
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -26,6 +27,8 @@ from distil.state import ValidatorState
 from distil.validator.timing import TimedDownloads
 from template.base.validator import one_line
 
+BUDGET_CODE = "PRECHECK_BUDGET"  # distil.checks.codes: the epoch's download budget ran out
+
 # (commitment, owner_of) -> CheckResult: the validator binds the store, limits and teacher
 Checker = Callable[[Commitment, Callable[[str], "str | None"]], CheckResult]
 
@@ -35,6 +38,7 @@ class PrecheckRound:
     state: ValidatorState
     attempts: list[pq.Attempt] = field(default_factory=list)
     events: list[ep.Event] = field(default_factory=list)
+    out_of_time: bool = False  # the epoch's download budget ran out: the rest wait for the next epoch
 
 
 class Prechecks:
@@ -45,9 +49,11 @@ class Prechecks:
     downloading snapshots are kept in `download_seconds`, per epoch.
     """
 
-    def __init__(self, store: ModelStore, limits: CheckLimits, teacher: str, budget: int, grace_blocks: int):
+    def __init__(self, store: ModelStore, limits: CheckLimits, teacher: str, budget: int, grace_blocks: int,
+                 download_budget_s: float | None = None):
         self.store, self.limits, self.teacher = store, limits, teacher
         self.budget, self.grace_blocks = budget, grace_blocks
+        self.download_budget_s = download_budget_s  # the epoch's hub time (None: unbounded); see run
         self.download_seconds = 0.0
         self._reference = None
 
@@ -68,8 +74,12 @@ class Prechecks:
         def check(commitment, owner_of):
             return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of)
 
+        # Every hub call of this epoch's pre-checks ends by the budget's end (PRECHECK_BUDGET: the
+        # check resumes next epoch, as if not tried), so a slow hub cannot hold the round.
+        budget_end = None if self.download_budget_s is None else time.monotonic() + self.download_budget_s
         try:
-            return run_prechecks(state, now, check, self.budget, self.grace_blocks)
+            with self.store.deadline_at(budget_end):
+                return run_prechecks(state, now, check, self.budget, self.grace_blocks)
         finally:
             self.download_seconds = store.seconds
 
@@ -78,6 +88,8 @@ def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, 
     out = PrecheckRound(state)
     for hotkey in ep.to_check(state, budget):
         out.state = _one(out, hotkey, now, check, grace_blocks)
+        if out.out_of_time:
+            break
     return out
 
 
@@ -90,6 +102,10 @@ def _one(out: PrecheckRound, hotkey: str, now: int, check: Checker, grace_blocks
     except Exception as e:  # the checker must never raise; if it does, it is a checker failure
         logger.opt(exception=e).debug(f"pre-check of {hotkey} raised")
         result = CheckResult.failure("CHECKER_ERROR", f"the checker raised {type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    if result.code == BUDGET_CODE:  # our schedule, not the repo's: not an attempt, its place in the queue kept
+        out.out_of_time = True
+        logger.info(f"pre-check of {hotkey} ({record.commitment}) waits for the next epoch: {result.detail}")
+        return state
     if result.seen_public and not record.seen_public:
         state = state.copy()
         state.miners[hotkey] = dataclasses.replace(state.miners[hotkey], seen_public=True)
