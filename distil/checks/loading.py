@@ -154,7 +154,7 @@ def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher:
         config = config_from_dict(raw)  # with the validator's settings (VALIDATOR_SETTINGS)
         overridden = settings_overridden(raw)
         if overridden:
-            logger.info(f"{path}: config.json settings ignored, the validator chooses: {', '.join(overridden[:5])}")
+            logger.info(f"{path}: config.json settings ignored, the validator chooses: {overridden[:5]!r}")
         report = check_architecture(config, tensors, max_params=max_params,
                                     allowed_extra=TEACHER_EXTRA_PREFIXES if teacher else ())
     except CheckFailure as f:
