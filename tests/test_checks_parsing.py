@@ -322,6 +322,7 @@ def test_every_transient_code_says_whose_trouble_it_is():
         "HUB_ERROR": "hub",
         "CHECKER_ERROR": "repo",
         "LOCAL_IO_ERROR": "local",
+        "PRECHECK_BUDGET": "local",  # our schedule: never a strike
         "CHECKER_OUT_OF_MEMORY": "local",
     }
     assert transient_scope("MALFORMED_JSON") is None
