@@ -25,3 +25,9 @@ NETUID = 97
 TEACHER_REPO = "Qwen/Qwen3.5-35B-A3B"
 VOCAB_SIZE = 248_320
 MAX_PARAMS = 5_250_000_000
+# The scored window (scoring spec defaults, `EvalSpec`): a prompt of at most MAX_PROMPT_TOKENS
+# ids, then at most MAX_NEW_TOKENS teacher tokens. A model must accept SCORED_LENGTH positions
+# (the pre-checks refuse one that cannot: ARCH_CONTEXT).
+MAX_PROMPT_TOKENS = 512
+MAX_NEW_TOKENS = 512
+SCORED_LENGTH = MAX_PROMPT_TOKENS + MAX_NEW_TOKENS

@@ -17,7 +17,9 @@ Shape (version 1)::
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
-The previous states are kept as `state.json.1` (newest) … `state.json.N`. Every field is
+The previous states are kept as `state.json.1` (newest) … `state.json.N`, rotated by
+renames too (the copy that becomes `.1` is written whole under a temporary name first): a
+full disk leaves every file as it was. Every field is
 validated against one declared schema (`distil.state_schema`: types, ranges, the king
 invariants) on load and before each save; a state file that does not parse, fails the
 schema, or comes from a newer version of this code, is an error that names the file and
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,8 +186,23 @@ def load_state(directory: str | Path) -> ValidatorState:
     return state
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    """`data` in a new file at `path` (truncated first), flushed to the disk (fsync)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_state(state: ValidatorState, directory: str | Path, backups: int = BACKUPS) -> Path:
-    """Write atomically (temp file, fsync, rename, fsync the directory); rotate backups."""
+    """Write atomically, and rotate backups, by renames only: every file is written whole to
+    a temporary name (fsync) before a rename makes it visible, so a full disk, a crash or a
+    kill at any instant leaves `state.json` and each `state.json.N` complete (old or new),
+    never half-written. An OSError (ENOSPC...) leaves every visible file as it was."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = state_path(directory)
@@ -195,19 +211,28 @@ def save_state(state: ValidatorState, directory: str | Path, backups: int = BACK
         validate_state(data)  # never write a state the next start would refuse
     except ValueError as e:
         raise StateError(f"refusing to save an invalid state: {e}") from None
-    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False)
+    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False).encode()
     tmp = directory / f".{STATE_FILE}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists() and backups > 0:
+    backup_tmp = directory / f".{STATE_FILE}.1.tmp"
+    try:
+        # Everything that needs disk space is written before anything visible changes.
+        _write_durably(tmp, text)
+        rotate = path.exists() and backups > 0
+        if rotate:
+            _write_durably(backup_tmp, path.read_bytes())  # the current state, whole, before it becomes .1
+    except BaseException:
+        for leftover in (tmp, backup_tmp):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+        raise
+    if rotate:
         for i in range(backups - 1, 0, -1):
             older = directory / f"{STATE_FILE}.{i}"
             if older.exists():
                 os.replace(older, directory / f"{STATE_FILE}.{i + 1}")
-        # copy, not move: state.json must exist at every instant
-        shutil.copyfile(path, directory / f"{STATE_FILE}.1")
+        os.replace(backup_tmp, directory / f"{STATE_FILE}.1")
     os.replace(tmp, path)
     dir_fd = os.open(directory, os.O_RDONLY)
     try:

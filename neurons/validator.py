@@ -116,8 +116,20 @@ class Validator(BaseValidatorNeuron):
         save_state(self.state, self.config.neuron.full_path)
 
     def commit(self, state: ValidatorState) -> None:
-        """Make `state` current: write it atomically first, then swap it in."""
-        save_state(state, self.config.neuron.full_path)
+        """Make `state` current: write it atomically first, then swap it in. A disk that cannot
+        take the write (full, failing: OSError) does not stop the epoch: the state goes on in
+        memory, so the king the epoch ends with still gets its weights, and one error line per
+        epoch says so. The files stay whole (save_state writes by rename): a restart resumes
+        from the last state saved."""
+        try:
+            save_state(state, self.config.neuron.full_path)
+        except OSError as e:
+            if not any(event.kind == "state_not_saved" for event in self.events):
+                why = f"{type(e).__name__}: {one_line(e)}"
+                logger.error(f"could not save the state in {self.config.neuron.full_path} ({why}); the epoch goes on in "
+                             "memory and weights are set; free space on that disk (a restart resumes from the last "
+                             "state saved)")
+                self.events.append(ep.Event("state_not_saved", None, why))
         self.state = state
 
     # -- the epoch (docs/rounds.md) ---------------------------------------------------------

@@ -17,7 +17,8 @@ It serves repos built from local directories on the endpoints the client uses
 Errors follow the hub: a missing repo is 404 and a private one 401, both with
 ``X-Error-Code: RepoNotFound``; gated files 403 ``GatedRepo``; an unknown revision 404
 ``RevisionNotFound``; a missing file 404 ``EntryNotFound``; a disabled repo 403 with the
-hub's "disabled" message. `fail(status, ...)` injects 429/5xx (or anything) on demand.
+hub's "disabled" message. `fail(status, ...)` injects 429/5xx (or anything) on demand, a
+stall (`delay`) or an answer trickled one byte at a time (`trickle`).
 
 `HubServer(bandwidth=B)` serves file contents at B bytes per second in all (every
 connection shares one link), for measuring downloads that overlap other work.
@@ -92,6 +93,7 @@ class Fault:
     matches: Callable[[str, str, str | None], bool]  # (method, path, Range header) -> bool
     headers: dict = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering (client timeouts)
+    trickle: float = 0.0  # seconds between the bytes of the answer (status line and headers included)
 
 
 class Throttle:
@@ -206,11 +208,13 @@ class HubServer:
         headers: dict | None = None,
         delay: float = 0.0,
         ranged: bool | None = None,
+        trickle: float = 0.0,
     ) -> None:
         """Answer `status` to the next `times` requests (None: all) whose path contains
         `path_contains` (and whose method is `method`, and that carry a Range header or not
         as `ranged` says, when given). With `delay`, stall that many seconds first; with
-        status None, then answer normally."""
+        status None, then answer normally. With `trickle`, send the answer one byte every
+        `trickle` seconds (a slow hub or proxy: no read ever waits long, the whole never ends)."""
 
         def matches(m: str, p: str, r: str | None) -> bool:
             return (
@@ -220,7 +224,7 @@ class HubServer:
             )
 
         with self._lock:
-            self.faults.append(Fault(status, times, matches, dict(headers or {}), delay))
+            self.faults.append(Fault(status, times, matches, dict(headers or {}), delay, trickle))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -303,6 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
         if resolve:
             self._ctx.update(repo=resolve.group(1), filename=resolve.group(3))
         fault = self.hub._take_fault(method, path, self.headers.get("Range"))
+        self._trickle = fault.trickle if fault is not None else 0.0
         try:
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
@@ -336,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
                 authorization=bool(self.headers.get("Authorization")),
             )
         )
+        if self._trickle:
+            return self._send_trickled(method, status, headers, body, file)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, str(v))
@@ -358,6 +365,26 @@ class _Handler(BaseHTTPRequestHandler):
                         sent += len(chunk)
             else:
                 self.wfile.write(body)
+
+    def _send_trickled(self, method: str, status: int, headers: dict, body: bytes, file: tuple | None) -> None:
+        """The whole answer, status line first, one byte every `self._trickle` seconds, until it
+        is sent or the client hangs up."""
+        if file is not None:
+            path, start, n = file
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(n)
+        head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Content-Length": len(body)}.items()) + "\r\n"
+        data = head.encode("latin-1") + (body if method == "GET" else b"")
+        self.close_connection = True
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                time.sleep(self._trickle)
+        except OSError:  # the client gave up: what a deadline is for
+            pass
 
     def _json(self, method: str, data, status: int = 200, headers: dict | None = None) -> None:
         body = json.dumps(data).encode()

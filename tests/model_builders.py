@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from distil import tiny
+from distil import VOCAB_SIZE, tiny
 
 WEIGHTS = "model.safetensors"
 
@@ -108,3 +108,13 @@ def hostile_tokenizer_json(text: str) -> str:
     vocab = data["model"]["vocab"]
     vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
     return json.dumps(data)
+
+
+def tiny_gpt2_config(**overrides):
+    """A tiny GPT-2 at the teacher's vocabulary (tied embeddings, learned positions)."""
+    from transformers import GPT2Config
+
+    kwargs = dict(vocab_size=VOCAB_SIZE, n_embd=64, n_layer=2, n_head=4, n_positions=2048,
+                  bos_token_id=tiny.EOS_ID, eos_token_id=tiny.EOS_ID)
+    kwargs.update(overrides)
+    return GPT2Config(**kwargs)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from distil import tiny
 from model_builders import (
     WEIGHTS,
     clone,
@@ -29,6 +30,7 @@ from model_builders import (
     rewrite_weights,
     save_tensors,
     tensors,
+    tiny_gpt2_config,
 )
 from distil.checks import CheckLimits, DuplicateRegistry, check_commitment
 from distil.checks.cli import main as distil_check
@@ -267,6 +269,27 @@ def tokenizer_json_not_a_tokenizer(v: Path, d: Path):
     replace_file(d / "tokenizer.json", '{"version": "1.0", "model": {"type": "NoSuchModel"}}')
 
 
+def added_tokens_that_do_not_load(v: Path, d: Path):
+    """The teacher's pipeline, but an added token without its id: the tokenizers library
+    refuses the file."""
+    clone(v, d)
+    data = json.loads((v / "tokenizer.json").read_text())
+    data["added_tokens"][0].pop("id")
+    replace_file(d / "tokenizer.json", json.dumps(data))
+
+
+def special_token_eats_the_newline(v: Path, d: Path):
+    """The teacher's pipeline, vocabulary and merges, but <|im_end|> strips the whitespace on its
+    right (an added-token flag, which an honest re-save may change and is not compared):
+    only the battery's chat-template string sees it."""
+    clone(v, d)
+    data = json.loads((v / "tokenizer.json").read_text())
+    for token in data["added_tokens"]:
+        if token["content"] == "<|im_end|>":
+            token["rstrip"] = True
+    replace_file(d / "tokenizer.json", json.dumps(data))
+
+
 def missing_tensor(v: Path, d: Path):
     rewrite_weights(v, d, lambda s: {k: t for k, t in s.items() if k != "model.norm.weight"})
 
@@ -306,7 +329,7 @@ def config_wider_than_weights(v: Path, d: Path):
 
 
 def different_normalizer(v: Path, d: Path):
-    """Same vocabulary and merges, another normaliser (NFD): only the string battery sees it."""
+    """Same vocabulary and merges, another normaliser (NFD): the file is not the teacher's."""
     clone(v, d)
     data = json.loads((v / "tokenizer.json").read_text())
     data["normalizer"] = {"type": "NFD"}
@@ -326,6 +349,18 @@ def unknown_architecture_class(v: Path, d: Path):
 def config_breaks_loading(v: Path, d: Path):
     clone(v, d)
     edit_json(d / "config.json", lambda c: c.update(hidden_act="evil_act"))
+
+
+def gpt2_with_16_positions(v: Path, d: Path):
+    """A GPT-2 that reads 16 positions: every other check passes (the teacher's tokenizer and
+    vocabulary, bf16, the right tensors), and scoring would raise IndexError at position 16."""
+    tiny.save_model(d, tiny_gpt2_config(n_positions=16), seed=3)
+
+
+def context_shorter_than_the_window(v: Path, d: Path):
+    """A rotary model would compute at any position; its config says it was not made to."""
+    clone(v, d)
+    edit_json(d / "config.json", lambda c: c.update(max_position_embeddings=1000))
 
 
 def missing(name: str):
@@ -386,9 +421,11 @@ CASES = [
     (nan_filled_weights, "NONFINITE"),
     (one_infinite_weight, "NONFINITE"),
     (different_tokenizer, "TOKENIZER_VOCAB"),
-    (different_normalizer, "TOKENIZER_MISMATCH"),
+    (different_normalizer, "TOKENIZER_PIPELINE"),
+    (special_token_eats_the_newline, "TOKENIZER_MISMATCH"),
     (broken_tokenizer, "MALFORMED_JSON"),
-    (tokenizer_json_not_a_tokenizer, "TOKENIZER_INVALID"),
+    (tokenizer_json_not_a_tokenizer, "TOKENIZER_PIPELINE"),
+    (added_tokens_that_do_not_load, "TOKENIZER_INVALID"),
     (missing_tensor, "ARCH_MISSING_TENSORS"),
     (unexpected_tensor, "ARCH_UNUSED_TENSORS"),
     (vision_tensors_ride_along, "ARCH_UNUSED_TENSORS"),
@@ -398,6 +435,8 @@ CASES = [
     (config_asks_for_12_layers, "ARCH_MISSING_TENSORS"),
     (config_wider_than_weights, "ARCH_SHAPE_MISMATCH"),
     (config_breaks_loading, "LOAD_FAILED"),
+    (gpt2_with_16_positions, "ARCH_CONTEXT"),
+    (context_shorter_than_the_window, "ARCH_CONTEXT"),
     (unknown_model_type, "ARCHITECTURE"),
     (unknown_architecture_class, "ARCHITECTURE"),
     (missing("tokenizer.json"), "MISSING_FILE"),

@@ -232,8 +232,12 @@ def test_metadata_of_all_shards_together_is_capped(valid_model, teacher_referenc
 def test_a_tokenizer_regex_that_panics_the_tokenizers_library_is_the_repos_fault(valid_model, teacher_reference, tmp_path):
     """A pre-tokeniser regex with catastrophic backtracking hits Oniguruma's retry limit on the
     battery's "aaaa..." string, and the Rust tokenizers library panics: a pyo3 PanicException,
-    a BaseException that no `except Exception` catches. It must be the repo's verdict, not an
-    exception out of check_commitment (which would stop the validator, on every restart)."""
+    a BaseException that no `except Exception` catches. The pipeline now refuses the file
+    before anything runs it (its pre-tokenizer is not the teacher's: TOKENIZER_PIPELINE); the
+    battery itself still turns the panic into the repo's verdict, not an exception out of the
+    check (which would stop the validator, on every restart)."""
+    from distil.checks.tokenizer import compare_to_reference, load_tokenizer
+
     path = clone(valid_model, tmp_path / "model", skip=("tokenizer.json",))
     tok = json.loads((valid_model / "tokenizer.json").read_text())
     bomb = {"type": "Split", "pattern": {"Regex": "((a+)+)+[bc]"}, "behavior": "Isolated", "invert": False}
@@ -241,8 +245,11 @@ def test_a_tokenizer_regex_that_panics_the_tokenizers_library_is_the_repos_fault
     (path / "tokenizer.json").write_text(json.dumps(tok))
     store = LocalModelStore()
     result = check_commitment(store, Commitment("m/regex", store.add("m/regex", path)), teacher=teacher_reference)
-    assert (result.reason, result.code) == ("INVALID", "TOKENIZER_INVALID"), result.detail
-    assert "panic" in result.detail
+    assert (result.reason, result.code) == ("INVALID", "TOKENIZER_PIPELINE"), result.detail
+    _no_download(result)
+    with pytest.raises(CheckFailure) as e:
+        compare_to_reference(load_tokenizer(path), teacher_reference)
+    assert e.value.code == "TOKENIZER_INVALID" and "panic" in e.value.detail
 
 
 # -- the bounded loader itself ---------------------------------------------------------
@@ -315,6 +322,7 @@ def test_every_transient_code_says_whose_trouble_it_is():
         "HUB_ERROR": "hub",
         "CHECKER_ERROR": "repo",
         "LOCAL_IO_ERROR": "local",
+        "PRECHECK_BUDGET": "local",  # our schedule: never a strike
         "CHECKER_OUT_OF_MEMORY": "local",
     }
     assert transient_scope("MALFORMED_JSON") is None

@@ -2,7 +2,6 @@
 two; a worker killed mid-score, or past its deadline, fails that student alone; our own faults
 (SIGBUS) are marked ours."""
 
-import os
 import shutil
 
 import numpy as np

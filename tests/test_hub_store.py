@@ -235,6 +235,63 @@ def test_hf_store_timeouts_and_unreachable_hub_are_transient(hub, small_repo, tm
         nowhere.repo_metadata(Commitment("alice/small", revision))
 
 
+# -- an overall deadline on every call (issue 22 §5) -------------------------------------------
+
+TRICKLE = 0.25  # seconds between bytes: every read gets a byte long before `timeout`, the answer never ends
+
+
+@pytest.mark.parametrize("where, call", [
+    ("/api/models/", lambda store, c: store.repo_metadata(c)),
+    ("/api/models/", lambda store, c: store.resolve_revision(c.repo)),
+    ("/cdn/", lambda store, c: store.read_range(c, "model.safetensors", 0, 8)),  # after the hub's redirect
+    ("/resolve/", lambda store, c: store.fetch_file(c, "config.json")),
+    ("/cdn/", lambda store, c: store.download(c)),  # snapshot_download's worker threads, its retries
+], ids=["metadata", "resolve", "range-via-redirect", "file", "snapshot"])
+def test_a_trickling_hub_ends_at_the_calls_deadline(hub, small_repo, tmp_path, where, call):
+    """A hub, CDN or proxy that trickles its answer one byte at a time never trips the
+    per-read timeout (30 s); each call ends at its overall deadline (here 1 s) with a
+    transient error naming it, instead of waiting for ever."""
+    from distil.hub import HubDeadlineExceeded
+
+    revision = hub.add_repo("alice/small", small_repo)
+    store = HuggingFaceStore(endpoint=hub.endpoint, token=False, cache_dir=tmp_path / "cache", request_deadline_s=1.0)
+    commitment = Commitment("alice/small", revision)
+    hub.fail(None, times=None, path_contains=where, trickle=TRICKLE)
+    with pytest.raises(HubDeadlineExceeded, match=r"no complete answer within 1s") as e:
+        call(store, commitment)
+    assert isinstance(e.value, HubTransientError)
+    hub.clear_faults()
+    assert store.repo_metadata(commitment).revision == revision  # the same client, healthy again
+
+
+def test_a_trickling_hub_is_the_hubs_transient_in_the_pipeline_and_the_budget_is_ours(hub, valid_model,
+                                                                                          teacher_reference, tmp_path):
+    """Through the pre-check pipeline: a call past its own deadline is HUB_TRANSIENT (a strike
+    only when the hub answered other repos); one cut by the epoch's budget (`deadline_at`)
+    is PRECHECK_BUDGET, never the repo's; with no budget left nothing is asked of the hub."""
+    import time
+
+    from distil.checks import check_commitment
+
+    revision = hub.add_repo("alice/valid", valid_model)
+    store = HuggingFaceStore(endpoint=hub.endpoint, token=False, cache_dir=tmp_path / "cache", request_deadline_s=1.0)
+    commitment = Commitment("alice/valid", revision)
+    hub.fail(None, times=None, path_contains="/api/models/", trickle=TRICKLE)
+    result = check_commitment(store, commitment, teacher=teacher_reference)
+    assert (result.reason, result.code, result.transient_scope) == ("TRANSIENT", "HUB_TRANSIENT", "hub"), result.detail
+    assert "within 1s" in result.detail
+
+    store.request_deadline_s = 600.0  # the call's own deadline is far: the epoch's budget cuts it
+    with store.deadline_at(time.monotonic() + 1.0):
+        result = check_commitment(store, commitment, teacher=teacher_reference)
+    assert (result.code, result.transient_scope) == ("PRECHECK_BUDGET", "local"), result.detail
+    hub.clear_faults()
+    hub.clear_log()
+    with store.deadline_at(time.monotonic() - 1):
+        result = check_commitment(store, commitment, teacher=teacher_reference)
+    assert result.code == "PRECHECK_BUDGET" and hub.requests() == []
+
+
 def test_translate_hub_error_never_calls_an_unknown_failure_unavailable():
     assert isinstance(translate_hub_error("a/b", ValueError("odd")), HubError)
     assert not isinstance(translate_hub_error("a/b", ValueError("odd")), (HubTransientError, RepoUnavailable))

@@ -18,11 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from arch_builders import real_teacher_headers, save_tiny_hub_teacher
-from distil import MAX_PARAMS, VOCAB_SIZE, tiny
+from distil import MAX_PARAMS, SCORED_LENGTH, VOCAB_SIZE, tiny
 from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture
 from distil.checks.loading import InvalidModel, check_loads, load_causal_lm
 from distil.checks.result import CheckFailure
-from model_builders import clone, edit_json, rewrite_weights
+from model_builders import clone, edit_json, rewrite_weights, tiny_gpt2_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,7 @@ def models(tmp_path_factory):
     tiny.save_student(root / "tied", seed=3, arch="qwen3", tie_word_embeddings=True)
     tiny.save_teacher(root / "teacher_text")
     save_tiny_hub_teacher(root / "teacher_hub")
+    tiny.save_model(root / "gpt2_16", tiny_gpt2_config(n_positions=16), seed=3)
     return root
 
 
@@ -51,6 +52,38 @@ def refusal(path, **kwargs) -> tuple[str, str]:
                                        ("tied", "Qwen3ForCausalLM"), ("teacher_text", "Qwen3_5MoeForCausalLM")])
 def test_honest_students_pass_the_load_check(models, name, cls):
     assert check_loads(models / name) == cls
+
+
+# -- the scored window (issue 22 §2) -----------------------------------------------------------
+
+
+def test_the_checks_window_is_the_specs():
+    """The pre-checks' scored length is the spec's prompt cap plus max_new_tokens, by default
+    and in the validator, whose --eval flags set both."""
+    import argparse
+
+    from distil.checks.result import CheckLimits
+    from distil.eval.spec import EvalSpec
+    from distil.validator.args import add_validator_args, check_limits
+    from template.config import parse_config
+
+    spec = EvalSpec()
+    assert CheckLimits().scored_length == spec.max_prompt_tokens + spec.max_new_tokens == spec.scored_length == 1024
+    parser = argparse.ArgumentParser()
+    add_validator_args(parser)
+    config = parse_config(parser, ["--eval.max_new_tokens", "32", "--eval.max_prompt_tokens", "100"])
+    assert check_limits(config).scored_length == 132
+
+
+def test_the_load_check_reads_exactly_the_last_position_of_the_window(models):
+    """GPT-2 with 16 learned positions: config.json says so (the architecture step refuses it,
+    tests/test_checks_corpus.py), and the load step's own forward at the end of the window
+    finds it whatever the config says: a 16-position window passes, 17 does not."""
+    assert check_loads(models / "gpt2_16", scored_length=16) == "GPT2LMHeadModel"
+    code, detail = refusal(models / "gpt2_16", scored_length=17)
+    assert code == "ARCH_CONTEXT" and "positions 13..16" in detail and "IndexError" in detail
+    code, detail = refusal(models / "gpt2_16")  # the spec's window: 1,024 positions
+    assert code == "ARCH_CONTEXT" and "1,020..1,023" in detail
 
 
 def test_tied_student_stored_once_loads_tied(models):
@@ -175,6 +208,38 @@ def test_config_dtype_wider_than_the_weights_never_upcasts(models, tmp_path):
     assert check_loads(path) == "Qwen3ForCausalLM"
 
 
+# -- code paths are the validator's (issue 22 §3) ---------------------------------------------
+
+CHOSEN_BY_THE_REPO = dict(experts_implementation="eager", _attn_implementation="eager", output_attentions=True,
+                          output_hidden_states=True, return_dict=False, chunk_size_feed_forward=1)
+
+
+def test_config_json_cannot_choose_the_code_paths(models, tmp_path, teacher_dir, capsys):
+    """A config naming the experts' per-expert loop (183 s for one 64-token forward of a
+    4,096-expert model on CPU), eager attention, every attention map and hidden state, tuple
+    outputs: the load uses the validator's choice, the pre-checks pass the model as it
+    computes (the same weights), and the round JSON records what ran."""
+    from distil.checks.cli import main as distil_check
+    from distil.eval.engine import run_round
+    from distil.eval.report import round_to_json
+    from distil.eval.spec import EvalSpec
+
+    path = _variant(models / "teacher_text", tmp_path / "m", **CHOSEN_BY_THE_REPO)
+    model = load_causal_lm(path, "cpu", None, VOCAB_SIZE)
+    chosen = {"attn_implementation": "sdpa", "experts_implementation": "grouped_mm"}
+    assert {"attn_implementation": model.config._attn_implementation,
+            "experts_implementation": model.config._experts_implementation} == chosen
+    out = model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert out.logits.shape == (1, 3, VOCAB_SIZE) and out.attentions is None and out.hidden_states is None
+    assert distil_check([str(path), "--teacher", str(teacher_dir), "--json"]) == 0, capsys.readouterr().out
+
+    spec = EvalSpec(n_prompts=1, max_new_tokens=2, chunk_size=4)
+    result = run_round(str(models / "teacher_text"), [("m", str(path))], [[101, 102, 103]], spec)
+    doc = round_to_json("00", spec.to_dict(), {}, "teacher", ["p0"], result)
+    assert doc["models"][0]["status"] == "ok" and doc["models"][0]["implementations"] == chosen
+    assert doc["teacher_implementations"] == chosen
+
+
 def test_guard_codes_reach_the_eval_path_as_invalid_model(models, tmp_path):
     from distil.eval.engine import classify_failure
     from distil.eval.results import INVALID
@@ -201,7 +266,8 @@ def _peak_rss(*paths) -> tuple[list[str], int]:
     for path in paths:
         report = run_step("distil.checks.pipeline:child_step",
                           {"step": "load", "function": "distil.checks.pipeline:load_step",
-                           "kwargs": {"path": str(path), "max_params": MAX_PARAMS, "vocab_size": VOCAB_SIZE}},
+                           "kwargs": {"path": str(path), "max_params": MAX_PARAMS, "vocab_size": VOCAB_SIZE,
+                                      "scored_length": SCORED_LENGTH}},
                           step="load", deadline_s=300)
         value = report.value
         verdicts.append(value["failure"][0] if "failure" in value else value["detail"].split()[2])

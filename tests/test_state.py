@@ -225,3 +225,45 @@ def test_distil_state_check_lists_every_problem(tmp_path, capsys):
     assert "last_epoch_block: Input should be a valid integer (got '200')" in err
     assert "miners.hk1.kl.mean: Input should be a valid number (got 'x')" in err and "2 problem(s)" in err
     assert state_path(tmp_path).read_text() == before
+
+
+_FULL_DISK_SCRIPT = """
+import resource, signal, sys
+from distil.state import MinerRecord, ValidatorState, save_state
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as a full disk does
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    save_state(ValidatorState(last_epoch_block=7), sys.argv[1])
+    print("saved")
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+def test_a_disk_that_refuses_the_write_leaves_every_file_whole(tmp_path):
+    """The disk takes the new (small) state but not the backup copy of the current (large)
+    one: the kernel refuses the write half-way (RLIMIT_FSIZE in a child process: EFBIG, a
+    refusal of every write path, as ENOSPC is). state.json and every backup stay as they
+    were, whole; nothing is left behind; the next save rotates normally."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    big = example_state()
+    for i in range(200):  # the current state: larger than the disk lets us write
+        big.miners[f"hk{i + 10}"] = MinerRecord(uid=i + 10, commitment=f"e/f{i}@{SHA}", commit_block=12 + i)
+    save_state(example_state(), tmp_path)
+    save_state(big, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["state.json", "state.json.1"]
+    limit = (len(before["state.json"]) + 2_000) // 2  # above the new state, below the current one
+    assert limit > 2_000
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(tmp_path), str(limit)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
+    assert done.stdout.split() == ["refused", "27"], done.stdout + done.stderr  # EFBIG
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    save_state(ValidatorState(last_epoch_block=7), tmp_path)
+    assert load_state(tmp_path).last_epoch_block == 7
+    assert (tmp_path / "state.json.1").read_bytes() == before["state.json"]
+    assert (tmp_path / "state.json.2").read_bytes() == before["state.json.1"]

@@ -160,3 +160,102 @@ def test_hf_cache_that_cannot_be_scanned_for_eviction_is_local_io_error(hub, val
     monkeypatch.setattr(cache_module, "hf_cache_entries", scan)
     with pytest.raises(LocalStorageError, match="Permission denied"):
         store.download(commitment)
+
+
+# -- our disk while loading: LOCAL_IO_ERROR, never the model's verdict (issue 22 §4) ----------
+
+
+def _unreadable_by_mmap(path: Path) -> None:
+    """Make `path` a file the safetensors library cannot map: a symlink to a /proc file (a
+    regular file to stat, not to mmap), which makes it raise exactly what a failing disk
+    does: OSError('No such device (os error 19)'), errno None."""
+    path.unlink()
+    path.symlink_to("/proc/self/status")
+
+
+def _garbage(path: Path) -> None:
+    """Bytes that do not parse as safetensors: the repo's fault."""
+    path.unlink()
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}" + b"\x00" * 64)
+
+
+@pytest.mark.parametrize("damage, reason, code", [(_unreadable_by_mmap, "TRANSIENT", "LOCAL_IO_ERROR"),
+                                                  (_garbage, "INVALID", "HEADER_INVALID")])
+def test_the_load_step_tells_our_disk_from_the_repos_bytes(king, teacher_reference, monkeypatch, damage, reason, code):
+    """The snapshot's weights become unreadable after the content check (a failing disk under
+    the load step): LOCAL_IO_ERROR, transient, never a strike. Bytes that do not parse are
+    still the repo's: HEADER_INVALID."""
+    import distil.checks.pipeline as pipeline
+
+    store, commitment, path = king
+    real = pipeline.check_loads
+
+    def damaged_then_loaded(where, *args, **kwargs):
+        damage(Path(where) / "model.safetensors")
+        return real(where, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "check_loads", damaged_then_loaded)
+    result = check_commitment(store, commitment, teacher=teacher_reference)
+    assert (result.reason, result.code) == (reason, code), result.detail
+    if code == "LOCAL_IO_ERROR":
+        assert result.transient_scope == "local" and "No such device" in result.detail
+
+
+@pytest.mark.parametrize("damage, kind, code", [(_unreadable_by_mmap, "transient", "LOCAL_IO_ERROR"),
+                                                (_garbage, "invalid", None)])
+def test_scoring_tells_our_disk_from_the_repos_bytes(king, damage, kind, code):
+    """The engine's load (the king's, say) on a disk that fails: transient LOCAL_IO_ERROR,
+    which the round keeps apart from the model's own failures; garbage stays invalid."""
+    from distil import VOCAB_SIZE
+    from distil.eval.engine import with_loaded_model
+    from distil.eval.spec import EvalSpec
+
+    _, _, path = king
+    damage(path / "model.safetensors")
+    failure = with_loaded_model("king", str(path), EvalSpec(), VOCAB_SIZE, "score", lambda model: "scored")
+    assert (failure.kind, failure.phase, failure.code) == (kind, "load", code), failure.detail
+    assert failure.to_dict()["failure"].get("code") == code
+
+
+_EMFILE_SCRIPT = """
+import os, resource, sys
+from distil.checks.loading import read_tensor_headers
+from distil.checks.tokenizer import load_tokenizer
+from distil.hub.store import LocalStorageError
+import safetensors
+path = sys.argv[1]
+load_tokenizer(path)  # every module it needs imported before the file table is full
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+for name, step in (("headers", lambda: read_tensor_headers([os.path.join(path, "model.safetensors")])),
+                   ("tokenizer", lambda: load_tokenizer(path))):
+    try:
+        step()
+        print(name, "loaded")
+    except LocalStorageError as e:
+        print(name, "LOCAL_IO_ERROR", e)
+    except Exception as e:
+        print(name, type(e).__name__, getattr(e, "code", ""), e)
+"""
+
+
+def test_a_full_file_table_is_ours_not_the_repos(valid_model):
+    """EMFILE (RLIMIT_NOFILE exhausted, in a child process): safetensors says FileNotFoundError
+    and the tokenizers library a plain Exception('Too many open files (os error 24)'); neither
+    is HEADER_INVALID or TOKENIZER_INVALID."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", _EMFILE_SCRIPT, str(valid_model)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=300)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("headers ", "tokenizer ")))
+    assert set(lines) == {"headers", "tokenizer"}, done.stdout + done.stderr[-2000:]
+    assert all(v.startswith("LOCAL_IO_ERROR") for v in lines.values()), lines
+    assert "Too many open files (errno 24)" in lines["tokenizer"]

@@ -81,6 +81,32 @@ def test_training_lowers_held_out_kl_and_the_output_is_valid(models, tmp_path, c
     assert len(runs) == 1 and runs[0].stat().st_size > 0 and (run_state / "wandb_run_id").is_file()
 
 
+def test_a_tied_student_is_saved_once_and_passes_the_cap_it_started_under(models, tmp_path, capsys):
+    """A tied qwen3 start (its embedding is its head: 15,966,592 parameters) trained for 2
+    steps comes out tied and stored once, so it passes a cap between its size and twice it,
+    as its input did (issue 22 §6)."""
+    from distil.checks.cli import main as check_main
+
+    start = tiny.save_student(tmp_path / "tied", seed=5, arch="qwen3", tie_word_embeddings=True)
+    size = sum(p.numel() for p in start.parameters())
+    assert size == 15_966_592
+    cap = str(size * 3 // 2)
+    assert check_main([str(tmp_path / "tied"), "--teacher", str(models / "teacher"), "--max-params", cap]) == 0
+    output = tmp_path / "out"
+    args = _args(models, output, "--max-steps", "2", "--save-steps", "0", "--skip-final-eval", "--max-params", cap,
+                 "--train-prompts", "8", "--held-out-prompts", "1")
+    args[args.index("--student") + 1] = str(tmp_path / "tied")
+    rc = main(args)
+    text = capsys.readouterr().out
+    assert rc == 0 and "result: VALID" in text, text
+    with safe_open(str(output / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names
+    assert json.loads((output / "config.json").read_text())["tie_word_embeddings"] is True
+    trained = _weights(output)["model.embed_tokens.weight"]
+    assert not torch.equal(trained, _weights(tmp_path / "tied")["model.embed_tokens.weight"])  # it did train
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

@@ -130,6 +130,27 @@ def test_an_outage_every_repo_sees_adds_no_strike(world, tmp_path):
     assert (flaky.status, flaky.code) == ("disqualified", CHECK_FAILED_REPEATEDLY)
 
 
+def test_a_check_the_epochs_download_budget_cuts_keeps_its_place_and_nothing_more_is_tried():
+    """PRECHECK_BUDGET (the epoch's hub time ran out, issue 22 §5) is no attempt: the record is
+    as it was (never checked, no strike, no retry mark), and the commitments after it are
+    not started this epoch."""
+    from distil.checks import CheckResult
+    from distil.state import MinerRecord, ValidatorState
+
+    state = ValidatorState()
+    for i in range(3):
+        state.miners[f"hk{i}"] = MinerRecord(uid=i, commitment=f"a/m{i}@{'ab' * 20}", commit_block=10 + i)
+    tried = []
+
+    def check(commitment, owner_of):
+        tried.append(commitment.repo)
+        return CheckResult.failure("PRECHECK_BUDGET", "this epoch's budget ran out while downloading its snapshot")
+
+    out = precheck_step.run_prechecks(state, 100, check, budget=16, grace_blocks=7200)
+    assert tried == ["a/m0"] and out.out_of_time and out.attempts == [] and out.events == []
+    assert out.state.to_json() == state.to_json()
+
+
 # -- §3: failed rounds and the prompt source ------------------------------------------------
 
 
@@ -161,6 +182,52 @@ def test_a_failed_round_keeps_the_kings_weights_says_why_once_and_is_retried(wor
     v.scorer = scorer
     assert v.run(epochs=1) == 1
     assert load_state(tmp_path / "state").king == hotkey("better")
+
+
+def _disk_full_under(monkeypatch, directory: Path) -> None:
+    """fsync of a file under `directory` fails with ENOSPC, as the kernel reports a full disk
+    (delayed allocation); nothing else changes."""
+    import errno
+
+    real = os.fsync
+
+    def fsync(fd):
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if target.startswith(str(directory)) and not os.path.isdir(target):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_keeps_the_new_kings_weights_says_so_once_and_leaves_the_files_whole(world, tmp_path, monkeypatch):
+    """save_state fails (ENOSPC) in both of the epoch's saves: the king the epoch ends with
+    (a challenger that took the crown) still gets the weights, one error line says why, and
+    state.json and its backup stay whole, as last saved; once the disk has room the state
+    goes on from memory."""
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): 0.05})
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, scorer=scorer)
+    assert v.run(epochs=1) == 1
+    assert load_state(state_dir).king == hotkey("good")
+    files = {p.name: p.read_bytes() for p in state_dir.iterdir() if p.name.startswith("state.json")}
+    lines = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO", format="{level} {message}")
+    try:
+        with monkeypatch.context() as m:
+            _disk_full_under(m, state_dir)
+            assert v.run(epochs=1) == 1
+    finally:
+        logger.remove(sink)
+    assert v.state.king == hotkey("better")
+    better_uid = v.state.miners[hotkey("better")].uid
+    assert dict(zip(v.chain.weight_sets[-1].uids, v.chain.weight_sets[-1].weights))[better_uid] == 1.0
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 1 and "could not save the state" in errors[0] and "No space left on device" in errors[0], errors
+    assert not any("Traceback" in line or "epoch" in line and "failed" in line for line in lines)
+    assert {p.name: p.read_bytes() for p in state_dir.iterdir() if p.name.startswith(("state.json", ".state"))} == files
+    assert v.run(epochs=1) == 1  # room again: the state in memory is saved
+    assert load_state(state_dir).king == hotkey("better")
 
 
 @pytest.mark.parametrize(

@@ -96,11 +96,12 @@ def run(args) -> dict:
             row = {"hidden": hidden, "layers": layers, "params": params, "weight_bytes": size.weight_bytes, "steps": {}}
             checks = {
                 "architecture": ("distil.checks.architecture:architecture_step",
-                                 {"raw": raw, "tensors": tensors, "max_params": None}, lambda d: d.architecture(len(tensors))),
+                                 {"raw": raw, "tensors": tensors, "max_params": None, "scored_length": 1024},
+                                 lambda d: d.architecture(len(tensors))),
                 "tokenizer": ("distil.checks.pipeline:tokenizer_step", {"path": str(path), "teacher": reference},
                               lambda d: d.tokenizer(tok_bytes)),
                 "load": ("distil.checks.pipeline:load_step",
-                         {"path": str(path), "max_params": 10 ** 12, "vocab_size": VOCAB_SIZE},
+                         {"path": str(path), "max_params": 10 ** 12, "vocab_size": VOCAB_SIZE, "scored_length": 1024},
                          lambda d: d.load(size.weight_bytes, size.params, VOCAB_SIZE, size.hidden_size, size.tensors)),
             }
             for step, (function, kwargs, deadline_of) in checks.items():

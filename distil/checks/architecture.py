@@ -30,6 +30,7 @@ the real teacher, a few MiB for a student.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from contextlib import contextmanager
@@ -128,8 +129,91 @@ def check_expert_numbering(names) -> None:
             )
 
 
+# Config entries that bound the positions a model reads. transformers' attribute maps send
+# `max_position_embeddings` to the name an architecture stores (GPT-2's `n_positions`,
+# DBRX's `max_seq_len`, ...); the others are read as they are named.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "max_sequence_length",
+                "model_max_length")
+
+
+def check_context(config, scored_length: int) -> None:
+    """ARCH_CONTEXT when the (text) config declares a context shorter than `scored_length`, the
+    positions a round makes every model read (prompt cap + max_new_tokens). From config.json
+    alone (class defaults included); the load step then runs a forward at the window's end,
+    which catches what no config key says."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in CONTEXT_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value < scored_length:
+            raise CheckFailure(
+                "ARCH_CONTEXT",
+                f"config.json gives {type(text).__name__}.{key} = {value:,}; every model reads {scored_length:,} "
+                "positions (the prompt cap plus max_new_tokens)",
+            )
+
+
+# Settings that choose how a model computes, not what it computes: the validator's, never the
+# repo's. A config.json naming `experts_implementation: "eager"` made a 4,096-expert model's
+# 64-token forward take 183 s on CPU; `return_dict: false` breaks every caller that reads an
+# output by name. Each is reset on the built config and its sub-configs (`apply_validator_settings`).
+VALIDATOR_SETTINGS = {
+    "_attn_implementation": None,  # transformers' default for the class: sdpa, eager where it has none
+    "_experts_implementation": None,  # transformers' default: grouped_mm where the class can, else eager
+    "output_attentions": False,  # would force eager attention and keep every layer's attention map
+    "output_hidden_states": False,  # would keep every layer's hidden states
+    "return_dict": True,  # callers read outputs by name
+    "chunk_size_feed_forward": 0,  # a Python loop over positions in some architectures
+}
+# The names config.json writes them under (transformers maps them onto the settings above).
+_SETTING_KEYS = {"attn_implementation": "_attn_implementation", "experts_implementation": "_experts_implementation"}
+
+
+def _configs(config, where: str = ""):
+    """(path, config) for `config` and its sub-configs (text_config, vision_config, ...), nested."""
+    from transformers import PretrainedConfig
+
+    yield where, config
+    for name in getattr(config, "sub_configs", None) or ():
+        sub = getattr(config, name, None)
+        if isinstance(sub, PretrainedConfig) and sub is not config:
+            yield from _configs(sub, f"{where}{name}.")
+
+
+def apply_validator_settings(config) -> None:
+    """Set VALIDATOR_SETTINGS on `config` and every sub-config."""
+    for _, cfg in _configs(config):
+        for name, value in VALIDATOR_SETTINGS.items():
+            setattr(cfg, name, value)
+
+
+def settings_overridden(raw: Mapping) -> list[str]:
+    """The settings a parsed config.json asks for that the validator overrides ("key=value",
+    at any nesting), for the log."""
+    asked = []
+
+    def walk(obj, where: str) -> None:
+        if isinstance(obj, Mapping):
+            for key, value in obj.items():
+                name = _SETTING_KEYS.get(key, key)
+                if name in VALIDATOR_SETTINGS and value != VALIDATOR_SETTINGS[name]:
+                    asked.append(f"{where}{clip(str(key), 40)}={clip(json.dumps(value), 40)}")
+                walk(value, f"{where}{clip(str(key), 40)}.")
+
+    walk(raw, "")
+    return asked
+
+
+def implementations_of(model) -> dict[str, str | None]:
+    """The attention and experts implementations a loaded model runs (as resolved by
+    transformers from the validator's settings), for logs and the round report."""
+    config = model.config
+    return {"attn_implementation": getattr(config, "_attn_implementation", None),
+            "experts_implementation": getattr(config, "_experts_implementation", None)}
+
+
 def config_from_dict(raw: Mapping):
-    """The transformers config of a parsed config.json (its own class, no remote code)."""
+    """The transformers config of a parsed config.json (its own class, no remote code), with
+    the validator's settings (VALIDATOR_SETTINGS) in place of any the repo chose."""
     from transformers import CONFIG_MAPPING
 
     if "transformers_weights" in raw:  # it would choose which file from_pretrained reads
@@ -138,10 +222,12 @@ def config_from_dict(raw: Mapping):
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise CheckFailure("ARCHITECTURE", f"model_type {model_type!r} is not an architecture transformers ships")
     try:
-        return CONFIG_MAPPING[model_type].from_dict(dict(raw))
+        config = CONFIG_MAPPING[model_type].from_dict(dict(raw))
+        apply_validator_settings(config)
     except Exception as e:  # the repo's config: any failure to build it is its own
         raise CheckFailure("LOAD_FAILED", f"config.json does not build a {model_type} config: "
                                           f"{type(e).__name__}: {str(e)[:300]}") from None
+    return config
 
 
 class _BuildTooLarge(Exception):
@@ -322,10 +408,14 @@ def check_architecture(
     )
 
 
-def architecture_step(raw: Mapping, tensors: Tensors, max_params: int | None) -> str:
-    """The pre-check's architecture step (run in a sandbox child): config.json's model built on
-    the meta device against the headers; its report line, or a CheckFailure."""
+def architecture_step(raw: Mapping, tensors: Tensors, max_params: int | None, scored_length: int) -> str:
+    """The pre-check's architecture step (run in a sandbox child): config.json's context against
+    the scored window, then its model built on the meta device against the headers; its report
+    line, or a CheckFailure."""
     check_config_sizes(raw, len(tensors))
-    report = check_architecture(config_from_dict(raw), tensors, max_params=max_params)
+    config = config_from_dict(raw)
+    check_context(config, scored_length)
+    report = check_architecture(config, tensors, max_params=max_params)
     return (f"config.json describes a {report.model_class} of {report.params:,} parameters "
-            f"that uses exactly the {report.tensors} tensors of the weight files")
+            f"that uses exactly the {report.tensors} tensors of the weight files, "
+            f"context at least {scored_length:,} positions")

@@ -41,7 +41,8 @@ _TABLE = [
          "Push the commit you pinned before the grace period ends; the commitment cannot be changed."),
     Code("REMOVED", REMOVED, "A repo or revision once seen public is gone, private or gated now.",
          "Nothing: the commitment is disqualified. Keep scored repos public and unchanged."),
-    Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx or timed out.",
+    Code("HUB_TRANSIENT", TRANSIENT, "The hub answered 429/5xx, timed out, or did not finish answering within "
+         "the call's overall deadline (a hub or proxy trickling its answer).",
          "Nothing: the check is retried later."),
     Code("HUB_ERROR", TRANSIENT, "The hub gave an answer the checker did not understand.",
          "Nothing usually; if it persists, report it with the detail."),
@@ -101,6 +102,11 @@ _TABLE = [
     Code("ARCH_SHAPE_MISMATCH", INVALID, "A tensor's shape differs from the one config.json implies (or the "
          "per-expert tensors cannot be fused, or the parameter totals differ).",
          "Save the config and the weights together with `save_pretrained`."),
+    Code("ARCH_CONTEXT", INVALID, "The model cannot read the whole scored window (the prompt cap plus "
+         "max_new_tokens: 1,024 positions by default): config.json declares a shorter context "
+         "(max_position_embeddings, n_positions, ...), or a short forward at the window's last positions fails or "
+         "gives non-finite logits.", "Use an architecture and config.json that take at least 1,024 positions "
+         "(`distil-check` runs the same forward)."),
     # -- after download ---------------------------------------------------------------
     Code("NONFINITE", INVALID, "A weight is NaN or infinite.", "Fix the training run; publish finite weights."),
     Code("DUPLICATE_CONTENT", COPY, "The tensors (names, dtypes, shapes, bytes) equal an earlier "
@@ -109,6 +115,9 @@ _TABLE = [
          "Copy the teacher's tokenizer files unchanged."),
     Code("TOKENIZER_VOCAB", INVALID, "The tokenizer's vocabulary (token → id), merges or added/special tokens "
          "differ from the teacher's.", "Copy the teacher's tokenizer files unchanged."),
+    Code("TOKENIZER_PIPELINE", INVALID, "tokenizer.json's normalizer, pre_tokenizer, decoder or post_processor "
+         "differ from the teacher's file (compared as parsed JSON, before anything loads or runs them).",
+         "Copy the teacher's tokenizer.json unchanged (a re-save that rebuilds the pre-tokenizer can change it)."),
     Code("TOKENIZER_MISMATCH", INVALID, "The tokenizer encodes the fixed test strings differently from the "
          "teacher's.", "Copy the teacher's tokenizer files unchanged."),
     Code("LOAD_FAILED", INVALID, "AutoModelForCausalLM.from_pretrained (trust_remote_code=False) fails.",
@@ -124,9 +133,12 @@ _TABLE = [
     Code("HEADER_METADATA", INVALID, "A safetensors `__metadata__` is not a string-to-string map, or the "
          "metadata of all shards together is larger than 64 KiB.",
          "Save with `save_pretrained` (it writes only {\"format\": \"pt\"}); carry no data in metadata."),
-    Code("LOCAL_IO_ERROR", TRANSIENT, "The validator's own disk or cache could not be read or written "
-         "(permissions, I/O error, disk full).", "Nothing: the check is retried; the validator's operator "
-         "should fix the disk."),
+    Code("LOCAL_IO_ERROR", TRANSIENT, "The validator's own disk, cache or file table failed while reading or "
+         "writing (permissions, I/O error, disk full, too many open files, a file that cannot be mapped), whatever "
+         "library met it; never a verdict on the model, never a strike.", "Nothing: the check is retried; the "
+         "validator's operator should fix the disk."),
+    Code("PRECHECK_BUDGET", TRANSIENT, "The validator's time for this epoch's pre-check downloads ran out before "
+         "or during this check.", "Nothing: the check resumes in a later epoch, in the queue's order; never a strike."),
     Code("CHECKER_OUT_OF_MEMORY", TRANSIENT, "The checker ran out of memory on a repo whose declared size fits.",
          "Nothing: the check is retried; the validator's operator should free memory."),
     # -- deadlines (issue 22 §3) ----------------------------------------------------------
@@ -150,6 +162,7 @@ _TRANSIENT_SCOPE = {
     "HUB_ERROR": "hub",
     "CHECKER_ERROR": "repo",
     "LOCAL_IO_ERROR": "local",
+    "PRECHECK_BUDGET": "local",
     "CHECKER_OUT_OF_MEMORY": "local",
     "CHECK_TIMEOUT": "repo",
     "CHECKER_STOPPED": "local",

@@ -95,7 +95,7 @@ def check_files(meta: RepoMetadata, limits: CheckLimits) -> FileLayout:
     if links:
         raise CheckFailure(
             "SYMLINK",
-            f"symlink(s) leading out of the repo or nowhere: "
+            "symlink(s) leading out of the repo or nowhere: "
             + _names(f"{f.name} -> {f.symlink_target}" for f in meta.files if f.name in links),
         )
 

@@ -20,7 +20,8 @@ the load upcast BF16 weights to float32 or float64.
 Problems of the model itself raise `InvalidModel` carrying a check code (see
 `distil.checks.codes`). The pre-check's load step (`check_loads`) turns them into a
 `CheckFailure`; out of memory is the checker's problem, not the miner's: it surfaces as
-MemoryError for the caller to report as transient.
+MemoryError for the caller to report as transient, and our own disk or file table failing
+(EIO, ENOSPC, EMFILE, ...) as `LocalStorageError` (LOCAL_IO_ERROR).
 
 torch, transformers and safetensors are imported inside the functions that use them, so
 `import distil.checks` (and `distil-check --help`) stays light.
@@ -35,8 +36,9 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from distil import MAX_PARAMS, VOCAB_SIZE
+from distil import MAX_PARAMS, SCORED_LENGTH, VOCAB_SIZE
 from distil.checks.result import DETAIL_LIMIT, CheckFailure
+from distil.hub.store import is_disk_error, local_io_failure, storage_error
 from template.text import printable
 
 if TYPE_CHECKING:
@@ -113,7 +115,13 @@ def read_tensor_headers(files: list[Path]) -> dict[str, tuple[str, tuple[int, ..
                     tensors[name] = (piece.get_dtype(), tuple(piece.get_shape()))
         except InvalidModel:
             raise
-        except Exception as e:  # the safetensors library refuses the file: the model's fault
+        except Exception as e:
+            # Our disk or file table failing (EIO, EMFILE, ENODEV: safetensors raises OSError with
+            # errno None and "(os error N)"; the file was listed from our own directory, so a
+            # missing one is ours too) is never the model's fault.
+            if isinstance(e, FileNotFoundError) or is_disk_error(e):
+                raise storage_error(f"reading the safetensors header of {file}", e) from e
+            # the safetensors library refuses the bytes: the model's fault
             raise InvalidModel(f"{file.name} is not a readable safetensors file: {type(e).__name__}: {str(e)[:200]}",
                                code="HEADER_INVALID") from None
     return tensors
@@ -134,7 +142,8 @@ def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher:
     """The config and the architecture report of the model at `path`, refused (InvalidModel with an
     ARCH_* code) unless config.json describes exactly the tensors of the weight files; reads the
     config and the safetensors headers only. The teacher may carry its vision / MTP weights."""
-    from distil.checks.architecture import TEACHER_EXTRA_PREFIXES, check_architecture, check_config_sizes, config_from_dict
+    from distil.checks.architecture import (TEACHER_EXTRA_PREFIXES, check_architecture, check_config_sizes,
+                                            config_from_dict, settings_overridden)
 
     path = Path(path)
     try:
@@ -143,7 +152,10 @@ def guard_architecture(path: str | os.PathLike, max_params: int | None, teacher:
             raise InvalidModel("config.json has auto_map (remote code), which is never run", code="REMOTE_CODE")
         tensors = read_tensor_headers(weight_files(path))
         check_config_sizes(raw, len(tensors))
-        config = config_from_dict(raw)
+        config = config_from_dict(raw)  # with the validator's settings (VALIDATOR_SETTINGS)
+        overridden = settings_overridden(raw)
+        if overridden:
+            logger.info(f"{path}: config.json settings ignored, the validator chooses: {overridden[:5]!r}")
         report = check_architecture(config, tensors, max_params=max_params,
                                     allowed_extra=TEACHER_EXTRA_PREFIXES if teacher else ())
     except CheckFailure as f:
@@ -171,6 +183,8 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
     """
     from transformers import AutoModelForCausalLM
 
+    from distil.checks.architecture import VALIDATOR_SETTINGS, implementations_of
+
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {path}: not a downloaded model directory")
@@ -182,9 +196,12 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
         logger.warning(f"{path}: ignoring {len(report.ignored)} weights the causal LM does not use "
                        f"(e.g. {report.ignored[0]})")
     dtype = load_dtype(dtype, report.stored_dtype)
+    # The code paths are the validator's (config_from_dict reset the repo's choice; passed again
+    # here, so no config handed to this function can choose them either).
     model, info = AutoModelForCausalLM.from_pretrained(
         path, config=config, dtype=dtype, device_map=device, trust_remote_code=False, local_files_only=True,
-        use_safetensors=True, output_loading_info=True)
+        use_safetensors=True, output_loading_info=True, attn_implementation=VALIDATOR_SETTINGS["_attn_implementation"],
+        experts_implementation=VALIDATOR_SETTINGS["_experts_implementation"])
     # The guard already matched every key; this is the loader's own word on the same question
     # (transformers drops some unexpected keys from this report, the guard does not).
     problems = {k: sorted(map(str, info.get(k) or [])) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
@@ -204,7 +221,9 @@ def load_causal_lm(path: str | os.PathLike, device: str, dtype: torch.dtype | No
                                code="EMBEDDING_SHAPE")
     model.eval()
     model.requires_grad_(False)
-    logger.info(f"loaded {type(model).__name__} ({report.params / 1e6:.1f}M params, {dtype}) from {path} on {device}")
+    chosen = ", ".join(f"{k} {v}" for k, v in implementations_of(model).items())
+    logger.info(f"loaded {type(model).__name__} ({report.params / 1e6:.1f}M params, {dtype}, {chosen}) from {path} "
+                f"on {device}")
     return model
 
 
@@ -226,23 +245,68 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
 
 
-def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int = VOCAB_SIZE) -> str:
-    """Load the model at `path` with `load_causal_lm`; returns the class name. A CheckFailure
-    with the load's code (ARCH_*, LOAD_KEYS, ...) or LOAD_FAILED otherwise."""
+# Tokens of the load check's forward at the end of the scored window: a few, so that its
+# memory stays within the load check's bound (a full-window forward would not: 1,023 ×
+# 248,320 float logits are ~1 GB, and it would take minutes on CPU for a model at the cap).
+CONTEXT_PROBE_TOKENS = 4
+
+
+def check_context_forward(model, scored_length: int) -> None:
+    """ARCH_CONTEXT unless `model` reads the last positions of the scored window: a forward of
+    a few tokens at positions scored_length - n .. scored_length - 1 (explicit position ids:
+    a model's own count, from a cache, would start at 0), in the dtype it was loaded in,
+    with logits for the last position only. It fails for a model whose position table is
+    shorter than the window (GPT-2 with a small `n_positions`: IndexError), whatever its
+    config claims. Out of memory propagates (the checker's problem)."""
+    import torch
+
+    n = min(CONTEXT_PROBE_TOKENS, scored_length)
+    first = scored_length - n
+    device = model.get_input_embeddings().weight.device
+    ids = torch.arange(n, device=device).unsqueeze(0)
+    positions = torch.arange(first, scored_length, device=device).unsqueeze(0)
+    where = f"a {n}-token forward at positions {first:,}..{scored_length - 1:,} (the end of the scored window)"
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids, position_ids=positions, use_cache=False, logits_to_keep=1).logits
+    except Exception as e:
+        if _is_oom(e):
+            raise MemoryError(str(e)) from None
+        raise CheckFailure("ARCH_CONTEXT", f"{where} fails: {type(e).__name__}: {str(e)[:300]}") from None
+    if tuple(logits.shape[-2:]) != (1, model.get_output_embeddings().weight.shape[0]):
+        raise CheckFailure("ARCH_CONTEXT", f"{where} gives logits of shape {list(logits.shape)}, not one position's")
+    if not bool(torch.isfinite(logits).all()):
+        raise CheckFailure("ARCH_CONTEXT", f"{where} gives non-finite logits")
+
+
+def check_loads(path: str | Path, max_params: int = MAX_PARAMS, vocab_size: int = VOCAB_SIZE,
+                scored_length: int = SCORED_LENGTH) -> str:
+    """Load the model at `path` with `load_causal_lm` at its stored dtype, then check that it
+    reads the end of the scored window (`check_context_forward`); returns the class name. A
+    CheckFailure with the load's code (ARCH_*, LOAD_KEYS, ...), ARCH_CONTEXT, or LOAD_FAILED
+    otherwise. Holds no state between calls (it can run in a child process)."""
     try:
         model = load_causal_lm(path, CHECK_DEVICE, None, vocab_size, max_params=max_params)
     except InvalidModel as e:
         raise CheckFailure(e.code or "LOAD_FAILED", str(e)) from None
-    except FileNotFoundError:
-        raise  # our snapshot is gone: the checker's problem
+    except FileNotFoundError as e:
+        # our snapshot (its files were listed and checked before), or safetensors' report of
+        # a full file table: the checker's problem
+        raise storage_error(f"loading {path}", e) from e
     except Exception as e:
         if _is_oom(e):
             raise MemoryError(str(e)) from None
+        local = local_io_failure(f"loading {path}", e)  # our disk, not the model (LOCAL_IO_ERROR)
+        if local is not None:
+            raise local from e
         raise CheckFailure(
             "LOAD_FAILED",
             f"AutoModelForCausalLM.from_pretrained fails: {type(e).__name__}: {str(e)[:300]}",
         ) from None
-    name = type(model).__name__
-    del model
-    free_memory()
+    try:
+        name = type(model).__name__
+        check_context_forward(model, scored_length)
+    finally:
+        del model
+        free_memory()
     return name

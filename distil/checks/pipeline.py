@@ -7,18 +7,21 @@ skipped):
 2. files — symlinks, code, allow-list, required files, sizes, shard layout
 3. exact-file duplicates — the weight files' hash set against earlier commitments
 4. config — every JSON file of the repo (config, generation config, tokenizer files, the
-   index) fetched alone and parsed within bounds; config.json and tokenizer_config.json judged
+   index) fetched alone and parsed within bounds; config.json and tokenizer_config.json
+   judged; tokenizer.json's pipeline sections against the teacher's file
 5. weight index — shards vs model.safetensors.index.json
 6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
 7. architecture — config.json's model built on the meta device against the headers: within
-   the cap, every tensor it needs present, every tensor present used, shapes equal
+   the cap, every tensor it needs present, every tensor present used, shapes equal; a
+   declared context shorter than the scored window refused (ARCH_CONTEXT)
    ---- nothing above downloads a weight byte ----
 8. download — the snapshot at the pinned revision
 9. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
 10. tokenizer — the battery against the teacher's reference
 11. load — the validator's own load function (`load_causal_lm`: the architecture guard again,
-   then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys)
+   then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys), then a
+   short forward at the end of the scored window (ARCH_CONTEXT)
 
 Hub trouble is never a verdict: rate limits, 5xx and timeouts give TRANSIENT; a repo
 that cannot be read gives UNAVAILABLE (see `publication_verdict`). Failures on our side
@@ -47,6 +50,7 @@ from distil.checks.files import (
     CONFIG_FILES,
     JSON_FILES,
     TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
     WEIGHTS_INDEX,
     FileLayout,
     check_files,
@@ -56,9 +60,11 @@ from distil.checks.hashing import ContentScan, files_hash, scan_weights
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
 from distil.checks.sandbox import ChildDied, StepTimeout, run_step
-from distil.checks.tokenizer import BATTERY, TokenizerReference, compare_to_reference, is_rust_panic, load_tokenizer
+from distil.checks.tokenizer import (BATTERY, TokenizerReference, check_pipeline, compare_to_reference, is_rust_panic,
+                                     load_tokenizer)
 from distil.commitment import Commitment
 from distil.hub.store import (
+    BudgetExhausted,
     HubError,
     HubTransientError,
     LocalStorageError,
@@ -66,6 +72,7 @@ from distil.hub.store import (
     RepoMetadata,
     RepoUnavailable,
     is_disk_error,
+    local_io_failure,
     storage_error,
 )
 
@@ -172,12 +179,15 @@ class _Run:
         self.config_json = parsed[CONFIG]
         summary = check_config(self.config_json, self.limits)
         check_tokenizer_config(parsed[TOKENIZER_CONFIG])
+        # Compared as a file, before anything runs it: a hostile pre-tokenizer costs seconds
+        # per string to run and nothing to compare.
+        check_pipeline(parsed[TOKENIZER_JSON], self.teacher)
         self.index = parsed.get(WEIGHTS_INDEX)
         self.hidden_size = summary.hidden_size
         arch = f" ({', '.join(summary.architectures)})" if summary.architectures else ""
         return (
             f"model_type {summary.model_type}{arch}, vocab_size {summary.vocab_size:,}, no remote code or "
-            f"quantization; {len(parsed)} JSON files parse within bounds"
+            f"quantization; {len(parsed)} JSON files parse within bounds; tokenizer.json's pipeline is the teacher's"
         )
 
     def weight_index(self) -> str:
@@ -210,7 +220,8 @@ class _Run:
     def architecture(self) -> str:
         tensors = {t.name: (t.dtype, t.shape) for h in self.headers for t in h.tensors}
         return self._isolated("architecture", "distil.checks.architecture:architecture_step",
-                              {"raw": self.config_json, "tensors": tensors, "max_params": self.limits.max_params},
+                              {"raw": self.config_json, "tensors": tensors, "max_params": self.limits.max_params,
+                               "scored_length": self.limits.scored_length},
                               self.deadlines.architecture(len(tensors)))
 
     def _isolated(self, step: str, function: str, kwargs: dict, deadline_s: float) -> str:
@@ -269,7 +280,9 @@ class _Run:
             cap = self._json_cap(name)
             data = read_capped(Path(self.path) / name, cap, name)
             if hashlib.sha256(data).hexdigest() != digest:
-                parse_json_object(data, name, cap)
+                value = parse_json_object(data, name, cap)
+                if name == TOKENIZER_JSON:
+                    check_pipeline(value, self.teacher)
         size = sum((f.size or 0) for f in self.meta.files if f.name.startswith("tokenizer") or f.name in
                    ("vocab.json", "merges.txt", "special_tokens_map.json"))
         return self._isolated("tokenizer", "distil.checks.pipeline:tokenizer_step",
@@ -282,7 +295,8 @@ class _Run:
                                        tensors)
         return self._isolated("load", "distil.checks.pipeline:load_step",
                               {"path": self.path, "max_params": self.limits.max_params,
-                               "vocab_size": self.limits.vocab_size}, deadline)
+                               "vocab_size": self.limits.vocab_size, "scored_length": self.limits.scored_length},
+                              deadline)
 
 
 # -- the steps that run in a child (distil.checks.sandbox) ----------------------------------
@@ -304,11 +318,12 @@ def tokenizer_step(path: str, teacher: TokenizerReference) -> str:
             f"({teacher.source})")
 
 
-def load_step(path: str, max_params: int, vocab_size: int) -> str:
+def load_step(path: str, max_params: int, vocab_size: int, scored_length: int) -> str:
     from distil.checks.loading import check_loads
 
-    name = check_loads(path, max_params, vocab_size)
-    return f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights"
+    name = check_loads(path, max_params, vocab_size, scored_length)
+    return (f"loads as {name} (the validator's load function) with no missing, unexpected or mismatched weights; "
+            f"reads position {scored_length - 1:,} (the end of the scored window)")
 
 
 def read_capped(path, cap: int, name: str) -> bytes:
@@ -321,9 +336,12 @@ def read_capped(path, cap: int, name: str) -> bytes:
 
 
 def hub_failure(e: HubError) -> tuple[str, str]:
-    """(code, detail) for a store error: UNAVAILABLE codes, LOCAL_IO_ERROR, HUB_TRANSIENT or HUB_ERROR."""
+    """(code, detail) for a store error: UNAVAILABLE codes, LOCAL_IO_ERROR, PRECHECK_BUDGET,
+    HUB_TRANSIENT (a deadline overrun included) or HUB_ERROR."""
     if isinstance(e, LocalStorageError):
         return "LOCAL_IO_ERROR", str(e)
+    if isinstance(e, BudgetExhausted):
+        return "PRECHECK_BUDGET", str(e)
     if isinstance(e, RepoUnavailable):
         if e.kind == "revision":
             return "REVISION_NOT_FOUND", str(e)
@@ -360,6 +378,10 @@ def step_failure(name: str, commitment: str, e: BaseException) -> tuple[str, str
         return _crashed(name, commitment, e)
     if isinstance(e, OSError) and is_disk_error(e):  # our own disk (the snapshot, the cache): ours
         return "LOCAL_IO_ERROR", str(storage_error(f"during the {name} check", e))
+    if isinstance(e, Exception):
+        local = local_io_failure(f"during the {name} check", e)  # a library wrapping our disk's error
+        if local is not None:
+            return "LOCAL_IO_ERROR", str(local)
     if isinstance(e, Exception) or is_rust_panic(e):  # fail closed: a bug never passes nor disqualifies
         return _crashed(name, commitment, e)
     raise e

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from distil import MAX_PARAMS, VOCAB_SIZE
+from distil import MAX_PARAMS, SCORED_LENGTH, VOCAB_SIZE
 from distil.checks.codes import reason_of, transient_scope
 from template.text import printable
 
@@ -32,10 +32,13 @@ class CheckLimits:
     """What a model must satisfy. Defaults are the production limits.
 
     `require_public` is off only for a miner checking a private repo before publishing it.
+    `scored_length` is the scored window a model must read (the spec's prompt cap plus
+    max_new_tokens; the validator passes its `EvalSpec.scored_length`).
     """
 
     max_params: int = MAX_PARAMS
     vocab_size: int = VOCAB_SIZE
+    scored_length: int = SCORED_LENGTH
     require_public: bool = True
     max_small_file_bytes: int = 64 * 1024 * 1024  # config, tokenizer, README, ...: never weights
     max_config_bytes: int = 4 * 1024 * 1024  # config.json, tokenizer_config.json, the index
@@ -48,6 +51,7 @@ class CheckLimits:
         for name in (
             "max_params",
             "vocab_size",
+            "scored_length",
             "max_small_file_bytes",
             "max_config_bytes",
             "max_header_bytes",

@@ -3,8 +3,15 @@
 Scores are computed on the teacher's token ids, so a student with another tokenizer is
 useless to anyone who runs it; a different tokenizer is also the cheapest way to smuggle a
 different vocabulary behind the right `vocab_size`. The teacher's tokenizer is read once
-into a `TokenizerReference` (plain data), then every student is compared against it twice:
+into a `TokenizerReference` (plain data), then every student is compared against it three
+times:
 
+0. its file, before anything loads it (TOKENIZER_PIPELINE): the sections of `tokenizer.json`
+   that turn text into pieces and back — `normalizer`, `pre_tokenizer`, `decoder`,
+   `post_processor` — must equal the teacher's file's, as parsed JSON. The files are compared, not the loaded
+   backends: transformers rebuilds the pre-tokenizer for some model types only, so the
+   same file loads differently under different configs, and a hostile pre-tokenizer (a
+   Sequence of backtracking regexes) costs seconds per string to run but nothing to compare;
 1. directly (TOKENIZER_VOCAB): the vocabulary (token → id), the BPE merges in order, the
    added tokens (content → id) and the special tokens. Normalised so that an honest re-save
    passes: merges written as ``"a b"`` strings or as ``["a", "b"]`` pairs are the same
@@ -20,8 +27,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from distil.checks.files import TOKENIZER_FILES
-from distil.checks.result import CheckFailure
+from distil.checks.bounded_json import clip
+from distil.checks.files import TOKENIZER_FILES, TOKENIZER_JSON
+from distil.checks.result import CheckFailure, CheckLimits
+from distil.hub.store import local_io_failure
+
+# The sections of tokenizer.json, besides the vocabulary and merges, that decide how text
+# becomes token ids and back (see `pipeline_of`).
+PIPELINE_SECTIONS = ("normalizer", "pre_tokenizer", "decoder", "post_processor")
 
 BATTERY: tuple[str, ...] = (
     "Hello, world!",
@@ -61,13 +74,70 @@ class TokenizerInventory:
 @dataclass(frozen=True)
 class TokenizerReference:
     """What the teacher's tokenizer answers: its length, the battery's encodings (for each
-    string: without, then with, special tokens added) and its inventory (None: not compared,
-    for references built by hand)."""
+    string: without, then with, special tokens added), its inventory and the pipeline of its
+    tokenizer.json (`pipeline_of`). Inventory and pipeline None: not compared, for
+    references built by hand."""
 
     source: str
     vocab_length: int
     encodings: tuple[tuple[int, ...], ...]
     inventory: TokenizerInventory | None = None
+    pipeline: dict | None = None
+
+
+def pipeline_of(tokenizer_json: dict) -> dict:
+    """The sections of a parsed tokenizer.json compared with the teacher's file: normalizer,
+    pre_tokenizer, decoder, post_processor. The vocabulary, merges and added tokens are the
+    inventory's (compared after normalising what an honest re-save changes)."""
+    return {name: tokenizer_json.get(name) for name in PIPELINE_SECTIONS}
+
+
+def _brief(value) -> str:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return f"an object{f' of type {clip(str(kind), 40)!r}' if isinstance(kind, str) else ''} ({len(value)} keys)"
+    if isinstance(value, list):
+        return f"a list of {len(value):,}"
+    return clip(json.dumps(value), 80)
+
+
+def first_difference(mine, theirs, where: str) -> str | None:
+    """Where two parsed JSON values first differ ("pre_tokenizer.pretokenizers: a list of 201;
+    the teacher's: a list of 2"), or None when equal. Types are compared strictly (true is
+    not 1), lists in order, objects by key."""
+    if type(mine) is not type(theirs):
+        return f"{where} is {_brief(mine)}; the teacher's is {_brief(theirs)}"
+    if isinstance(mine, dict):
+        for key in sorted(set(mine) | set(theirs), key=lambda k: (k != "type", str(k))):  # the kind first
+            if key not in theirs:
+                return f"{where}.{clip(str(key), 40)} is not in the teacher's file"
+            if key not in mine:
+                return f"{where}.{clip(str(key), 40)} of the teacher's file is missing"
+            found = first_difference(mine[key], theirs[key], f"{where}.{clip(str(key), 40)}")
+            if found:
+                return found
+        return None
+    if isinstance(mine, list):
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        if len(mine) != len(theirs):
+            return f"{where} is {_brief(mine)}; the teacher's is {_brief(theirs)}"
+        return None
+    return None if mine == theirs else f"{where} is {_brief(mine)}; the teacher's is {_brief(theirs)}"
+
+
+def check_pipeline(tokenizer_json: dict, reference: TokenizerReference) -> None:
+    """TOKENIZER_PIPELINE naming the first difference between the pipeline of a parsed
+    tokenizer.json (`pipeline_of`) and the teacher's; nothing when the reference has none."""
+    if reference.pipeline is None:
+        return
+    mine = pipeline_of(tokenizer_json)
+    for name in PIPELINE_SECTIONS:
+        found = first_difference(mine[name], reference.pipeline[name], name)
+        if found:
+            raise CheckFailure("TOKENIZER_PIPELINE", f"{TOKENIZER_JSON}: {found} ({reference.source})")
 
 
 def is_rust_panic(exc: BaseException) -> bool:
@@ -154,9 +224,32 @@ def _encodings(tokenizer) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def reference_from_tokenizer(tokenizer, source: str) -> TokenizerReference:
+def reference_from_tokenizer(tokenizer, source: str, tokenizer_json: dict | None = None) -> TokenizerReference:
+    """The reference of a loaded tokenizer; `tokenizer_json`, the parsed file it was loaded
+    from, gives the pipeline students' files are compared with."""
     return TokenizerReference(source=source, vocab_length=len(tokenizer), encodings=_encodings(tokenizer),
-                              inventory=inventory_of(tokenizer))
+                              inventory=inventory_of(tokenizer),
+                              pipeline=None if tokenizer_json is None else pipeline_of(tokenizer_json))
+
+
+def read_tokenizer_json(directory: str | Path, max_bytes: int = CheckLimits.max_small_file_bytes) -> dict:
+    """The parsed tokenizer.json of a directory, bounded (MALFORMED_JSON, FILE_SIZE otherwise)."""
+    from distil.checks.config import parse_json_object
+
+    with open(Path(directory) / TOKENIZER_JSON, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CheckFailure("FILE_SIZE", f"{TOKENIZER_JSON} is larger than {max_bytes:,} bytes")
+    return parse_json_object(data, TOKENIZER_JSON, max_bytes)
+
+
+def _reference_of_directory(directory: str | Path, source: str) -> TokenizerReference:
+    try:
+        tokenizer_json = read_tokenizer_json(directory)
+    except FileNotFoundError:
+        raise ValueError(f"the teacher's tokenizer {source} has no {TOKENIZER_JSON}: students' files are compared "
+                         "with it") from None
+    return reference_from_tokenizer(load_tokenizer(directory), source, tokenizer_json)
 
 
 def load_tokenizer(path: str | Path):
@@ -165,9 +258,12 @@ def load_tokenizer(path: str | Path):
 
     try:
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
-    except BaseException as e:  # any failure to load is the repo's problem
+    except BaseException as e:  # any failure to load is the repo's problem, but our disk's
         if not isinstance(e, Exception) and not is_rust_panic(e):
             raise  # KeyboardInterrupt, SystemExit
+        local = local_io_failure(f"loading the tokenizer in {path}", e)
+        if local is not None:
+            raise local from e  # EIO, EMFILE, ...: LOCAL_IO_ERROR, never TOKENIZER_INVALID
         raise CheckFailure(
             "TOKENIZER_INVALID", f"the tokenizer does not load with AutoTokenizer: {type(e).__name__}: {str(e)[:300]}"
         ) from None
@@ -178,7 +274,7 @@ def load_reference(source: str | Path, store=None) -> TokenizerReference:
     `ns/name@revision`) read through `store` (only the tokenizer files are downloaded)."""
     path = Path(source)
     if path.is_dir():
-        return reference_from_tokenizer(load_tokenizer(path), str(path))
+        return _reference_of_directory(path, str(path))
     if store is None:
         raise ValueError(f"teacher tokenizer {source!r} is not a directory and no model store was given")
     from distil.commitment import Commitment, validate_repo
@@ -190,7 +286,7 @@ def load_reference(source: str | Path, store=None) -> TokenizerReference:
         repo = validate_repo(text)
         commitment = Commitment(repo, store.resolve_revision(repo))
     directory = store.download(commitment, allow_patterns=list(TOKENIZER_FILES))
-    return reference_from_tokenizer(load_tokenizer(directory), str(commitment))
+    return _reference_of_directory(directory, str(commitment))
 
 
 def _short(ids, limit: int = 12) -> str:

@@ -11,6 +11,7 @@ score, so it cannot crown a model, while an `invalid` is final and must be certa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -22,15 +23,16 @@ import numpy as np
 import torch
 from loguru import logger
 
+from distil.checks.architecture import implementations_of
 from distil.checks.clock import Deadlines
 from distil.checks.loading import InvalidModel, free_memory, load_causal_lm
 from distil.eval.kl import kl_block, kl_from_hidden
-from distil.hub.store import is_disk_error
 from distil.eval.models import final_hidden, head_of, own_logits_reason
 from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFailure, ModelScore, RoundResult,
                                  StudentSource, StudentTimeout, check_unique, download_failure)
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
+from distil.hub.store import local_io_failure
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -40,15 +42,18 @@ def _is_oom(exc: BaseException) -> bool:
 def classify_failure(exc: BaseException, phase: str) -> str:
     """`invalid` if the model is at fault, else `transient`.
 
-    InvalidModel ⇒ invalid. OOM, timeouts, connection errors, a missing local directory ⇒
-    transient. While loading ("load"), errors from reading the model's own files (bad or
-    inconsistent config, unreadable weights: ValueError, KeyError, TypeError, OSError,
-    RuntimeError such as size mismatches, JSON and safetensors errors) ⇒ invalid. Anything
-    else, and any unexpected error while scoring ⇒ transient.
+    InvalidModel ⇒ invalid. OOM, timeouts, connection errors, a missing local directory, our
+    own disk or file table failing (EIO, ENOSPC, EMFILE, ENODEV...: `failure_code` says
+    LOCAL_IO_ERROR) ⇒ transient. While loading ("load"), errors from reading the model's own
+    files (bad or inconsistent config, unparseable weights: ValueError, KeyError, TypeError,
+    other OSErrors, RuntimeError such as size mismatches, JSON and safetensors errors) ⇒
+    invalid. Anything else, and any unexpected error while scoring ⇒ transient.
     """
     if isinstance(exc, InvalidModel):
         return INVALID
     if _is_oom(exc) or isinstance(exc, (TimeoutError, ConnectionError, FileNotFoundError)):
+        return TRANSIENT
+    if failure_code(exc) == LOCAL_IO_ERROR:
         return TRANSIENT
     if phase == "load":
         from safetensors import SafetensorError
@@ -56,6 +61,18 @@ def classify_failure(exc: BaseException, phase: str) -> str:
         if isinstance(exc, (ValueError, KeyError, TypeError, OSError, RuntimeError, json.JSONDecodeError, SafetensorError)):
             return INVALID
     return TRANSIENT
+
+
+LOCAL_IO_ERROR = "LOCAL_IO_ERROR"  # the check code of our own disk's failures (distil.checks.codes)
+
+
+def failure_code(exc: BaseException) -> str | None:
+    """LOCAL_IO_ERROR when `exc` is our own disk's or file table's failure (never a strike, never
+    a verdict on the model): EIO, ENOSPC, EMFILE, ENODEV... anywhere in its causes, or a file
+    of the checked snapshot missing (safetensors also says FileNotFoundError when the file
+    table is full). Else None."""
+    mine = isinstance(exc, FileNotFoundError) or local_io_failure("", exc) is not None
+    return LOCAL_IO_ERROR if mine else None
 
 
 def summarize(key: str, position_kl: list[np.ndarray], agree: list[np.ndarray], head: str, seconds: float) -> ModelScore:
@@ -146,7 +163,8 @@ def score_student(model, cache: TeacherCache, spec: EvalSpec, key: str, deadline
             raise InvalidModel(f"non-finite KL ({kl[bad[0]]}) at prompt {i}, position {int(bad[0])}")
         kls.append(kl)
         agrees.append(agree.cpu().numpy())
-    return summarize(key, kls, agrees, head, time.perf_counter() - started)
+    score = summarize(key, kls, agrees, head, time.perf_counter() - started)
+    return dataclasses.replace(score, implementations=implementations_of(model))  # recorded in the round JSON
 
 
 def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phase: str, work):
@@ -161,17 +179,16 @@ def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phas
         step = phase
         return work(model)
     except Exception as exc:  # one model failing fails that model alone
-        kind = classify_failure(exc, step)
+        kind, code = classify_failure(exc, step), failure_code(exc)
         detail = f"{type(exc).__name__}: {exc}"
-        logger.warning(f"{key}: {kind} failure ({step}): {detail}")
+        logger.warning(f"{key}: {kind} failure ({step}{', ' + code if code else ''}): {detail}")
         if kind == TRANSIENT:
             logger.debug("".join(traceback.format_exception(exc)))
         if isinstance(exc, StudentTimeout):  # past its deadline, checked between prompts
-            return ModelFailure(key, TRANSIENT, step, detail, time.perf_counter() - started, code="CHECK_TIMEOUT")
-        if isinstance(exc, OSError) and is_disk_error(exc):  # our disk, not the model: never its strike
-            return ModelFailure(key, TRANSIENT, step, detail, time.perf_counter() - started, code="LOCAL_IO_ERROR",
-                                ours=True)
-        return ModelFailure(key, kind, step, detail, time.perf_counter() - started)
+            code = "CHECK_TIMEOUT"
+        # our disk or file table, not the model: never its strike
+        return ModelFailure(key, kind, step, detail, time.perf_counter() - started, code=code,
+                            ours=code == LOCAL_IO_ERROR)
     finally:
         model = None
         free_memory()
@@ -255,6 +272,7 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     round_started = started = time.perf_counter()
     teacher = load_causal_lm(teacher_path, teacher_device(devices), spec.torch_dtype, spec.vocab_size,
                              allow_unexpected=True)
+    teacher_implementations = implementations_of(teacher)
     timings["teacher_load_s"] = time.perf_counter() - started
     cache = build_teacher_cache(teacher, prompts, spec.max_new_tokens, spec.generation_batch_size, continuations)
     timings.update(cache.timings)
@@ -274,4 +292,4 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     timings["gpu_round_s"] = time.perf_counter() - round_started
     timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})
     logger.info("round timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
-    return RoundResult(*ids, results, timings, devices)
+    return RoundResult(*ids, results, timings, devices, teacher_implementations)

@@ -13,11 +13,14 @@
         {"key": "...", "status": "ok", "kl_mean": ..., "kl_se": ..., "kl_median": ..., "kl_p99": ...,
          "top1_agreement": ..., "per_prompt_kl": [...], "n_positions": ..., "position_kl": [[...], [...]],
          "head": "hidden" | "own_logits",
+         "implementations": {"attn_implementation": "sdpa", "experts_implementation": "grouped_mm" | "eager"},
+                             (the code paths it ran with: the validator's choice, never config.json's)
          "probe": {"verdict": "passed" | "DEGENERATE", "detail": "...", "k": K, "stats": {...}, "teacher_stats": {...},
                    "continuation_ids": [[...], ...]}},   (distil-eval: every scored student; validator: each probed model)
         {"key": "...", "status": "failed", "failure": {"kind": "invalid" | "transient", "phase": "download" | "load" | "score" | "worker", "detail": "..."}}
       ],
       "devices": ["cuda:0", ...],  (where it ran: the teacher on the first, one student worker per device)
+      "teacher_implementations": {"attn_implementation": ..., "experts_implementation": ...},
       "king": "<hotkey>" | null,  (validator rounds: the king before the round)
       "timings": {...}            (only when asked for: it differs between runs)
     }
@@ -51,6 +54,7 @@ def round_to_json(seed: str, spec_dict: dict, prompt_source: dict, teacher: str,
                     for sid, p, c in zip(source_ids, result.prompt_ids, result.continuation_ids)],
         "models": [r.to_dict() for r in result.results.values()],
         "devices": result.devices,
+        "teacher_implementations": result.teacher_implementations,
     }
     if timings:
         doc["timings"] = result.timings

@@ -30,7 +30,9 @@ class ModelScore:
     kl_median, kl_p99 over all positions pooled (numpy linear interpolation);
     top1_agreement = fraction of positions with equal argmax; position_kl = per-position KL
     of the first COPY_CHECK_PROMPTS prompts (functional-copy check); head = "hidden"
-    (cached teacher head × student lm_head) or "own_logits" (the student's logits)."""
+    (cached teacher head × student lm_head) or "own_logits" (the student's logits);
+    implementations = the attention / experts code paths it ran with (the validator's
+    choice, `distil.checks.architecture.implementations_of`)."""
 
     key: str
     kl_mean: float
@@ -43,6 +45,7 @@ class ModelScore:
     position_kl: list[list[float]]
     head: str
     seconds: float
+    implementations: dict = field(default_factory=dict)
     ok: bool = field(default=True, init=False)
 
     def to_dict(self) -> dict:
@@ -92,7 +95,7 @@ def check_unique(students: list[tuple[str, StudentSource]]) -> None:
 @dataclass
 class RoundResult:
     """A scored round: the cache's ids, one result per student, phase timings (seconds),
-    and the devices it ran on (the teacher on the first)."""
+    the devices it ran on (the teacher on the first) and the teacher's code paths."""
 
     prompt_ids: list[list[int]]
     continuation_ids: list[list[int]]
@@ -100,6 +103,7 @@ class RoundResult:
     results: dict[str, ModelScore | ModelFailure]
     timings: dict
     devices: list[str] = field(default_factory=list)
+    teacher_implementations: dict = field(default_factory=dict)  # the teacher's code paths (see ModelScore)
 
 
 def result_to_wire(result: ModelScore | ModelFailure) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distil import SCORING_VERSION, VOCAB_SIZE, __version__
+from distil import MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, SCORING_VERSION, VOCAB_SIZE, __version__
 
 CLIMBMIX = "karpathy/climbmix-400b-shuffle"
 FINEWEB = "HuggingFaceFW/fineweb"
@@ -30,10 +30,10 @@ class EvalSpec:
     """The resolved settings of one evaluation round (defaults = scoring spec v1)."""
 
     n_prompts: int = 120
-    max_new_tokens: int = 512
+    max_new_tokens: int = MAX_NEW_TOKENS
     # Prompts: raw text cut to `max_prompt_chars` characters, then to `max_prompt_tokens` ids.
     max_prompt_chars: int = 2048
-    max_prompt_tokens: int = 512
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
     dataset: str = CLIMBMIX
     dataset_revision: str = "main"
     dataset_data_dir: str = ""  # only files under this folder of the dataset repo ("" = all)
@@ -80,6 +80,12 @@ class EvalSpec:
             self.degeneration_thresholds()
         except ValueError as e:
             raise ValueError(f"EvalSpec probe thresholds: {e}") from None
+
+    @property
+    def scored_length(self) -> int:
+        """Positions a model must read: the prompt cap plus the continuation (the pre-checks'
+        `CheckLimits.scored_length`; the probe generates that far too)."""
+        return self.max_prompt_tokens + self.max_new_tokens
 
     @property
     def probe_count(self) -> int:

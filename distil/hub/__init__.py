@@ -8,6 +8,8 @@ at a mirror or the test server); `LocalModelStore` serves directories as repos, 
 """
 
 from distil.hub.store import (
+    BudgetExhausted,
+    HubDeadlineExceeded,
     HubError,
     HubTransientError,
     LocalStorageError,
@@ -20,6 +22,8 @@ from distil.hub.local import LocalModelStore, directory_revision, file_sha256
 from distil.hub.huggingface import HuggingFaceStore, translate_hub_error
 
 __all__ = [
+    "BudgetExhausted",
+    "HubDeadlineExceeded",
     "HubError",
     "HubTransientError",
     "LocalStorageError",

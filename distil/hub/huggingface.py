@@ -8,16 +8,28 @@ cache directory kept under a byte budget (least recently used snapshots evicted)
 
 huggingface_hub reads `HF_ENDPOINT` at import time; pass `endpoint=` to point a store
 at a mirror or at the test server.
+
+Every call has an overall deadline (`distil.hub.deadline`), not only a timeout per read:
+`request_deadline_s` for metadata, ranged reads and single files, and for a snapshot
+`request_deadline_s` + its expected bytes at `min_download_bytes_per_s`. `deadline_at(t)`
+caps every call made inside it at the `time.monotonic()` instant t (the validator's
+pre-check downloads of one epoch). A call past its deadline raises `HubTransientError`
+(`HubDeadlineExceeded`): the hub's trouble for that repo, never a verdict; one cut by the
+cap raises `BudgetExhausted`: ours, resumed later.
 """
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
 from distil.commitment import Commitment
 from distil.hub.cache import evict_hf_cache, touch_snapshot
 from distil.hub.store import (
+    BudgetExhausted,
+    HubDeadlineExceeded,
     HubError,
     HubTransientError,
     ModelStore,
@@ -80,6 +92,13 @@ def translate_hub_error(repo: str, exc: Exception) -> HubError:
     return HubError(f"hub error for {repo}: {type(exc).__name__}: {exc}")
 
 
+# A call's overall deadline (distil.hub.deadline): generous for honest hubs, finite for one that
+# trickles. A snapshot gets REQUEST_DEADLINE_S plus its bytes at MIN_DOWNLOAD_BYTES_PER_S
+# (10.5 GB, a 5.25B bf16 model, at 10 MB/s: about 19 minutes).
+REQUEST_DEADLINE_S = 120.0
+MIN_DOWNLOAD_BYTES_PER_S = 10e6
+
+
 def _silent_tqdm():
     from tqdm.auto import tqdm
 
@@ -106,9 +125,16 @@ class HuggingFaceStore(ModelStore):
         timeout: float = 30.0,
         cache_dir: str | Path | None = None,
         max_cache_bytes: int | None = None,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        min_download_bytes_per_s: float = MIN_DOWNLOAD_BYTES_PER_S,
     ):
         from huggingface_hub import HfApi
 
+        from distil.hub import deadline
+
+        if not (request_deadline_s > 0 and min_download_bytes_per_s > 0):
+            raise ValueError("request_deadline_s and min_download_bytes_per_s must be positive")
+        deadline.install()
         self.api = HfApi(endpoint=endpoint, token=token)
         self.endpoint = self.api.endpoint
         self.token = token
@@ -116,12 +142,54 @@ class HuggingFaceStore(ModelStore):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_cache_bytes = max_cache_bytes
         self.pinned: set[str] = set()
+        self.request_deadline_s = request_deadline_s
+        self.min_download_bytes_per_s = min_download_bytes_per_s
+        self._cap: float | None = None  # deadline_at's instant
+
+    # -- deadlines --------------------------------------------------------------------
+
+    @contextmanager
+    def deadline_at(self, instant: float | None):
+        """Every call made inside ends by the `time.monotonic()` instant `instant` (None: no cap)."""
+        previous, self._cap = self._cap, instant
+        try:
+            yield self
+        finally:
+            self._cap = previous
+
+    @contextmanager
+    def _deadline(self, what: str, repo: str, expected_bytes: int = 0):
+        """The call's deadline (its headers for huggingface_hub); a failure met past it is
+        HubDeadlineExceeded (or BudgetExhausted when deadline_at's cap cut it)."""
+        from distil.hub.deadline import deadline_headers
+
+        seconds = self.request_deadline_s + max(0, expected_bytes) / self.min_download_bytes_per_s
+        own = time.monotonic() + seconds
+        capped = self._cap is not None and self._cap < own
+        instant = self._cap if capped else own
+        if capped and instant <= time.monotonic():
+            raise BudgetExhausted(f"no time left in this epoch's budget to {what} for {repo}; resumed later")
+        try:
+            yield deadline_headers(instant)
+        except Exception as e:
+            if time.monotonic() < instant:
+                raise
+            if capped:
+                raise BudgetExhausted(f"this epoch's budget ran out while {what} for {repo}; resumed later") from e
+            raise HubDeadlineExceeded(f"the hub gave no complete answer within {seconds:.0f}s while {what} for {repo} "
+                                      f"({type(e).__name__}); try again later") from e
 
     # -- metadata ---------------------------------------------------------------------
 
+    def _api(self, headers: dict):
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint, token=self.token, headers=headers)
+
     def resolve_revision(self, repo: str) -> str:
         try:
-            info = self.api.model_info(repo, timeout=self.timeout)
+            with self._deadline("resolving its revision", repo) as headers:
+                info = self._api(headers).model_info(repo, timeout=self.timeout)
         except Exception as e:
             raise translate_hub_error(repo, e) from e
         if not info.sha:
@@ -130,9 +198,10 @@ class HuggingFaceStore(ModelStore):
 
     def _info(self, commitment: Commitment, files_metadata: bool):
         try:
-            info = self.api.model_info(
-                commitment.repo, revision=commitment.revision, files_metadata=files_metadata, timeout=self.timeout
-            )
+            with self._deadline("reading its metadata", commitment.repo) as headers:
+                info = self._api(headers).model_info(
+                    commitment.repo, revision=commitment.revision, files_metadata=files_metadata, timeout=self.timeout
+                )
         except Exception as e:
             raise translate_hub_error(commitment.repo, e) from e
         if info.sha != commitment.revision:
@@ -186,7 +255,8 @@ class HuggingFaceStore(ModelStore):
         headers["Range"] = f"bytes={start}-{end - 1}"
         headers["Accept-Encoding"] = "identity"
         try:
-            with get_session().stream("GET", url, headers=headers, timeout=self.timeout) as response:
+            with self._deadline(f"reading {filename}", commitment.repo) as deadline, \
+                    get_session().stream("GET", url, headers={**headers, **deadline}, timeout=self.timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                 hf_raise_for_status(response)
@@ -219,16 +289,18 @@ class HuggingFaceStore(ModelStore):
         if self.max_cache_bytes is not None:
             self._evict(keep=self.pinned | {key}, incoming=expected_bytes)
         try:
-            path = snapshot_download(
-                commitment.repo,
-                revision=commitment.revision,
-                cache_dir=self.cache_dir,
-                endpoint=self.endpoint,
-                token=self.token,
-                allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
-                etag_timeout=self.timeout,
-                tqdm_class=None if progress else _silent_tqdm(),
-            )
+            with self._deadline("downloading its snapshot", commitment.repo, expected_bytes) as headers:
+                path = snapshot_download(
+                    commitment.repo,
+                    revision=commitment.revision,
+                    cache_dir=self.cache_dir,
+                    endpoint=self.endpoint,
+                    token=self.token,
+                    allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
+                    etag_timeout=self.timeout,
+                    tqdm_class=None if progress else _silent_tqdm(),
+                    headers=headers,
+                )
         except Exception as e:
             raise translate_hub_error(commitment.repo, e) from e
         touch_snapshot(path)
@@ -240,16 +312,18 @@ class HuggingFaceStore(ModelStore):
         from huggingface_hub import hf_hub_download
 
         try:
-            path = hf_hub_download(
-                commitment.repo,
-                filename,
-                revision=commitment.revision,
-                cache_dir=self.cache_dir,
-                endpoint=self.endpoint,
-                token=self.token,
-                etag_timeout=self.timeout,
-                tqdm_class=_silent_tqdm(),
-            )
+            with self._deadline(f"fetching {filename}", commitment.repo) as headers:
+                path = hf_hub_download(
+                    commitment.repo,
+                    filename,
+                    revision=commitment.revision,
+                    cache_dir=self.cache_dir,
+                    endpoint=self.endpoint,
+                    token=self.token,
+                    etag_timeout=self.timeout,
+                    tqdm_class=_silent_tqdm(),
+                    headers=headers,
+                )
         except Exception as e:
             raise translate_hub_error(commitment.repo, e) from e
         return Path(path)

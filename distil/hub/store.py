@@ -16,7 +16,10 @@ else; never taken as a verdict on the model). REMOVED is derived only from
 from __future__ import annotations
 
 import errno
+import os
+import re
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -35,6 +38,16 @@ class HubTransientError(HubError):
     """Rate limit (429), server error (5xx) or timeout: try again later, judge nothing."""
 
 
+class HubDeadlineExceeded(HubTransientError):
+    """The hub (or a proxy, a CDN) did not finish answering within the call's overall deadline:
+    the hub's trouble for that repo, like a timeout."""
+
+
+class BudgetExhausted(HubTransientError):
+    """The caller's time budget (the epoch's pre-check downloads) ran out before or during
+    the call: our schedule, not the hub's nor the repo's; the work resumes later."""
+
+
 class LocalStorageError(HubTransientError):
     """Our own disk or cache could not be read or written (permissions, I/O error, disk
     full): the validator's trouble, never a verdict on the repo (a king whose directory we
@@ -45,13 +58,29 @@ class LocalStorageError(HubTransientError):
         self.path = path
 
 
-# errno values that mean a file system refused us (not a socket: those are the hub's).
+# errno values that mean a file system or the file table refused us (not a socket: those
+# are the hub's). ENODEV: mmap of something that is not a regular file on our disk.
 DISK_ERRNOS = frozenset(
     getattr(errno, name)
     for name in ("EACCES", "EPERM", "EIO", "ENOSPC", "EROFS", "EDQUOT", "ENOENT", "ENOTDIR", "EISDIR",
-                 "EMFILE", "ENFILE", "ESTALE", "ENXIO", "EBUSY", "ETXTBSY", "EFBIG", "ENAMETOOLONG")
+                 "EMFILE", "ENFILE", "ESTALE", "ENXIO", "EBUSY", "ETXTBSY", "EFBIG", "ENAMETOOLONG", "ENODEV")
     if hasattr(errno, name)
 )
+# Rust libraries raise an io::Error as OSError with errno None (safetensors) or as a plain
+# Exception (tokenizers), whose whole message is "<strerror> (os error N)".
+_RUST_OS_ERROR = re.compile(r"(.+) \(os error (\d+)\)")
+
+
+def os_errno(e: BaseException) -> int | None:
+    """The errno of an OSError, or of a Rust library's io::Error: only when the whole message
+    is the system's own text for that errno (a message quoting a repo's file cannot pass)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno
+    found = _RUST_OS_ERROR.fullmatch(str(e))
+    if found is None:
+        return None
+    number = int(found.group(2))
+    return number if found.group(1) == os.strerror(number) else None
 
 
 def is_disk_error(e: BaseException) -> bool:
@@ -60,13 +89,49 @@ def is_disk_error(e: BaseException) -> bool:
 
     if not isinstance(e, OSError) or isinstance(e, (ConnectionError, TimeoutError, ssl.SSLError)):
         return False
-    return e.errno in DISK_ERRNOS
+    return os_errno(e) in DISK_ERRNOS
 
 
-def storage_error(what: str, e: OSError) -> LocalStorageError:
-    """A LocalStorageError for an OSError met while `what` (e.g. "reading /cache/x")."""
-    why = e.strerror or type(e).__name__
-    return LocalStorageError(f"our own storage failed {what}: {why} (errno {e.errno}); retried later", e.filename)
+# A path that does not exist or is not a file (ENOENT, ENOTDIR, EISDIR, ENAMETOOLONG) can
+# follow from a name a repo's own files give a library (a tokenizer file its config names);
+# the other disk errors never follow from what a file says.
+_PATH_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOENT", "ENOTDIR", "EISDIR", "ENAMETOOLONG") if hasattr(errno, n))
+MACHINE_ERRNOS = DISK_ERRNOS - _PATH_ERRNOS
+
+
+def disk_error_in(e: BaseException) -> BaseException | None:
+    """The first error of our machine in `e` or its causes and contexts (libraries wrap the
+    OSError of a failed read in their own exceptions): an OSError, or the tokenizers
+    library's plain Exception, whose errno (`os_errno`) is one of MACHINE_ERRNOS. None when
+    there is none."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if (is_disk_error(e) or type(e) is Exception) and os_errno(e) in MACHINE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def storage_error(what: str, e: BaseException) -> LocalStorageError:
+    """A LocalStorageError for an OSError (or a Rust library's io::Error) met while `what`
+    (e.g. "reading /cache/x")."""
+    number = os_errno(e)
+    if number is None:  # e.g. safetensors' FileNotFoundError when the file table is full
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    else:
+        why = f"{getattr(e, 'strerror', None) or os.strerror(number)} (errno {number})"
+    return LocalStorageError(f"our own storage failed {what}: {why}; retried later", getattr(e, "filename", None))
+
+
+def local_io_failure(what: str, e: BaseException) -> LocalStorageError | None:
+    """The LocalStorageError to raise for `e` met while `what` (a library reading a repo's
+    files), when `e` is our own disk's or file table's trouble (a LocalStorageError, or an
+    error of MACHINE_ERRNOS among its causes); else None."""
+    if isinstance(e, LocalStorageError):
+        return e
+    disk = disk_error_in(e)
+    return None if disk is None else storage_error(what, disk)
 
 
 class RepoUnavailable(HubError):
@@ -185,6 +250,12 @@ class ModelStore(ABC):
     def fetch_file(self, commitment: Commitment, filename: str) -> Path:
         """One (small) file at the pinned revision, as a local path."""
         return self.download(commitment, allow_patterns=[filename]) / filename
+
+    @contextmanager
+    def deadline_at(self, instant: float | None):
+        """Calls made inside end by the `time.monotonic()` instant `instant` (BudgetExhausted
+        past it); a no-op for stores that make no network calls."""
+        yield self
 
     def pin(self, commitment: Commitment) -> None:
         """Keep this snapshot out of cache eviction until `unpin` (no-op where nothing is evicted)."""

@@ -27,7 +27,7 @@ CHECK_FAILED_REPEATEDLY = "CHECK_FAILED_REPEATEDLY"
 DEFAULT_MAX_STRIKES = 6
 # Seconds of pre-checks per epoch: sixteen checks each just under its deadline must not hold
 # the round for hours; what is left waits for the next epoch in the queue's order.
-DEFAULT_EPOCH_BUDGET_S = 900.0
+DEFAULT_EPOCH_BUDGET_S = 1800.0
 
 # attempt outcomes
 VERDICT = "verdict"  # passed, INVALID, COPY or REMOVED: the repo leaves the queue

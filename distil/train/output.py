@@ -1,7 +1,8 @@
 """The trained student as validators want it, and the validators' verdict on it.
 
 `save_student` writes --output: bf16 safetensors holding exactly the tensors the student's
-architecture loads (from the model's own state dict), `config.json` without `auto_map`
+architecture loads (from the model's own state dict; a tied head stored once, as the
+student it started from), `config.json` without `auto_map`
 or `quantization_config`, the generation config, and the TEACHER's tokenizer files (the
 pre-check compares tokenizers with the teacher's), nothing else: no code, no pickle.
 
@@ -35,6 +36,8 @@ def save_student(accelerator, model, output: str | Path, teacher_dir: str | Path
     state = {k.removeprefix("student."): v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in state.items()}
     for key in ("auto_map", "quantization_config"):  # no remote code, no quantized weights in a submission
         student.config.__dict__.pop(key, None)
+    for key in tied_copies(student, state):
+        del state[key]
     student.save_pretrained(str(output), state_dict=state, safe_serialization=True)
     # save_pretrained records the dtype of the (fp32) training weights; the file holds bf16
     config_path = output / "config.json"
@@ -49,6 +52,18 @@ def save_student(accelerator, model, output: str | Path, teacher_dir: str | Path
         raise RuntimeError(f"unexpected files in {output}: {stray}")
     logger.info(f"saved the trained student to {output} ({sum(v.numel() for v in state.values()) / 1e6:.1f}M params, bf16)")
     accelerator.wait_for_everyone()
+
+
+def tied_copies(model, state: dict) -> list[str]:
+    """The keys of `state` that are the tied copy of another key (`lm_head.weight` of a model
+    whose head is its input embedding): saved once, as from_pretrained saves and ties them.
+    `save_pretrained(state_dict=...)` writes every key it is given, so a tied model near the
+    cap would come out with its embedding twice and be refused (TOO_MANY_PARAMS)."""
+    import torch
+
+    tied = dict(getattr(model, "all_tied_weights_keys", None) or {})  # tied key -> the key it copies
+    return sorted(k for k, source in tied.items()
+                  if k in state and source in state and torch.equal(state[k], state[source]))
 
 
 def run_prechecks(output: str | Path, teacher_dir: str | Path, max_params: int, vocab_size: int):

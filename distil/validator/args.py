@@ -63,8 +63,9 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
                         help="pre-checks failing for the repo alone before it is INVALID CHECK_FAILED_REPEATEDLY "
                              "(default: %(default)s; outages never count)")
     parser.add_argument("--checks.epoch_budget_s", type=float, default=DEFAULT_EPOCH_BUDGET_S,
-                        help="seconds of pre-checks an epoch may spend; no new check starts after it, the rest wait for "
-                             "the next epoch in the queue's order (default: %(default)s)")
+                        help="seconds of pre-checks an epoch may spend: no new check starts after it, and a hub call or "
+                             "download still running at its end stops (PRECHECK_BUDGET: resumed next epoch, never a "
+                             "strike); the rest wait for the next epoch in the queue's order (default: %(default)s)")
     parser.add_argument("--checks.deadline_multiple", type=float, default=DEFAULT_MULTIPLE,
                         help="each untrusted step (tokenizer, meta build, load, scoring, probe) may take this many times "
                              "its estimate for the model's size on this machine's measured speed (default: %(default)s)")
@@ -118,7 +119,11 @@ def deadlines(config) -> Deadlines:
 
 
 def check_limits(config) -> CheckLimits:
-    return CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size))
+    """The pre-checks' limits; the scored window is the spec's (`--eval.max_prompt_tokens` +
+    `--eval.max_new_tokens`), so no model is checked for a shorter window than it is scored on."""
+    spec = EvalSpec(max_prompt_tokens=int(config.eval.max_prompt_tokens), max_new_tokens=int(config.eval.max_new_tokens))
+    return CheckLimits(max_params=int(config.checks.max_params), vocab_size=int(config.checks.vocab_size),
+                       scored_length=spec.scored_length)
 
 
 def hub_store(config) -> HuggingFaceStore:

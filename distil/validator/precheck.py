@@ -28,6 +28,8 @@ from distil.state import ValidatorState
 from distil.validator.timing import TimedDownloads
 from template.base.validator import one_line
 
+BUDGET_CODE = "PRECHECK_BUDGET"  # distil.checks.codes: the epoch's download budget ran out
+
 # (commitment, owner_of) -> CheckResult: the validator binds the store, limits and teacher
 Checker = Callable[[Commitment, Callable[[str], "str | None"]], CheckResult]
 
@@ -37,6 +39,7 @@ class PrecheckRound:
     state: ValidatorState
     attempts: list[pq.Attempt] = field(default_factory=list)
     events: list[ep.Event] = field(default_factory=list)
+    out_of_time: bool = False  # the epoch's download budget ran out: the rest wait for the next epoch
 
 
 class Prechecks:
@@ -51,7 +54,8 @@ class Prechecks:
                  deadlines: Deadlines | None = None, budget_s: float | None = None):
         self.store, self.limits, self.teacher = store, limits, teacher
         self.budget, self.grace_blocks = budget, grace_blocks
-        self.deadlines, self.budget_s = deadlines, budget_s
+        self.deadlines = deadlines
+        self.budget_s = budget_s  # the epoch's pre-check time (None: unbounded); see run
         self.download_seconds = 0.0
         self._reference = None
 
@@ -73,8 +77,13 @@ class Prechecks:
             return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of,
                                     deadlines=self.deadlines)
 
+        # No check starts after the budget, and every hub call of this epoch's pre-checks ends by
+        # its end (PRECHECK_BUDGET: the check resumes next epoch, as if not tried), so neither a
+        # slow hub nor slow steps can hold the round; each step has its own deadline too.
+        budget_end = None if self.budget_s is None else time.monotonic() + self.budget_s
         try:
-            return run_prechecks(state, now, check, self.budget, self.grace_blocks, self.budget_s)
+            with self.store.deadline_at(budget_end):
+                return run_prechecks(state, now, check, self.budget, self.grace_blocks, self.budget_s)
         finally:
             self.download_seconds = store.seconds
 
@@ -92,6 +101,8 @@ def run_prechecks(state: ValidatorState, now: int, check: Checker, budget: int, 
                         f"{len(queue) - n} wait for the next epoch")
             break
         out.state = _one(out, hotkey, now, check, grace_blocks)
+        if out.out_of_time:
+            break
     return out
 
 
@@ -104,6 +115,10 @@ def _one(out: PrecheckRound, hotkey: str, now: int, check: Checker, grace_blocks
     except Exception as e:  # the checker must never raise; if it does, it is a checker failure
         logger.opt(exception=e).debug(f"pre-check of {hotkey} raised")
         result = CheckResult.failure("CHECKER_ERROR", f"the checker raised {type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    if result.code == BUDGET_CODE:  # our schedule, not the repo's: not an attempt, its place in the queue kept
+        out.out_of_time = True
+        logger.info(f"pre-check of {hotkey} ({record.commitment}) waits for the next epoch: {result.detail}")
+        return state
     if result.seen_public and not record.seen_public:
         state = state.copy()
         state.miners[hotkey] = dataclasses.replace(state.miners[hotkey], seen_public=True)

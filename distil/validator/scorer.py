@@ -61,6 +61,8 @@ def to_scored(score: ModelScore) -> ScoredModel:
 
 
 def to_failed(failure: ModelFailure) -> FailedModel:
+    """The engine's failure as the scoring rules see it: its code (EVAL_<PHASE> unless it says
+    more: CHECK_TIMEOUT, EVAL_WORKER, LOCAL_IO_ERROR...) and whether it was ours (never a strike)."""
     return FailedModel(failure.kind, failure.check_code, failure.detail, ours=failure.ours)
 
 
