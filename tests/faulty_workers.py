@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-from distil.eval.workers import score_child
+from distil.eval.engine import score_child
 
 TARGET = "faulty_workers:score_or_fail"
 

@@ -324,6 +324,8 @@ def test_every_transient_code_says_whose_trouble_it_is():
         "LOCAL_IO_ERROR": "local",
         "PRECHECK_BUDGET": "local",  # our schedule: never a strike
         "CHECKER_OUT_OF_MEMORY": "local",
+        "CHECK_TIMEOUT": "repo",
+        "CHECKER_STOPPED": "local",
     }
     assert transient_scope("MALFORMED_JSON") is None
 

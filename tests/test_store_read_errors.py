@@ -188,13 +188,13 @@ def test_the_load_step_tells_our_disk_from_the_repos_bytes(king, teacher_referen
     import distil.checks.pipeline as pipeline
 
     store, commitment, path = king
-    real = pipeline.check_loads
+    real = pipeline._Run.load
 
-    def damaged_then_loaded(where, *args, **kwargs):
-        damage(Path(where) / "model.safetensors")
-        return real(where, *args, **kwargs)
+    def damaged_then_loaded(run):  # the disk fails after the content check; the load's worker meets it
+        damage(Path(run.path) / "model.safetensors")
+        return real(run)
 
-    monkeypatch.setattr(pipeline, "check_loads", damaged_then_loaded)
+    monkeypatch.setattr(pipeline._Run, "load", damaged_then_loaded)
     result = check_commitment(store, commitment, teacher=teacher_reference)
     assert (result.reason, result.code) == (reason, code), result.detail
     if code == "LOCAL_IO_ERROR":
@@ -214,7 +214,8 @@ def test_scoring_tells_our_disk_from_the_repos_bytes(king, damage, kind, code):
     damage(path / "model.safetensors")
     failure = with_loaded_model("king", str(path), EvalSpec(), VOCAB_SIZE, "score", lambda model: "scored")
     assert (failure.kind, failure.phase, failure.code) == (kind, "load", code), failure.detail
-    assert failure.to_dict()["failure"].get("code") == code
+    assert failure.ours == (code == "LOCAL_IO_ERROR")  # ours: never the model's strike
+    assert failure.to_dict()["failure"]["code"] == (code or "EVAL_LOAD")
 
 
 _EMFILE_SCRIPT = """

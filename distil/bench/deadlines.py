@@ -110,7 +110,7 @@ def run(args) -> dict:
                 if "failure" in value:
                     raise RuntimeError(f"{step} of an honest model failed: {value['failure']}")
                 row["steps"][step] = _figures(seconds, deadline_of(estimate), deadline_of(deadlines))
-            seconds, value = _timed("distil.eval.workers:score_child",
+            seconds, value = _timed("distil.eval.engine:score_child",
                                     {"cache_dir": str(cache_dir), "key": item, "path": str(path),
                                      "spec": dataclasses.asdict(spec)}, "scoring")
             if not value["result"]["ok"]:

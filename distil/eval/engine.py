@@ -29,9 +29,10 @@ from distil.checks.loading import InvalidModel, free_memory, load_causal_lm
 from distil.eval.kl import kl_block, kl_from_hidden
 from distil.eval.models import final_hidden, head_of, own_logits_reason
 from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFailure, ModelScore, RoundResult,
-                                 StudentSource, StudentTimeout, check_unique, download_failure)
+                                 StudentSource, StudentTimeout, check_unique, download_failure, result_to_wire)
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
+from distil.eval.workers import SCORE_TARGET, RoundShape, score_students, sync_device
 from distil.hub.store import local_io_failure
 
 
@@ -211,6 +212,24 @@ def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> Model
     return with_loaded_model(key, path, spec, cache.vocab_size, "score", score)
 
 
+def score_child(cache_dir: str, key: str, path: str, spec: dict) -> dict:
+    """A scoring worker's function (distil.eval.workers runs it in a child): the saved teacher
+    cache onto the device, then `score_one`, the device synchronised; JSON back."""
+    started = time.perf_counter()
+    spec = EvalSpec(**spec)
+    try:
+        cache = TeacherCache.load(cache_dir, device=spec.device)
+        sync_device(spec.device)
+    except Exception as e:  # noqa: BLE001 - the cache is ours: never the student's fault
+        failure = ModelFailure(key, TRANSIENT, "cache", f"the teacher cache could not be loaded: {type(e).__name__}: {e}",
+                               code="EVAL_CACHE", ours=True)
+        return {"result": result_to_wire(failure), "cache_s": 0.0, "run_s": time.perf_counter() - started}
+    cache_s = time.perf_counter() - started
+    result = score_one(cache, key, path, spec)
+    sync_device(spec.device)
+    return {"result": result_to_wire(result), "cache_s": cache_s, "run_s": time.perf_counter() - started}
+
+
 def score_models(cache: TeacherCache, students: list[tuple[str, StudentSource]], spec: EvalSpec,
                  timings: dict | None = None) -> dict[str, ModelScore | ModelFailure]:
     """Score each (key, source) student against `cache` on `spec.device`, one after the
@@ -263,8 +282,6 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     Errors of the teacher pass propagate (it is our side: the whole round is transient).
     `score_target`: the workers' function (default `workers.score_child`; tests inject faults).
     """
-    from distil.eval.workers import SCORE_TARGET, RoundShape, score_students
-
     devices = list(devices or [spec.device])
     spec = spec.replace(device=devices[0])  # the dtype ("auto") follows the devices' kind
     check_unique(students)

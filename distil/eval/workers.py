@@ -2,9 +2,9 @@
 
 The teacher pass runs in the caller's process (the teacher is ours); everything that runs a
 student's files runs in a child of the sandbox's fork server (`distil.checks.sandbox`), one
-child per student: it loads the saved teacher cache onto its device, loads and scores the
-student with `engine.score_one` (the function the in-process loop calls), synchronises the
-device, and answers with JSON. So
+child per student (`engine.score_child`): it loads the saved teacher cache onto its device,
+loads and scores the student with `engine.score_one` (the function the in-process loop
+calls), synchronises the device, and answers with JSON. So
 
 * an error that surfaces asynchronously on a GPU (a device-side assert) dies with the child
   of the student that caused it; the next student gets a fresh process;
@@ -41,10 +41,10 @@ from distil import MAX_PARAMS
 from distil.checks.clock import Baseline, Deadlines, baseline, default_deadlines
 from distil.checks.sandbox import ChildDied, ChildError, StepTimeout, run_step
 from distil.eval.results import (TRANSIENT, ModelFailure, ModelScore, StudentSource, check_unique, download_failure,
-                                 result_from_wire, result_to_wire)
+                                 result_from_wire)
 from distil.eval.spec import EvalSpec
 
-SCORE_TARGET = "distil.eval.workers:score_child"
+SCORE_TARGET = "distil.eval.engine:score_child"
 
 
 def parse_devices(text: str | list[str], flag: str = "devices") -> list[str]:
@@ -128,26 +128,6 @@ def sync_device(device: str) -> None:
 
     device = torch.device(device)
     torch.get_device_module(device).synchronize(device)
-
-
-def score_child(cache_dir: str, key: str, path: str, spec: dict) -> dict:
-    """In the child: the teacher cache onto the device, then `engine.score_one`; JSON back."""
-    from distil.eval.engine import score_one
-    from distil.eval.teacher import TeacherCache
-
-    started = time.perf_counter()
-    spec = EvalSpec(**spec)
-    try:
-        cache = TeacherCache.load(cache_dir, device=spec.device)
-        sync_device(spec.device)
-    except Exception as e:  # noqa: BLE001 - the cache is ours: never the student's fault
-        failure = ModelFailure(key, TRANSIENT, "cache", f"the teacher cache could not be loaded: {type(e).__name__}: {e}",
-                               code="EVAL_CACHE", ours=True)
-        return {"result": result_to_wire(failure), "cache_s": 0.0, "run_s": time.perf_counter() - started}
-    cache_s = time.perf_counter() - started
-    result = score_one(cache, key, path, spec)
-    sync_device(spec.device)
-    return {"result": result_to_wire(result), "cache_s": cache_s, "run_s": time.perf_counter() - started}
 
 
 # -- the parent ------------------------------------------------------------------------------
