@@ -34,6 +34,7 @@ from distil import SCORING_VERSION, SPEC_VERSION  # noqa: E402
 from distil.commitment import parse_commitment  # noqa: E402
 from distil.eval.fanout import parse_devices  # noqa: E402
 from distil.eval.prompts import seed_from_block_hash  # noqa: E402
+from distil.exits import EXIT_ERROR, EXIT_OK  # noqa: E402
 from distil.hub import ModelStore  # noqa: E402
 from distil.metrics import make_logger  # noqa: E402
 from distil.metrics.report import report_epoch, run_config  # noqa: E402
@@ -90,6 +91,7 @@ class Validator(BaseValidatorNeuron):
         self.rounds = RoundFiles(Path(config.neuron.full_path) / "rounds", int(config.neuron.keep_rounds))
         self.metrics = make_logger(config, config.neuron.full_path,
                                    run_config(self.spec_version, int(config.netuid), self.hotkey, self.spec, self.params))
+        self.on_stop("the W&B run", self.metrics.finish)  # registered first: runs after child processes end
         if not config.neuron.axon_off:
             if config.mock and not config.axon.external_ip:
                 config.axon.external_ip = "127.0.0.1"
@@ -152,7 +154,7 @@ class Validator(BaseValidatorNeuron):
         elif plan.needs_gpu:
             logger.warning("the king's repo could not be checked this epoch; no round, no weights")
         else:
-            logger.info(f"no challenger: no GPU work this epoch (king {state.king or '-'})")
+            logger.info(f"no challenger: no round this epoch (king {state.king or '-'})")
         # 9. save, report, set weights
         state.last_epoch_block = epoch_block
         self.commit(state)
@@ -221,6 +223,8 @@ class Validator(BaseValidatorNeuron):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status (docs/cli.md): 0 after the epochs asked for or a stop signal, 2 when it cannot
+    start (a bad argument, state, wallet, chain or device); it judges no model on its own."""
     parser = Validator.build_parser(__doc__.split("\n\n")[0])
     config = parse_config(parser, argv)
     if config.mock and config.neuron.epochs <= 0 and config.mock_block_time <= 0:
@@ -230,17 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         validator = Validator(config)
     except (StateError, ChainError, ScenarioError, WalletError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except OSError as e:  # the state directory or a file it names: say which, no traceback
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         from distil.eval.preflight import check_validator
 
         if (code := check_validator(validator)) is not None:  # device, teacher, memory plan, disk: before epoch 1
             return code
-        validator.run()
+        validator.run()  # returns at the end of --neuron.epochs, or on SIGTERM / SIGINT
     finally:
-        validator.metrics.finish()
-        validator.stop()
-    return 0
+        validator.stop()  # the one stop path: child processes, the W&B run, the axon, the chain
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_two_cpu_workers_give_the_single_device_kl(single):
         assert got.top1_agreement == want.top1_agreement and got.head == want.head
     wrong = result.results["wrong"]  # a bad student stays alone, classified as on one device
     assert not wrong.ok and wrong.kind == "invalid" and "vocab_size 151936" in wrong.detail
-    assert {"gpu_round_s", "students_s", "download_wait_s"} <= set(result.timings)
+    assert {"round_s", "students_s", "download_wait_s"} <= set(result.timings)
 
 
 def test_a_worker_that_dies_fails_only_its_student(cache_dir, single):

@@ -31,6 +31,6 @@ def test_requeue_of_a_malformed_commitment_is_refused_and_requests_nothing(tmp_p
 
     state, _ = reconcile(ValidatorState(), {"bad": 1}, {"bad": ("not a commitment", 5)}, 10)
     save_state(state, tmp_path)
-    assert main(["requeue", "bad", "--state-dir", str(tmp_path)]) == 1
+    assert main(["requeue", "bad", "--state-dir", str(tmp_path)]) == 2
     assert "does not parse" in capsys.readouterr().err
     assert not (tmp_path / "requests").exists()

@@ -108,9 +108,9 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     assert [row[2] for row in logged["leaderboard"].data][0] == hotkey("better")
     # where the epoch's time went: the pre-check's downloads (better was checked this epoch) and the GPU round
     assert round_json["devices"] == ["cpu"]
-    assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["gpu_round_s"] > 0
+    assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["round_s"] > 0
     assert logged["timings/precheck_download_s"] == round_json["timings"]["precheck_download_s"]
-    assert logged["timings/gpu_round_s"] > 0
+    assert logged["timings/round_s"] > 0
     # the audit: distil-eval --round re-scores the king on exactly that round's tokens, from the
     # round file the validator keeps under its state directory (the same document as the artifact)
     path = state_dir / "rounds" / "round-150.json"
@@ -368,7 +368,7 @@ def test_killed_mid_round_and_restarted_ends_like_an_uninterrupted_run(world, tm
 def test_mock_needs_a_scenario_and_a_bounded_number_of_epochs(world, tmp_path, capsys):
     args = argv(world, tmp_path / "state")
     no_scenario = [a for i, a in enumerate(args) if a != "--mock.scenario" and (i == 0 or args[i - 1] != "--mock.scenario")]
-    assert validator_script.main([*no_scenario, "--neuron.epochs", "1"]) == 1
+    assert validator_script.main([*no_scenario, "--neuron.epochs", "1"]) == 2
     assert "--mock needs --mock.scenario" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         validator_script.main(args)  # no --neuron.epochs: the mock chain never waits

@@ -27,7 +27,7 @@ class TimedScorer(CountingScorer):
 
     def score(self, models, seed_block, seed):
         scores = super().score(models, seed_block, seed)
-        scores.timings["gpu_round_s"] = 1.5
+        scores.timings["round_s"] = 1.5
         return scores
 
 
@@ -46,7 +46,7 @@ def test_wandb_summary_describes_the_last_epoch(world, tmp_path, monkeypatch):
         assert summary["king"] == hotkey("better")
         assert summary["n_models"] == 3 and summary["n_disqualified"] == 4  # better, good, fair; copy, resharded, hostile, random
         assert "timings/epoch_s" in keys
-        assert "timings/gpu_round_s" not in keys  # the round's phase is not shown beside an epoch without a round
+        assert "timings/round_s" not in keys  # the round's phase is not shown beside an epoch without a round
     finally:
         v.metrics.finish()
 
@@ -96,3 +96,26 @@ def test_distil_check_prints_the_failure_once(world):
     assert done.returncode == 1
     assert done.stdout.count("the repo holds code") == 2  # the step's line and the result line
     assert "REMOTE_CODE" not in done.stderr, done.stderr
+
+
+def test_the_leaderboard_ranks_models_only_against_their_own_round(world, tmp_path, capsys):
+    """KLs of different rounds come from different prompts (docs/scoring.md): fair, scored only in
+    round 100, is never ranked below the models of round 150, in the summary, W&B or --status."""
+    from distil.metrics.report import leaderboard_rows
+    from distil.validator.status import status_for
+
+    v = make_validator(world, tmp_path / "state", scorer=CountingScorer(KLS))
+    assert v.run(epochs=2) == 2  # round 100: good, fair (random too high); round 150: better dethrones good
+    out = capsys.readouterr().out
+    uid = {hk: m.uid for hk, m in v.state.miners.items()}
+    epoch_150 = out[out.index("epoch 150"):]
+    expected = [f"  round 150: #1 uid {uid[hotkey('better')]} king      KL 0.050000  demo/better@",
+                f"  round 150: #2 uid {uid[hotkey('good')]} evaluated KL 0.100000  demo/good@",
+                f"  round 100: #1 uid {uid[hotkey('fair')]} evaluated KL 0.200000  demo/fair@"]
+    board = [line for line in epoch_150.splitlines() if line.startswith("  round ")]
+    assert [line[: len(e)] for line, e in zip(board, expected)] == expected and len(board) == 3, epoch_150
+    rows = leaderboard_rows(v.state)
+    assert [(r["round"], r["rank"], r["hotkey"]) for r in rows] == [
+        (150, 1, hotkey("better")), (150, 2, hotkey("good")), (100, 1, hotkey("fair"))]
+    assert status_for(v.state, hotkey("fair"))["rank"] == 1  # first of its round, not third of all
+    v.stop()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from template.args import ArgumentParser
 
 # One module of this package per subcommand, each with `register(subparsers)` setting `run`.
 SUBCOMMANDS = ("dethrone",)
@@ -13,7 +14,7 @@ SUBCOMMANDS = ("dethrone",)
 def main(argv=None) -> int:
     import distil.sim as pkg
 
-    parser = argparse.ArgumentParser(prog="python -m distil.sim", description=pkg.__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m distil.sim", description=pkg.__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="which", required=True)
     for name in SUBCOMMANDS:

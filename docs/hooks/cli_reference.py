@@ -122,7 +122,7 @@ FAMILIES = {
     "status": "Status",
     "wandb": "Weights & Biases",
     "checks": "Pre-checks",
-    "eval": "Evaluation (scoring spec v1)",
+    "eval": "Evaluation (the scoring spec's settings)",
 }
 
 
