@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger  # noqa: E402
 
 from distil import TEACHER_REPO, __version__  # noqa: E402
+from distil.checks.args import source_problem  # noqa: E402
 from distil.checks.codes import is_verdict  # noqa: E402
 from distil.checks.pipeline import hub_failure  # noqa: E402
 from distil.commitment import Commitment, CommitmentError, validate_repo, validate_revision  # noqa: E402
@@ -314,9 +315,14 @@ def dry_run(config, commitment: Commitment, store) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Miner.build_parser(__doc__.split("\n\n")[0])
+    parser.prog = "miner.py"  # its usage errors name it, however it was started
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     config = parse_config(parser, argv)
     setup_logging_from_config(config)
+    if config.mock_models_dir and not Path(config.mock_models_dir).is_dir():
+        parser.error(f"--mock.models_dir {config.mock_models_dir}: no such directory")
+    if config.teacher and (problem := source_problem(config.teacher, "--teacher", required=())):
+        parser.error(problem)  # a typo of a directory is named as such, not sent to the hub
     try:
         if config.status:
             from template.base.neuron import make_chain

@@ -226,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit status (docs/cli.md): 0 after the epochs asked for or a stop signal, 2 when it cannot
     start (a bad argument, state, wallet, chain or device); it judges no model on its own."""
     parser = Validator.build_parser(__doc__.split("\n\n")[0])
+    parser.prog = "validator.py"  # its usage errors name it, however it was started
     config = parse_config(parser, argv)
     if config.mock and config.neuron.epochs <= 0 and config.mock_block_time <= 0:
         # the in-memory chain jumps to the next epoch at once: without a bound, it never stops

@@ -33,6 +33,18 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help for usage)\n")
 
 
+def default_device() -> str:
+    """The torch device every program uses when none is given: "cuda" when torch sees a CUDA
+    device, else "cpu" (the validator's `--neuron.device`, `distil-eval`'s and `distil-train`'s
+    `--device` agree, so the same command scores alike on the same machine)."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # torch is a dependency, but parsing flags must not need it
+        return "cpu"
+
+
 def one_line(e: BaseException | str, limit: int = 300) -> str:
     """An exception's message (or a text) on one line, cut to `limit` characters."""
     text = " ".join(str(e).split())

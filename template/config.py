@@ -26,7 +26,7 @@ from typing import Sequence
 
 import bittensor as bt
 
-from template.args import default_full_path
+from template.args import default_device, default_full_path
 
 DEFAULT_NETUID = 97
 
@@ -154,16 +154,10 @@ def check_config(config: bt.Config, create: bool = True) -> bt.Config:
                                                     config.neuron.name, config.logging.logging_dir)
     config.neuron.full_path = str(Path(os.path.expanduser(config.neuron.full_path)).absolute())
     if create:
+        if Path(config.neuron.full_path).exists() and not Path(config.neuron.full_path).is_dir():
+            raise ValueError(f"--neuron.full_path {config.neuron.full_path}: a file, not a directory")
         Path(config.neuron.full_path).mkdir(parents=True, exist_ok=True)
     if not config.neuron.device:
         config.neuron.device = default_device()
     return config
 
-
-def default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # torch is a dependency, but the config must not need it
-        return "cpu"

@@ -357,6 +357,8 @@ class InMemoryChain(ChainClient):
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not a mock chain's object")
             neurons = {n["uid"]: _MockNeuron(**n) for n in data["neurons"]}
             plain = {r["hotkey"]: CommitmentRecord(**r) for r in data["commitments"]}
             revealed: dict[str, list[CommitmentRecord]] = defaultdict(list)

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                              default=None)
             continue
         if f.name == "device":
-            kwargs["help"] = "cpu or cuda[:N] (default: cpu)"
+            kwargs["help"] = "cpu or cuda[:N] (default: cuda if available, else cpu, as the validator)"
         spec.add_argument(flag(f.name), **kwargs)
     return parser
 

@@ -434,7 +434,7 @@ def check_eval(args) -> tuple[int | None, list[StudentCheck]]:
     import sys
 
     from distil import MAX_PARAMS
-    from distil.eval.args import UsageError, devices_of, spec_values
+    from distil.eval.args import UsageError, devices_of, spec_error, spec_values
     from distil.eval.spec import EvalSpec
 
     def refuse(message) -> tuple[int, list]:
@@ -450,7 +450,7 @@ def check_eval(args) -> tuple[int | None, list[StudentCheck]]:
     except UsageError as e:
         return refuse(e)
     except (ValueError, TypeError) as e:  # a bad number, or a spec the round file should not hold
-        return refuse(f"--round {args.round}: its spec: {e}" if args.round else e)
+        return refuse(f"--round {args.round}: its spec: {e}" if args.round else spec_error(e))
     if len(set(args.student)) != len(args.student):
         return refuse("each --student may be given once")
     if not args.round and not args.seed:

@@ -160,8 +160,11 @@ def prompts_file_problem(path: str | Path, n_prompts: int, flag: str, text_colum
         return f"{where}: a directory, not a JSONL file"
     except OSError as e:
         return f"{where}: cannot read it ({e.strerror or type(e).__name__})"
-    except ValueError as e:
-        return f"{where}: {' '.join(str(e).split())}"
+    except ValueError as e:  # the source's words, the file named once, lines counted from 1
+        text = " ".join(str(e).split()).replace(f"prompts file {path} ", "")
+        text = re.sub(rf"^{re.escape(str(path))}:(\d+): ", r"line \1: ", text)
+        text = re.sub(rf"^{re.escape(Path(path).name)}:(\d+): ", lambda m: f"line {int(m.group(1)) + 1}: ", text)
+        return f"{where}: {text}"
     return None
 
 

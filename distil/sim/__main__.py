@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from distil.exits import EXIT_ERROR
 from template.args import ArgumentParser
 
 # One module of this package per subcommand, each with `register(subparsers)` setting `run`.
@@ -23,8 +24,8 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except ValueError as e:  # a round file that cannot be used, or settings that cannot run
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from distil.eval.spec import CLIMBMIX, EvalSpec
+from template.args import default_device
 
 PROMPT_SPEC_FLAGS = ("max_prompt_chars", "max_prompt_tokens", "dataset_revision", "dataset_data_dir", "text_column",
                      "dataset_shards", "rows_per_shard", "prompt_cache_dir", "chunk_size", "generation_batch_size")
@@ -20,7 +21,8 @@ class UsageError(Exception):
 
 
 def validate(args) -> None:
-    """Usage errors the parser cannot see, before anything loads."""
+    """Usage errors the parser cannot see, before anything loads (and the default device)."""
+    args.device = args.device or default_device()
     for name in ("max_steps", "max_new_tokens", "batch_size", "gradient_accumulation_steps", "train_prompts",
                  "held_out_prompts", "save_total_limit"):
         if getattr(args, name) < 1:

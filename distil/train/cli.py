@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help=f"corpus: {CLIMBMIX} or {FINEWEB}, or a local folder of parquet/JSONL")
     parser.add_argument("--max-steps", type=int, required=True, help="optimizer steps")
     parser.add_argument("--max-new-tokens", type=int, default=EvalSpec.max_new_tokens, help="teacher continuation length")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]; ignored under accelerate launch")
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu, as the "
+                        "validator); ignored under accelerate launch")
     parser.add_argument("--teacher-device", default=None,
                         help="where the teacher goes: a device, or auto (spread over GPUs, offloaded to CPU past them); "
                              "default: the student's device")
