@@ -56,6 +56,7 @@ from template.base import BaseValidatorNeuron  # noqa: E402
 from template.base.validator import one_line  # noqa: E402
 from template.chain import ChainError  # noqa: E402
 from template.config import parse_config  # noqa: E402
+from template.log import setup_logging_from_config  # noqa: E402
 from template.wallet import MockWallet, WalletError  # noqa: E402
 
 
@@ -73,6 +74,8 @@ class Validator(BaseValidatorNeuron):
                  setup_logs: bool = True):
         self.events: list[ep.Event] = []
         teacher = config.eval.teacher
+        if setup_logs:  # before the mock world logs anything: its chain's DEBUG lines only with --logging.debug
+            setup_logging_from_config(config)
         if config.mock and chain is None:
             wallet = wallet or MockWallet(str(config.wallet.name), str(config.wallet.hotkey))
             chain, store, teacher = mock_world(config, wallet.hotkey.ss58_address)

@@ -236,6 +236,7 @@ def test_bad_input_is_one_line_naming_it_and_the_documented_status(bad, program,
         code = e.code
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err, err[-3000:]
+    assert out == "", f"{program} {argv}: printed a result for bad input:\n{out[-2000:]}"  # no teacher pass, no table
     lines = [line for line in err.splitlines() if line.strip() and not LOG_LINE.match(line)]
     assert len(lines) == 1, f"{program} {argv}: expected one line, got:\n" + "\n".join(lines)
     assert fill(names, bad) in lines[0], lines[0]
@@ -256,6 +257,23 @@ def test_an_unreadable_directory_is_named(bad, program, argv, names, capfd):
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.strip() and not LOG_LINE.match(line)]
     assert code == 2 and len(lines) == 1 and fill(names, bad) in lines[0], err
+
+
+def test_a_mock_start_logs_no_debug_line_without_logging_debug(bad, capfd, tmp_path):
+    """The mock world is built before the first epoch (its chain logs each registration at
+    DEBUG): without --logging.debug none of it reaches stderr."""
+    import validator
+
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"teacher": bad["teacher"], "miners": [
+        {"hotkey": "5FakeMinerHotkey", "model": bad["student"], "commit_block": 1}]}))
+    argv = ["--mock", "--mock.scenario", str(scenario), "--neuron.epochs", "1", "--neuron.axon_off", "--wandb.off",
+            "--neuron.full_path", str(tmp_path / "v"), "--eval.prompts_file", str(tmp_path / "missing.jsonl")]
+    assert validator.main(argv) == 2  # refused after the mock world was built
+    err = capfd.readouterr().err
+    assert "--eval.prompts_file" in err and "DEBUG" not in err and "mock chain: registered" not in err, err
+    assert validator.main([*argv, "--logging.debug"]) == 2
+    assert "mock chain: registered 5FakeMinerHotkey" in capfd.readouterr().err  # the line exists, at DEBUG
 
 
 def test_a_start_without_network_names_the_endpoint(bad, capfd, monkeypatch, tmp_path):

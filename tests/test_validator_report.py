@@ -3,6 +3,8 @@ describes the last epoch, the round files under `<full_path>/rounds/`, and a std
 summary that names models by uid and repo, lists the pending ones and says each verdict once.
 """
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -15,11 +17,35 @@ from test_validator import CountingScorer, hotkey, make_validator, scenario_with
 import pytest
 
 
+# What a user keeps in the demo's directory (docs/validators.md, the whole loop), and a file of
+# an older build of the demo's own: the build must keep the first and replace the second.
+USERS = {"models/me/better/model.safetensors": b"my own model", "loop-chain.json": b'{"block": 7}',
+         "loop-validator/state.json": b'{"version": 1}', "miners/mine/config.json": b"{}"}
+BUILT: dict[str, tuple[str, str]] = {}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    demo.build(root)
+    for name, data in USERS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "teacher").mkdir()
+    (root / "teacher" / "stale.safetensors").write_bytes(b"an older build's file")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+        assert demo.main(["build", str(root)]) == 0
+    BUILT[str(root)] = (out.getvalue(), err.getvalue())  # what the build printed, for the test below
     return root
+
+
+def test_a_rebuild_replaces_the_demo_and_keeps_everything_else(world):
+    out, err = BUILT[str(world)]
+    assert out.strip() == str(world / "scenario.json")
+    kept = [line for line in err.splitlines() if line.startswith("kept what the demo did not make")]
+    assert kept == [f"kept what the demo did not make in {world}: loop-chain.json, loop-validator, miners/mine, models"]
+    assert {name: (world / name).read_bytes() for name in USERS} == USERS
+    assert not (world / "teacher" / "stale.safetensors").exists() and (world / "teacher" / "config.json").is_file()
 
 
 class TimedScorer(CountingScorer):
