@@ -13,7 +13,8 @@ content revision of a directory, so a copy of the round's teacher is the same te
 unless `--force`, which records the mismatch in the output. Without `--prompts-file`,
 `--dataset` or `--round`, the prompts come from the validators' dataset. A
 PATH_OR_REPO that is not a local directory is downloaded from the hub
-(`namespace/name@<revision>` pins it); students download in the background while
+(`namespace/name@<revision>` pins it; a student's revision is a 40-hex commit, as
+validators pin it); students download in the background while
 the teacher runs. Before any teacher work, every student is resolved (a hub repo's current
 commit is pinned) and put through the validators' pre-checks that read no weight byte
 (files, config and tokenizer JSON, safetensors headers, architecture): one that fails gets
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
-    parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@revision] (repeatable)")
+    parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@<40-hex sha>] (repeatable)")
     src = parser.add_mutually_exclusive_group()  # none of them: the validators' dataset
     src.add_argument("--prompts-file", help='JSONL of {"text": ...} or {"input_ids": [...]} lines')
     src.add_argument("--round", help="re-score on the prompts and continuations of this distil-eval JSON")

@@ -100,29 +100,28 @@ class BaseValidatorNeuron(BaseNeuron):
         Returns the number of attempts.
         """
         epochs = self.config.neuron.epochs if epochs is None else epochs
-        attempted = 0
+        self._attempted = 0
         with self.stop_on_signals():
             try:
-                attempted = self._epochs(epochs)
+                self._epochs(epochs)
             except Shutdown as e:
                 logger.warning(f"received {e}; stopping (state is saved whole: a round cut short is scored again)")
             except KeyboardInterrupt:  # SIGINT outside the main thread's handler (e.g. tests)
                 logger.warning("interrupted; stopping")
-        return attempted
+        return self._attempted
 
-    def _epochs(self, epochs: int) -> int:
-        attempted = 0
+    def _epochs(self, epochs: int) -> None:
         last_attempt = self.last_epoch_block  # a window finished before a restart is not redone
-        while (not epochs or attempted < epochs) and not self.stopping.is_set():
+        while (not epochs or self._attempted < epochs) and not self.stopping.is_set():
             try:
                 epoch_block = self.next_window(last_attempt)
             except Exception as e:  # the chain cannot say which block it is: back off, count the attempt
-                attempted += 1
+                self._attempted += 1
                 self._log_failure("could not read the chain's block", e)
                 self._back_off()
                 continue
             last_attempt = epoch_block
-            attempted += 1
+            self._attempted += 1
             started = time.monotonic()
             try:
                 logger.info(f"epoch starting at block {epoch_block}")
@@ -133,7 +132,6 @@ class BaseValidatorNeuron(BaseNeuron):
                 logger.info(f"epoch {epoch_block} finished in {time.monotonic() - started:.1f}s")
             except Exception as e:  # one bad epoch must not stop an unattended validator
                 self._log_failure(f"epoch {epoch_block} failed", e)
-        return attempted
 
     @contextlib.contextmanager
     def stop_on_signals(self) -> Iterator[None]:
