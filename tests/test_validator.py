@@ -19,6 +19,7 @@ import pytest
 
 from conftest import ROOT, free_port, wait_for_port
 from distil import demo, tiny
+from distil.metrics import LEADERBOARD_COLUMNS
 from distil.protocol import DistilStatus
 from distil.scoring.epoch import FailedModel, ScoredModel
 from distil.state import COPY, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, load_state, request_requeue
@@ -105,7 +106,8 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     king_kl = state.miners[hotkey("better")].kl["mean"]
     assert by_key[hotkey("better")]["kl_mean"] == pytest.approx(king_kl, abs=0)
     logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]  # epoch 200 had no round
-    assert [row[2] for row in logged["leaderboard"].data][0] == hotkey("better")
+    hotkeys = [row[LEADERBOARD_COLUMNS.index("hotkey")] for row in logged["leaderboard"].data]
+    assert hotkeys[0] == hotkey("better")
     # where the epoch's time went: the pre-check's downloads (better was checked this epoch) and the GPU round
     assert round_json["devices"] == ["cpu"]
     assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["round_s"] > 0
@@ -329,7 +331,7 @@ def test_unreadable_state_stops_the_validator_with_a_clear_error(world, tmp_path
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "state.json").write_text('{"version": 99}')
-    assert validator_script.main(argv(world, state_dir, "--neuron.epochs", "1")) == 1
+    assert validator_script.main(argv(world, state_dir, "--neuron.epochs", "1")) == 2  # cannot start: exit 2
     assert "newer than this validator" in capsys.readouterr().err
     assert (state_dir / "state.json").read_text() == '{"version": 99}'
 

@@ -41,8 +41,11 @@ def check_prompt_source(source: PromptSource, n_prompts: int, offline: bool) -> 
         try:
             source.list_files()
         except Exception as e:  # any failure to reach the dataset: no round could ever run
+            from huggingface_hub import constants
+
             detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
             raise PromptSourceError(
-                f"cannot reach the prompt dataset {source.name!r} ({detail}); mock and offline runs need "
+                f"cannot reach the prompt dataset {source.name!r} on the hub at {constants.ENDPOINT} ({detail}); "
+                "mock and offline runs need "
                 "--eval.prompts_file FILE (JSONL, one {\"text\": ...} per line; `python -m distil.demo build` writes one)"
             ) from None
