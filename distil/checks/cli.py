@@ -30,7 +30,6 @@ from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
 from distil.checks.tokenizer import load_reference
 from distil.commitment import Commitment, CommitmentError, validate_repo
-
 from distil.exits import EXIT_ERROR as EXIT_USAGE
 from distil.exits import EXIT_OK
 from distil.exits import EXIT_VERDICT as EXIT_REJECTED

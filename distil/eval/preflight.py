@@ -294,7 +294,8 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
         logger.info(f"preflight: {verdict.message}")
         verdicts.append(verdict)
     if t is not None:
-        _log_fast_paths(t.config, cuda=any(f.kind == "cuda" for f in all_facts.values()))
+        # install hints only where kernels could run: a device with memory of its own, not the host
+        _log_fast_paths(t.config, cuda=any(f.enforce for f in all_facts.values()))
     return verdicts
 
 
