@@ -53,6 +53,7 @@ def one_line(e: BaseException | str, limit: int = 300) -> str:
 
 def default_full_path(wallet_name: str, hotkey: str, netuid: int, neuron_name: str, root: str | None = None) -> str:
     """A neuron's default `--neuron.full_path`: `<root>/<wallet>/<hotkey>/netuid<netuid>/<neuron name>`,
-    `root` being `--logging.logging_dir` when given, else ~/.bittensor/miners (absolute, `~` expanded)."""
-    base = Path(os.path.expanduser(root or NEURONS_ROOT))
+    `root` being `--logging.logging_dir` when given, else bittensor's default for it
+    (`BT_LOGGING_LOGGING_DIR`, else ~/.bittensor/miners); absolute, `~` expanded."""
+    base = Path(os.path.expanduser(root or os.environ.get("BT_LOGGING_LOGGING_DIR") or NEURONS_ROOT))
     return str((base / str(wallet_name) / str(hotkey) / f"netuid{netuid}" / str(neuron_name)).absolute())
