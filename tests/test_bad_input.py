@@ -93,9 +93,8 @@ def bad(tmp_path_factory):
             "p": lambda name: str(root / "prompts" / name), "f": lambda name: str(root / name)}
 
 
-# (program, argv built from `bad`, exit status, what the one line must name)
+# (program, argv, exit status, what the one line must name); {placeholders} are filled from the `bad` fixture
 def cases():
-    B = "BAD"  # placeholders resolved against the fixture in the test
     eval_ok = ["--teacher", "{teacher}", "--student", "{student}", "--seed", "0x01", "--n-prompts", "2"]
     train_ok = ["--teacher", "{teacher}", "--student", "{student}", "--output", "{root}/out", "--max-steps", "2",
                 "--prompts-file", "{p:good.jsonl}", "--held-out-prompts", "2", "--train-prompts", "2", "--wandb.off"]
