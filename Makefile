@@ -30,8 +30,11 @@ DEMO_EPOCHS ?= 3
 # The validator in mock mode: a tiny teacher and graded students (plus a copy, a re-sharded
 # copy, a hostile repo and an untrained model) committed on the in-memory chain; a few
 # epochs on CPU; the final state; a W&B offline run under $(DEMO_DIR)/validator/wandb.
+# Each run starts its validator afresh: only $(DEMO_DIR)/validator (this target's own state)
+# is removed; the builder replaces only what it wrote, and anything else in $(DEMO_DIR)
+# (your models under models/, the whole-loop validator's state and chain files) is kept.
 demo: $(STAMP)
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR)/validator
 	$(PY) -m distil.demo build $(DEMO_DIR)
 	$(PY) neurons/validator.py --mock --mock.scenario $(DEMO_DIR)/scenario.json \
 		--neuron.epochs $(DEMO_EPOCHS) --neuron.full_path $(DEMO_DIR)/validator --neuron.axon_off \

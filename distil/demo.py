@@ -2,8 +2,11 @@
 
     python -m distil.demo build DIR
 
-writes `DIR/teacher`, `DIR/miners/<name>` and `DIR/scenario.json`, which
-`python neurons/validator.py --mock --mock.scenario DIR/scenario.json ...` runs.
+writes `DIR/teacher`, `DIR/miners/<name>`, `DIR/prompts.jsonl` and `DIR/scenario.json`,
+which `python neurons/validator.py --mock --mock.scenario DIR/scenario.json ...` runs.
+Building again replaces exactly those and nothing else: what others put in DIR (a miner's
+own model under `DIR/models/`, a validator's state, a mock chain file) is kept, and one
+line on stderr names it.
 
 The teacher is a tiny `Qwen3_5MoeForCausalLM` at the real vocabulary with a sharpened
 output layer (a random model at the default init is nearly uniform over 248,320 tokens,
@@ -17,18 +20,51 @@ is an untrained student of another architecture (KL far above 2: KL_TOO_HIGH).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
 from distil import tiny
+from distil.exits import EXIT_ERROR, EXIT_OK
+from template.args import ArgumentParser
 
 TEACHER_LOGIT_SCALE = 30.0
 
 # name: (noise scale relative to the teacher's weights, commit block)
 NOISY_STUDENTS = {"fair": (0.10, 90), "good": (0.05, 95), "better": (0.02, 140)}
+MINERS = (*NOISY_STUDENTS, "copy", "resharded", "hostile", "random")
+# Everything `build` writes, relative to DIR: all it ever removes.
+BUILT = ("teacher", "scenario.json", "prompts.jsonl", *(f"miners/{name}" for name in MINERS))
+
+
+class DemoError(Exception):
+    """The demo cannot be built there; the message says why."""
+
+
+def not_built_here(root: Path) -> list[str]:
+    """What `root` holds that `build` did not make (kept by a rebuild), relative to it."""
+    if not root.is_dir():
+        return []
+    ours = {Path(p) for p in BUILT}
+    found = []
+    for entry in sorted(root.iterdir()):
+        name = entry.relative_to(root)
+        if name == Path("miners") and entry.is_dir() and not entry.is_symlink():
+            found += [str(p.relative_to(root)) for p in sorted(entry.iterdir()) if p.relative_to(root) not in ours]
+        elif name not in ours:
+            found.append(str(name))
+    return found
+
+
+def _remove_built(root: Path) -> None:
+    """Remove what an earlier `build` wrote under `root` (only the names in BUILT)."""
+    for name in BUILT:
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def demo_hotkey(name: str) -> str:
@@ -40,9 +76,13 @@ def demo_hotkey(name: str) -> str:
 def build(directory: str | Path, seed: int = 0) -> Path:
     """Write the demo's models and `scenario.json` under `directory`; returns the scenario path."""
     root = Path(directory)
-    if root.exists():
-        shutil.rmtree(root)
-    (root / "miners").mkdir(parents=True)
+    if root.exists() and not root.is_dir():
+        raise DemoError(f"{root}: a file, not a directory")
+    try:
+        _remove_built(root)  # a rebuild replaces its own files, never anything else
+        (root / "miners").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DemoError(f"{e.filename or root}: {e.strerror or type(e).__name__}") from None
     teacher_dir = root / "teacher"
     teacher = tiny.save_model(teacher_dir, tiny.teacher_config(), seed=seed, logit_scale=TEACHER_LOGIT_SCALE)
 
@@ -115,9 +155,9 @@ def _load(path: Path):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distil.demo", description="build the mock demo's models and scenario")
+    parser = ArgumentParser(prog="python -m distil.demo", description="build the mock demo's models and scenario")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_build = sub.add_parser("build", help="write tiny models and scenario.json")
+    p_build = sub.add_parser("build", help="write tiny models and scenario.json (anything else in DIR is kept)")
     p_build.add_argument("directory")
     p_build.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -126,9 +166,16 @@ def main(argv=None) -> int:
 
     transformers.utils.logging.disable_progress_bar()  # one line of output: the scenario's path
     disable_progress_bars()
-    path = build(args.directory, seed=args.seed)
+    kept = not_built_here(Path(args.directory))
+    try:
+        path = build(args.directory, seed=args.seed)
+    except DemoError as e:
+        print(f"python -m distil.demo: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if kept:
+        print(f"kept what the demo did not make in {args.directory}: {', '.join(kept)}", file=sys.stderr)
     print(path)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ The commitment pins `repo@revision`; without `--revision` the repo's current com
 asked from the hub and pinned. Before a commitment, and in a dry run, the validators'
 pre-checks run on the model at that revision (`distil-check` runs them alone); a model
 that fails them is not committed. `--skip-checks` commits anyway (not recommended).
-`--status` exits 1 when no validator answered.
+A one-shot command, not a service: run it once per hotkey (under pm2 it would restart-loop).
+Exit status (docs/cli.md): 0 done, 1 the pre-checks refuse the model (commit or --dry-run),
+2 anything else: a bad argument, a hotkey that cannot commit, no validator answering
+`--status`, the hub or the chain out of reach.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger  # noqa: E402
 
 from distil import TEACHER_REPO, __version__  # noqa: E402
+from distil.checks.args import source_problem  # noqa: E402
+from distil.checks.codes import is_verdict  # noqa: E402
+from distil.checks.pipeline import hub_failure  # noqa: E402
 from distil.commitment import Commitment, CommitmentError, validate_repo, validate_revision  # noqa: E402
+from distil.exits import EXIT_ERROR, EXIT_OK, EXIT_VERDICT  # noqa: E402
 from distil.hub import HubError, HuggingFaceStore, LocalModelStore, ModelStore  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from template.base import BaseMinerNeuron  # noqa: E402
@@ -46,7 +53,11 @@ class NotConfirmed(Exception):
 
 
 class PrecheckFailed(Exception):
-    """The model fails the validators' pre-checks (or they could not run); nothing committed."""
+    """The model fails the validators' pre-checks (`verdict`), or they could not run; nothing committed."""
+
+    def __init__(self, message: str, verdict: bool):
+        super().__init__(message)
+        self.verdict = verdict
 
 
 class Miner(BaseMinerNeuron):
@@ -166,14 +177,17 @@ def run_prechecks(config, commitment: Commitment, store: ModelStore):
     except Exception as e:
         raise PrecheckFailed(
             f"could not load the teacher's tokenizer from {teacher_source} ({type(e).__name__}: {e}); "
-            "pass --teacher PATH_OR_REPO"
+            "pass --teacher PATH_OR_REPO", verdict=False,
         ) from None
     logger.info(f"running the pre-checks on {commitment} (tokenizer reference: {teacher.source})")
     result = check_commitment(store, commitment, CheckLimits(require_public=False), teacher=teacher, progress=True)
     if not result.ok:
+        if not is_verdict(result.code):  # the hub, our disk or memory: no verdict, try again
+            raise PrecheckFailed(f"the pre-checks could not run: {result.code}: {result.detail} (nothing committed; "
+                                 "try again later)", verdict=False)
         raise PrecheckFailed(
             f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
-            "Run `distil-check` for the full report, or --skip-checks to commit anyway)"
+            "Run `distil-check` for the full report, or --skip-checks to commit anyway)", verdict=True,
         )
     if not result.seen_public:
         print(
@@ -247,7 +261,7 @@ def format_own_status(hotkey: str, netuid: int, uid: int | None, record) -> str:
 
 
 def show_status(config, wallet, chain) -> int:
-    """Print the hotkey's own chain record, then each validator's answer. 1 when none answered."""
+    """Print the hotkey's own chain record, then each validator's answer. 2 when none answered (try again)."""
     hotkey = wallet.hotkey.ss58_address
     uid = chain.metagraph().uid_of(hotkey)
     print(format_own_status(hotkey, int(config.netuid), uid, chain.commitment_of(hotkey)))
@@ -255,8 +269,8 @@ def show_status(config, wallet, chain) -> int:
     print(format_status(rows))
     if not any(answer is not None for _, answer, _ in rows):
         print("error: no validator answered; try again later", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def format_status(rows) -> str:
@@ -288,27 +302,35 @@ def dry_run(config, commitment: Commitment, store) -> int:
         try:
             run_prechecks(config, commitment, store())
         except PrecheckFailed as e:
+            if not e.verdict:
+                print(f"dry run: error: {e}", file=sys.stderr)
+                return EXIT_ERROR
             print(f"dry run: the commit would be refused: {e}", file=sys.stderr)
-            return 1
+            return EXIT_VERDICT
     print(
         f"dry run: the commit would write {commitment} for your hotkey, once and forever, if it is registered "
         "and has no commitment yet (not checked: a dry run uses no wallet and no chain)",
         file=sys.stderr,
     )
     print(commitment)
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = Miner.build_parser(__doc__.split("\n\n")[0])
+    parser.prog = "miner.py"  # its usage errors name it, however it was started
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     config = parse_config(parser, argv)
     setup_logging_from_config(config)
+    if config.mock_models_dir and not Path(config.mock_models_dir).is_dir():
+        parser.error(f"--mock.models_dir {config.mock_models_dir}: no such directory")
+    if config.teacher and (problem := source_problem(config.teacher, "--teacher", required=())):
+        parser.error(problem)  # a typo of a directory is named as such, not sent to the hub
     try:
         if config.status:
             from template.base.neuron import make_chain
 
-            return show_status(config, load_wallet(config), make_chain(config))
+            return show_status(config, load_wallet(config), make_chain(config, existing_file=True))
         if not config.model_repo:
             parser.error("--model-repo is required (namespace/name of your model on Hugging Face)")
         stores: list[ModelStore] = []
@@ -342,19 +364,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         stored = miner.commit(commitment, assume_yes=config.yes, precheck=precheck)
         print(f"committed {stored} for hotkey {miner.hotkey} (distil {__version__})")
         print(stored)
-        return 0
+        return EXIT_OK
     except CommitmentError as e:
         print(f"error: invalid commitment: {e}", file=sys.stderr)
-        return 2
-    except HubError as e:
-        print(f"error: could not resolve the model on the hub: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except HubError as e:  # resolving the revision: a repo that is not there is a verdict, an outage is not
+        code, detail = hub_failure(e)
+        print(f"error: could not resolve the model on the hub: {detail}", file=sys.stderr)
+        return EXIT_VERDICT if is_verdict(code) else EXIT_ERROR
     except PrecheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_VERDICT if e.verdict else EXIT_ERROR
     except (AlreadyCommitted, NotConfirmed, WalletError, ChainError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

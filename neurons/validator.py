@@ -35,6 +35,7 @@ from distil.checks.sandbox import terminate_children  # noqa: E402
 from distil.commitment import parse_commitment  # noqa: E402
 from distil.eval.workers import parse_devices  # noqa: E402
 from distil.eval.prompts import seed_from_block_hash  # noqa: E402
+from distil.exits import EXIT_ERROR, EXIT_OK  # noqa: E402
 from distil.hub import ModelStore  # noqa: E402
 from distil.metrics import make_logger  # noqa: E402
 from distil.metrics.report import report_epoch, run_config  # noqa: E402
@@ -57,6 +58,7 @@ from template.base import BaseValidatorNeuron  # noqa: E402
 from template.base.validator import one_line  # noqa: E402
 from template.chain import ChainError  # noqa: E402
 from template.config import parse_config  # noqa: E402
+from template.log import setup_logging_from_config  # noqa: E402
 from template.wallet import MockWallet, WalletError  # noqa: E402
 
 
@@ -74,6 +76,8 @@ class Validator(BaseValidatorNeuron):
                  setup_logs: bool = True):
         self.events: list[ep.Event] = []
         teacher = config.eval.teacher
+        if setup_logs:  # before the mock world logs anything: its chain's DEBUG lines only with --logging.debug
+            setup_logging_from_config(config)
         if config.mock and chain is None:
             wallet = wallet or MockWallet(str(config.wallet.name), str(config.wallet.hotkey))
             chain, store, teacher = mock_world(config, wallet.hotkey.ss58_address)
@@ -94,6 +98,8 @@ class Validator(BaseValidatorNeuron):
         self.rounds = RoundFiles(Path(config.neuron.full_path) / "rounds", int(config.neuron.keep_rounds))
         self.metrics = make_logger(config, config.neuron.full_path,
                                    run_config(self.spec_version, int(config.netuid), self.hotkey, self.spec, self.params))
+        self.on_stop("the W&B run", self.metrics.finish)  # registered first: runs after child processes end
+        self.on_stop("the untrusted steps' workers", terminate_children)  # their deaths are ours, no model's strike
         if not config.neuron.axon_off:
             if config.mock and not config.axon.external_ip:
                 config.axon.external_ip = "127.0.0.1"
@@ -169,7 +175,7 @@ class Validator(BaseValidatorNeuron):
         elif plan.needs_gpu:
             logger.warning("the king's repo could not be checked this epoch; no round, no weights")
         else:
-            logger.info(f"no challenger: no GPU work this epoch (king {state.king or '-'})")
+            logger.info(f"no challenger: no round this epoch (king {state.king or '-'})")
         # 9. save, report, set weights
         state.last_epoch_block = epoch_block
         self.commit(state)
@@ -237,12 +243,6 @@ class Validator(BaseValidatorNeuron):
     def chain_commitments(self) -> dict[str, tuple[str, int]]:
         return {hotkey: (r.data, r.block) for hotkey, r in self.chain.commitments().items()}
 
-    def stop(self) -> None:
-        """The stop path: end every untrusted step still running (no model is struck for it),
-        then the axon and the chain client."""
-        terminate_children()
-        super().stop()
-
     # -- axon -------------------------------------------------------------------------------
 
     def attach_axon(self, axon) -> None:
@@ -260,7 +260,10 @@ class Validator(BaseValidatorNeuron):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status (docs/cli.md): 0 after the epochs asked for or a stop signal, 2 when it cannot
+    start (a bad argument, state, wallet, chain or device); it judges no model on its own."""
     parser = Validator.build_parser(__doc__.split("\n\n")[0])
+    parser.prog = "validator.py"  # its usage errors name it, however it was started
     config = parse_config(parser, argv)
     if config.mock and config.neuron.epochs <= 0 and config.mock_block_time <= 0:
         # the in-memory chain jumps to the next epoch at once: without a bound, it never stops
@@ -269,17 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         validator = Validator(config)
     except (StateError, ChainError, ScenarioError, WalletError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    except OSError as e:  # the state directory or a file it names: say which, no traceback
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         from distil.eval.preflight import check_validator
 
         if (code := check_validator(validator)) is not None:  # device, teacher, memory plan, disk: before epoch 1
             return code
-        validator.run()
+        validator.run()  # returns at the end of --neuron.epochs, or on SIGTERM / SIGINT
     finally:
-        validator.metrics.finish()
-        validator.stop()
-    return 0
+        validator.stop()  # the one stop path: child processes, the W&B run, the axon, the chain
+    return EXIT_OK
 
 
 if __name__ == "__main__":

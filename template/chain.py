@@ -274,6 +274,20 @@ def _decode_commitment_fields(value: Any) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _where(config, network: str | None) -> str:
+    """The network and endpoint a Subtensor would dial (`--subtensor.network` / `.chain_endpoint`), for errors."""
+    try:
+        import bittensor as bt
+
+        if config is not None:
+            endpoint, name = bt.Subtensor.setup_config(network, config)
+        else:
+            name, endpoint = bt.utils.determine_chain_endpoint_and_network(network or "finney")
+        return f"network {name!r} at {endpoint}"
+    except Exception:  # only an error message depends on it
+        return repr(network or getattr(getattr(config, "subtensor", None), "network", None))
+
+
 class BittensorChain(ChainClient):
     """`ChainClient` over bittensor 10.5's synchronous `Subtensor`."""
 
@@ -290,7 +304,8 @@ class BittensorChain(ChainClient):
                 else:
                     self.subtensor = bt.Subtensor(network=network or "finney")
             except Exception as e:  # the SDK raises many types for "cannot connect"
-                raise TransientChainError(f"cannot connect to subtensor: {e}") from e
+                raise TransientChainError(f"cannot connect to subtensor {_where(config, network)}: "
+                                          f"{type(e).__name__}: {e}") from e
         logger.info(f"connected to subtensor {getattr(self.subtensor, 'chain_endpoint', '?')} (netuid {self.netuid})")
 
     def _call(self, what: str, fn, *args, **kwargs):

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import bittensor as bt
 
+from template.args import default_device, default_full_path
+
 DEFAULT_NETUID = 97
 
 
@@ -144,24 +146,18 @@ def is_set(config: bt.Config, key: str) -> bool:
     return key in getattr(config, "_explicit", frozenset())
 
 
-def check_config(config: bt.Config) -> bt.Config:
-    """Fill in derived settings. An explicit `--neuron.full_path` is used exactly as given."""
+def check_config(config: bt.Config, create: bool = True) -> bt.Config:
+    """Fill in derived settings. An explicit `--neuron.full_path` is used exactly as given;
+    the directory is created only with `create` (a neuron that keeps state or logs there)."""
     if not config.neuron.full_path:
-        root = Path(os.path.expanduser(config.logging.logging_dir or "~/.bittensor/miners"))
-        config.neuron.full_path = str(
-            root / str(config.wallet.name) / str(config.wallet.hotkey) / f"netuid{config.netuid}" / str(config.neuron.name)
-        )
+        config.neuron.full_path = default_full_path(config.wallet.name, config.wallet.hotkey, config.netuid,
+                                                    config.neuron.name, config.logging.logging_dir)
     config.neuron.full_path = str(Path(os.path.expanduser(config.neuron.full_path)).absolute())
-    Path(config.neuron.full_path).mkdir(parents=True, exist_ok=True)
+    if create:
+        if Path(config.neuron.full_path).exists() and not Path(config.neuron.full_path).is_dir():
+            raise ValueError(f"--neuron.full_path {config.neuron.full_path}: a file, not a directory")
+        Path(config.neuron.full_path).mkdir(parents=True, exist_ok=True)
     if not config.neuron.device:
         config.neuron.device = default_device()
     return config
 
-
-def default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # torch is a dependency, but the config must not need it
-        return "cpu"

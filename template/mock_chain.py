@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 from loguru import logger
 
+from template.args import ArgumentParser
 from template.chain import (
     AxonEndpoint,
     ChainClient,
@@ -356,6 +357,8 @@ class InMemoryChain(ChainClient):
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not a mock chain's object")
             neurons = {n["uid"]: _MockNeuron(**n) for n in data["neurons"]}
             plain = {r["hotkey"]: CommitmentRecord(**r) for r in data["commitments"]}
             revealed: dict[str, list[CommitmentRecord]] = defaultdict(list)
@@ -384,7 +387,7 @@ class InMemoryChain(ChainClient):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m template.mock_chain",
         description="Work on a --mock chain file, as btcli does on the real chain.",
         allow_abbrev=False,
@@ -411,9 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from template.wallet import MockWallet
 
+    from template.log import setup_logging
+
     args = build_parser().parse_args(argv)
+    setup_logging()  # INFO on stderr, the neurons' format: loguru's default would print our DEBUG lines
     wallet = MockWallet(args.wallet_name, args.wallet_hotkey)
+    where = Path(args.chain_state)
     try:
+        if where.is_dir():  # the lock file would go beside it and the chain "file" never be written
+            raise ChainError(f"--mock.chain_state {args.chain_state}: a directory, not a chain file")
         chain = InMemoryChain(netuid=args.netuid, start_block=args.start_block, path=args.chain_state)
         uid = chain.register(
             wallet.hotkey.ss58_address,
@@ -421,15 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stake=1000.0 if args.validator_permit else 0.0,
             validator_permit=args.validator_permit,
         )
-    except ChainError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"registered {args.wallet_name}/{args.wallet_hotkey} ({wallet.hotkey.ss58_address}) as uid {uid} "
-        f"on netuid {chain.netuid} of {args.chain_state}",
-        file=sys.stderr,
-    )
-    print(uid)
+    except (ChainError, OSError) as e:  # exit 2 as every program's bad argument (distil/exits.py)
+        print(f"error: {e}" if isinstance(e, ChainError) else f"error: --mock.chain_state {args.chain_state}: "
+              f"{e.strerror or type(e).__name__}", file=sys.stderr)
+        return 2
+    print(f"registered {args.wallet_name}/{args.wallet_hotkey} ({wallet.hotkey.ss58_address}) as uid {uid} "
+          f"on netuid {chain.netuid} of {args.chain_state}")
     return 0
 
 

@@ -352,6 +352,13 @@ def test_a_checker_crash_logs_one_line_and_the_traceback_only_at_debug(teacher_r
     finally:
         logger.remove(sink)
     assert (result.reason, result.code, result.transient_scope) == ("TRANSIENT", "CHECKER_ERROR", "repo")
+    from distil.checks.cli import exit_code
+    from distil.checks.result import CheckResult
+
+    # the repo's own files made the check fail and validators strike it until the model is refused:
+    # a verdict, exit 1 (docs/cli.md); the hub's or our own trouble is not one, exit 2
+    assert exit_code(result) == 1
+    assert [exit_code(CheckResult.failure(code, "x")) for code in ("HUB_TRANSIENT", "LOCAL_IO_ERROR", "NOT_PUBLIC")] == [2, 2, 1]
     above_debug = [text for level, text in lines if level != "DEBUG"]
     assert not any("Traceback" in text for text in above_debug), above_debug
     assert sum("crashed: RuntimeError: a bug the repo triggers" in text for text in above_debug) == 1

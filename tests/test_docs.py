@@ -71,6 +71,8 @@ def placeholder_value(name: str) -> str:
         return SS58
     if "url" in key:
         return "https://example.invalid/distil.git"
+    if "netuid" in key:
+        return "1"
     raise ValueError(f"unknown placeholder <{name}>: use one test_docs.placeholder_value knows")
 
 
@@ -157,6 +159,7 @@ MODULES = {
     "distil.bench": "distil.bench",
     "template.mock_chain": "mock-chain",
     "distil.train": "distil-train",
+    "distil.upgrade": "upgrade",
 }
 CONSOLE_SCRIPTS = {"distil-eval", "distil-check", "distil-state", "distil-train"}
 
@@ -266,6 +269,8 @@ def check_cli(name: str, args: list[str]):
             Commitment.parse(parsed.target)
         except CommitmentError as e:
             raise Rejected(f"target: {e}") from None
+    if name == "upgrade":  # what comes after `--` is the validator's command line
+        check_neuron("validator", parsed.validator_args)
     if name == "distil-eval":
         from distil.eval import cli
         from distil.eval.args import spec_values
@@ -372,7 +377,8 @@ def test_the_docs_show_every_program_and_both_make_targets():
         "distil-check you/model@main",
         "distil-eval --teacher t --student s --prompts-file p.jsonl",  # no --seed
         "distil-eval --teacher t --student s --round r.json --n-prompts 8",
-        "distil-state show",
+        "distil-state show --state-dir",  # no value
+        "python -m distil.upgrade --repo r --dir d -- --wallet.name v --eval.n_prompt 8",  # the validator's flags too
         "distil-train --teacher t --student s --output o --prompts-file p.jsonl",  # no --max-steps
         "accelerate launch --num_processes 2 -m distil.train --teacher t --student s --output o --dataset d --max-step 5",
         "make deploy",
@@ -382,6 +388,13 @@ def test_the_docs_show_every_program_and_both_make_targets():
 def test_the_check_refuses_what_the_programs_refuse(command, monkeypatch):
     with pytest.raises(Rejected):
         check(command, monkeypatch)
+
+
+def test_the_nav_names_the_scoring_version():
+    from distil import SCORING_VERSION
+
+    nav = re.search(r"^  - Scoring specification v(\d+): scoring\.md", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert nav and int(nav.group(1)) == SCORING_VERSION, "mkdocs.yml's nav names another scoring spec version"
 
 
 def test_placeholders_and_extraction():

@@ -60,3 +60,25 @@ def test_assess_names_each_fallback_and_why():
 def test_the_loaded_model_path_reports_the_same():
     model = tiny.build_model(tiny.teacher_config(num_hidden_layers=2), dtype=torch.float32)
     assert fp.assess(fp.facts_of(model)) == fp.assess(fp.facts_of(fp.model_on_meta(tiny.teacher_config())))
+
+
+def test_a_run_on_cpu_logs_no_install_hint_and_no_warning():
+    """The linear-attention kernels are CUDA-only: on CPU their fallback is said at INFO, with no
+    `pip install` that could not help; the same model on CUDA gets the warning and the hint."""
+    from loguru import logger
+
+    model = fp.model_on_meta(tiny.teacher_config())
+    for cuda in (False, True):
+        lines = []
+        sink = logger.add(lambda m: lines.append((m.record["level"].name, m.record["message"])), format="{message}")
+        try:
+            fp.log_fast_paths(model, "teacher", cuda=cuda)
+        finally:
+            logger.remove(sink)
+        linear = [(level, text) for level, text in lines if "linear attention" in text]
+        assert len(linear) == 2
+        if cuda:
+            assert all(level == "WARNING" and ("pip install" in text or "nvcc" in text) for level, text in linear)
+        else:
+            assert all(level == "INFO" and "CUDA-only: nothing to install" in text and "pip install" not in text
+                       for level, text in linear), linear

@@ -10,9 +10,9 @@ import argparse
 
 def round_payload():
     leaderboard = [
-        {"rank": 1, "uid": 3, "hotkey": "hk3", "commitment": "a/b@" + "1" * 40, "status": "king", "kl_mean": 0.12,
+        {"rank": 1, "round": 4200, "uid": 3, "hotkey": "hk3", "commitment": "a/b@" + "1" * 40, "status": "king", "kl_mean": 0.12,
          "kl_se": 0.01, "kl_median": 0.1, "kl_p99": 0.8, "top1_agreement": 0.7},
-        {"rank": 2, "uid": 5, "hotkey": "hk5", "commitment": "c/d@" + "2" * 40, "status": "evaluated", "kl_mean": 0.2,
+        {"rank": 2, "round": 4200, "uid": 5, "hotkey": "hk5", "commitment": "c/d@" + "2" * 40, "status": "evaluated", "kl_mean": 0.2,
          "kl_se": 0.02, "kl_median": 0.18, "kl_p99": 1.1, "top1_agreement": 0.6},
     ]
     disqualified = [{"uid": 7, "hotkey": "hk7", "commitment": "e/f@" + "3" * 40, "reason": "COPY", "code": "DUPLICATE_HASH", "detail": "same weights as hk3"}]
@@ -26,7 +26,8 @@ def test_round_is_logged_with_tables_summary_and_artifact(tmp_path):
     wb.log_round(7, {"king": "hk3", "king_kl": 0.12}, leaderboard, disqualified, {"teacher": 1.5, "students_s": 2.5}, round_json)
     payload = wb.logged[-1]
     assert payload["leaderboard"].columns == LEADERBOARD_COLUMNS
-    assert [row[2] for row in payload["leaderboard"].data] == ["hk3", "hk5"]
+    rows = [dict(zip(LEADERBOARD_COLUMNS, row)) for row in payload["leaderboard"].data]
+    assert [(r["round"], r["rank"], r["hotkey"]) for r in rows] == [(4200, 1, "hk3"), (4200, 2, "hk5")]
     assert payload["disqualified"].columns == DISQUALIFIED_COLUMNS
     assert payload["disqualified"].data[0][3:5] == ["COPY", "DUPLICATE_HASH"]
     assert payload["models/hk5/kl_mean"] == 0.2 and payload["timings/teacher_s"] == 1.5

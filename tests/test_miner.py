@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Tuple
 
 import bittensor as bt
@@ -98,6 +99,18 @@ def test_mock_commit_pins_the_current_revision_and_reads_it_back(mock_world, cap
     assert out.out.splitlines()[-1] == expected
     record = InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1"))
     assert (record.data, record.block) == (expected, 500)
+    state = mock_world["args"][mock_world["args"].index("--neuron.full_path") + 1]
+    assert not Path(state).exists()  # a one-shot commit leaves no (empty) neuron folder behind
+
+
+def test_status_on_a_missing_chain_file_names_it_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "chain.json"
+    rc = miner_script.main(["--mock", "--mock.chain_state", str(missing), "--wallet.name", "me", "--wallet.hotkey", "m1",
+                            "--neuron.full_path", str(tmp_path / "state"), "--status"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--mock.chain_state {missing}: no such chain file" in err
+    assert "python -m template.mock_chain register" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no chain file, no .lock, no state folder
 
 
 def test_one_commitment_per_hotkey_forever(mock_world, capsys):
@@ -105,7 +118,7 @@ def test_one_commitment_per_hotkey_forever(mock_world, capsys):
     capsys.readouterr()
     rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/other", "--yes"])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 2  # a refusal of the hotkey, not a verdict on the model
     assert "already committed" in err and "register a new hotkey" in err
     record = InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1"))
     assert record.data.startswith("alice/tiny@")
@@ -114,8 +127,9 @@ def test_one_commitment_per_hotkey_forever(mock_world, capsys):
 def test_unregistered_hotkey_is_refused_with_instructions(mock_world, capsys):
     args = [a if a != "m1" else "unregistered" for a in mock_world["args"]]
     rc = miner_script.main([*args, "--model-repo", "alice/tiny", "--revision", SHA, "--yes"])
-    assert rc == 1
-    assert "not registered" in capsys.readouterr().err
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "not registered" in err and "python -m template.mock_chain register" in err and "btcli" not in err
 
 
 def test_unknown_repo_in_mock_store(mock_world, capsys):
@@ -138,7 +152,7 @@ def test_confirmation_is_required_without_yes(mock_world, tmp_path):
 def test_not_a_terminal_and_no_yes_refuses(mock_world, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny"])
-    assert rc == 1 and "--yes" in capsys.readouterr().err
+    assert rc == 2 and "--yes" in capsys.readouterr().err
 
 
 def test_not_a_terminal_and_no_yes_refuses_before_the_prechecks(mock_world, capsys, monkeypatch):
@@ -146,7 +160,7 @@ def test_not_a_terminal_and_no_yes_refuses_before_the_prechecks(mock_world, caps
     monkeypatch.setattr("sys.stdin.isatty", lambda: False, raising=False)
     rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/bad"])
     err = capsys.readouterr().err
-    assert rc == 1 and "--yes" in err and "nothing checked" in err
+    assert rc == 2 and "--yes" in err and "nothing checked" in err
     assert "pre-checks" not in err and "REMOTE_CODE" not in err
 
 
@@ -237,13 +251,13 @@ def test_status_prints_a_hostile_validators_answer_escaped(mock_world, capsys, n
 def test_status_with_no_validators_shows_the_chain_record_and_fails(mock_world, capsys):
     assert miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--yes"]) == 0
     capsys.readouterr()
-    assert miner_script.main([*mock_world["args"], "--status"]) == 1
+    assert miner_script.main([*mock_world["args"], "--status"]) == 2  # nobody answered: try again, no verdict
     out = capsys.readouterr()
     assert "no validator is serving" in out.out and "no validator answered" in out.err
     own = f"hotkey {mock_hotkey('miner', 'm1')}: registered as uid 0 on netuid 97; "
     assert own + f"commitment: alice/tiny@{mock_world['revision']} (block 500)" in out.out
     InMemoryChain(path=mock_world["chain"]).deregister(mock_hotkey("miner", "m1"))
-    assert miner_script.main([*mock_world["args"], "--status"]) == 1
+    assert miner_script.main([*mock_world["args"], "--status"]) == 2
     assert "NOT registered on netuid 97" in capsys.readouterr().out
 
 
@@ -268,7 +282,7 @@ def test_prechecks_need_the_teacher_tokenizer(mock_world, capsys):
     del args[i : i + 2]  # the mock store has no Qwen/Qwen3.5-35B-A3B
     rc = miner_script.main([*args, "--model-repo", "alice/tiny", "--yes"])
     err = capsys.readouterr().err
-    assert rc == 1 and "could not load the teacher's tokenizer" in err and "--teacher" in err
+    assert rc == 2 and "could not load the teacher's tokenizer" in err and "--teacher" in err  # an argument, not a verdict
     assert InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1")) is None
 
 

@@ -102,9 +102,10 @@ def test_register_command_then_the_miner_commits(tmp_path):
                 "--wallet.name", "me", "--wallet.hotkey", "m1", "--start-block", "500"]
     first = subprocess.run(register, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "0" and mock_hotkey("me", "m1") in first.stderr
+    said = f"registered me/m1 ({mock_hotkey('me', 'm1')}) as uid 0 on netuid 97 of {path}"
+    assert first.stdout.strip() == said and first.stderr == ""  # one sentence, not a bare "0"
     again = subprocess.run(register, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    assert again.stdout.strip() == "0"  # registering twice keeps the uid
+    assert again.stdout.strip() == said  # registering twice keeps the uid
     chain = InMemoryChain(path=path)
     assert chain.block() == 500 and chain.metagraph().coldkeys == [MockWallet("me", "m1").coldkey.ss58_address]
     commit = subprocess.run(

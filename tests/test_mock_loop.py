@@ -2,9 +2,12 @@
 a mock validator runs (paced mock chain, axon on), a miner registers with
 `python -m template.mock_chain register`, commits a local model with `neurons/miner.py
 --mock --mock.models_dir`, the validator scores it, and `--status` shows the verdict.
+Then the validator is stopped as systemd and docker stop it, with SIGTERM: one log line,
+its W&B run finished, its state intact, a prompt exit with status 0.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,10 +44,11 @@ def test_register_commit_score_status(world, tmp_path):
     validator = subprocess.Popen(
         [sys.executable, "neurons/validator.py", "--mock", "--mock.scenario", str(scenario), "--mock.chain_state", str(chain),
          "--mock.models_dir", str(models), "--mock.block_time", "0.1", "--neuron.epoch_length", "10",
-         "--wallet.name", "validator", "--wallet.hotkey", "v", "--neuron.full_path", str(state_dir), "--wandb.off",
+         "--wallet.name", "validator", "--wallet.hotkey", "v", "--neuron.full_path", str(state_dir), "--wandb.offline",
          "--axon.port", str(port), "--axon.ip", "127.0.0.1", "--eval.prompts_file", str(world / "prompts.jsonl"),
          "--eval.n_prompts", "3", "--eval.max_new_tokens", "8", "--checks.max_params", "100000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "validator.log", "w"), text=True, cwd=ROOT,
+        env={**ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
     )
     try:
         lines = iter(validator.stdout)
@@ -70,10 +74,13 @@ def test_register_commit_score_status(world, tmp_path):
                      "--wallet.hotkey", "m1", "--status")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "status=king" in status.stdout, status.stdout
+        validator.send_signal(signal.SIGTERM)  # what systemd, docker and `pm2 stop` send
+        assert validator.wait(timeout=60) == 0
     finally:
-        validator.send_signal(signal.SIGINT)
-        try:
-            validator.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        if validator.poll() is None:
             validator.kill()
-    assert load_state(state_dir).king == me
+    log = (tmp_path / "validator.log").read_text()
+    assert "received SIGTERM; stopping" in log and "Traceback" not in log, log[-3000:]
+    after = log[log.index("received SIGTERM"):]
+    assert re.search(r"W&B run \w+ finished", after), log[-3000:]  # the W&B run is finished on the way out
+    assert load_state(state_dir).king == me  # state intact

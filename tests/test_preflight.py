@@ -43,7 +43,12 @@ def test_model_sources(tmp_path):
     assert pf.source_problem("/nonexistent/model", "--student") == "--student /nonexistent/model: no such directory"
     assert pf.source_problem("./nope", "--student") == "--student ./nope: no such directory"
     assert "has no config.json" in pf.source_problem(str(tmp_path / "empty"), "--teacher")
-    assert "neither a local directory nor a hub repo id" in pf.source_problem("bad//repo", "--student")
+    assert pf.source_problem("bad//repo", "--student") == "--student bad//repo: no such directory"  # two '/': a path
+    assert "neither a local directory nor a hub repo id" in pf.source_problem("bad repo", "--student")
+    assert "neither a local directory nor a hub repo id" in pf.source_problem("noteacher", "--teacher")  # no namespace
+    (tmp_path / "a-file").write_text("x")
+    assert pf.source_problem(str(tmp_path / "a-file"), "--teacher").endswith(": not a directory (give the model's "
+                                                                           "directory, not a file in it)")
     assert "malformed revision" in pf.source_problem("a/b@", "--student")
     assert pf.source_problem("Qwen/Qwen3.5-35B-A3B", "--teacher") is None
     assert pf.source_problem("miner/model@" + "a" * 40, "--student") is None
@@ -227,7 +232,7 @@ def test_distil_eval_missing_student_exits_2_before_any_teacher_work(prompts):
     assert "greedy generation" not in proc.stderr and "loaded" not in proc.stderr
 
 
-def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path, prompts):
+def test_validator_without_cuda_exits_2_before_the_first_epoch(tmp_path, prompts):
     import torch
 
     if torch.cuda.is_available():
@@ -239,7 +244,7 @@ def test_validator_without_cuda_exits_1_before_the_first_epoch(tmp_path, prompts
            "--neuron.axon_off", "--wandb.off", "--neuron.device", "cuda", "--eval.prompts_file", str(prompts),
            "--eval.n_prompts", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]  # it cannot start: not a verdict
     assert "error: --neuron.device cuda: CUDA is not available" in proc.stderr
     assert "epoch starting" not in proc.stdout + proc.stderr
 

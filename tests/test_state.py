@@ -203,7 +203,7 @@ def test_distil_state_show_and_requeue(tmp_path, capsys):
     assert main(["requeue", "hk2", "--state-dir", str(tmp_path)]) == 0
     assert state_path(tmp_path).read_text() == before  # the running validator applies it, not the CLI
     assert [d["hotkey"] for _, d in pending_requests(tmp_path)] == ["hk2"]
-    assert main(["requeue", "nobody", "--state-dir", str(tmp_path)]) == 1
+    assert main(["requeue", "nobody", "--state-dir", str(tmp_path)]) == 2
     state_path(tmp_path).write_text("{broken")
     assert main(["show", "--state-dir", str(tmp_path)]) == 2
     assert "kept as it is" in capsys.readouterr().err
@@ -220,7 +220,7 @@ def test_distil_state_check_lists_every_problem(tmp_path, capsys):
     data["miners"]["hk1"]["kl"]["mean"] = "x"
     state_path(tmp_path).write_text(json.dumps(data))
     before = state_path(tmp_path).read_text()
-    assert main(["check", "--state-dir", str(tmp_path)]) == 1
+    assert main(["check", "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "last_epoch_block: Input should be a valid integer (got '200')" in err
     assert "miners.hk1.kl.mean: Input should be a valid number (got 'x')" in err and "2 problem(s)" in err

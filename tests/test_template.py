@@ -5,6 +5,7 @@ import argparse
 import pytest
 
 from template.base import BaseMinerNeuron, BaseNeuron, BaseValidatorNeuron
+from template.base.neuron import register_command
 from template.chain import NotRegisteredError
 from template.mock_chain import InMemoryChain
 from template.config import add_chain_args, add_neuron_args, check_config, is_set, parse_config
@@ -112,8 +113,14 @@ def test_state_is_loaded_before_the_first_sync(tmp_path):
 
 
 def test_unregistered_hotkey_is_a_clear_error_not_exit(tmp_path):
-    with pytest.raises(NotRegisteredError, match="btcli subnets register --netuid 97"):
+    # a mock chain is registered with its own command: btcli knows nothing of it
+    with pytest.raises(NotRegisteredError, match="`python -m template.mock_chain register --mock.chain_state FILE "
+                                                 "--netuid 97 --wallet.name v --wallet.hotkey h`, then pass"):
         Validator(mock_config(tmp_path), chain=InMemoryChain(), setup_logs=False)
+    real = parse_config(BaseValidatorNeuron.build_parser(), ["--wallet.name", "v", "--wallet.hotkey", "h"])
+    assert register_command(real) == "btcli subnets register --netuid 97 --wallet.name v --wallet.hotkey h"
+    test = parse_config(BaseValidatorNeuron.build_parser(), ["--subtensor.network", "test", "--netuid", "5"])
+    assert register_command(test).endswith("--netuid 5 --wallet.name default --wallet.hotkey default --subtensor.network test")
 
 
 def test_epoch_loop_runs_each_window_once_and_survives_a_failing_epoch(tmp_path):
@@ -126,6 +133,36 @@ def test_epoch_loop_runs_each_window_once_and_survives_a_failing_epoch(tmp_path)
     assert v.last_epoch_block == 200
     assert [w.block for w in chain.weight_sets] == [120, 200]  # set at the block the epoch ran
     assert all(w.version_key == BaseValidatorNeuron.spec_version for w in chain.weight_sets)
+
+
+def test_sigterm_and_sigint_stop_the_loop_and_stop_runs_every_step_once(tmp_path):
+    """A stop signal in the middle of an epoch leaves it (nothing after the signal runs), sets
+    `stopping`, restores the previous handlers; `stop()` runs each `on_stop` step once,
+    newest first, and a failing step does not skip the others."""
+    import os
+    import signal
+
+    class Stopped(Validator):
+        def forward(self, epoch_block):
+            self.forwarded.append(epoch_block)
+            if len(self.forwarded) == 2:
+                os.kill(os.getpid(), self.signal_to_send)
+                self.forwarded.append("after the signal")  # never reached: the handler raised
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        before = signal.getsignal(sig)
+        chain = registered_chain(MockWallet("v", "h"), start_block=120)
+        v = Stopped(mock_config(tmp_path, ["--neuron.epoch_length", "50"]), chain=chain, setup_logs=False)
+        v.signal_to_send = sig
+        assert v.run(epochs=5) == 2 and v.forwarded == [100, 150]
+        assert v.stopping.is_set() and signal.getsignal(sig) is before
+        order = []
+        v.on_stop("first", lambda: order.append("first"))
+        v.on_stop("broken", lambda: 1 / 0)
+        v.on_stop("children", lambda: order.append("children"))
+        v.stop()
+        v.stop()
+        assert order == ["children", "first"]
 
 
 def test_a_finished_window_is_not_redone_after_restart(tmp_path):

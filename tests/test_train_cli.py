@@ -126,8 +126,10 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(models, tmp_pat
         return real_collate(*a, **k)
 
     monkeypatch.setattr(loop, "collate", crash_on_step_three)
-    with pytest.raises(KeyboardInterrupt):
-        main(_args(models, tmp_path / "cut", *common))
+    assert main(_args(models, tmp_path / "cut", *common)) == 2  # interrupted: one line, the checkpoint kept
+    err = capsys.readouterr().err
+    assert "distil-train: interrupted; checkpoint at step 2 kept" in err and "--resume continues" in err
+    assert "Traceback" not in err
     monkeypatch.setattr(loop, "collate", real_collate)
     assert loop.latest_checkpoint(tmp_path / "cut")[0] == 2
     assert main(_args(models, tmp_path / "cut", *common)) == 2  # checkpoints there and no --resume: refused
@@ -168,6 +170,20 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(models, tmp_pat
         assert not marker.exists()
         assert not (planted / "model.safetensors").exists()  # nothing was trained or written
 
+    # A finished model is never replaced silently (its checkpoints moved to OUTPUT.run: nothing to resume)
+    finished = {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()}
+    assert main(_args(models, tmp_path / "whole", *common)) == 2
+    assert "holds a trained model; --overwrite replaces it" in capsys.readouterr().err
+    assert main(_args(models, tmp_path / "whole", *common, "--resume")) == 2
+    assert "holds a finished model, with nothing to resume" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()} == finished
+    (tmp_path / "whole" / "model-00001-of-00002.safetensors").write_bytes(b"a shard of an older model")
+    steps.clear()
+    assert main(_args(models, tmp_path / "whole", "--max-steps", "1", "--skip-final-eval", "--overwrite")) == 0
+    assert len(steps) == 1 and not (tmp_path / "whole" / "model-00001-of-00002.safetensors").exists()
+    assert _weights(tmp_path / "whole").keys() == whole.keys()
+    assert any(not torch.equal(_weights(tmp_path / "whole")[k], whole[k]) for k in whole)  # the new, 1-step model
+
 
 @pytest.mark.slow
 def test_accelerate_launch_ddp_two_cpu_processes(models, tmp_path):
@@ -196,7 +212,7 @@ def _usage(tmp_path, *extra):
 @pytest.mark.parametrize("extra,message", [
     (["--max-steps", "0"], "--max-steps must be >= 1"),
     (["--device", "tpu"], "EvalSpec.device"),
-    (["--prompts-file", "/nonexistent.jsonl"], "does not exist"),
+    (["--prompts-file", "/nonexistent.jsonl"], "--prompts-file /nonexistent.jsonl: no such file"),
 ])
 def test_bad_flags_are_usage_errors_before_anything_loads(tmp_path, capsys, extra, message):
     assert main(_usage(tmp_path, *extra)) == 2

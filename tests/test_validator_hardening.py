@@ -245,7 +245,7 @@ def test_a_prompts_file_that_cannot_serve_a_round_is_refused_at_start_up(world, 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_bytes(content)
     args = argv(world, tmp_path / "state", "--eval.prompts_file", str(prompts), "--neuron.epochs", "1")
-    assert validator_script.main(args) == 1
+    assert validator_script.main(args) == 2  # a bad argument: exit 2 (docs/cli.md)
     err = capsys.readouterr().err
     assert f"--eval.prompts_file {prompts}" in err and message in err
     assert not (tmp_path / "state" / "state.json").exists()  # refused before the first epoch
@@ -263,9 +263,10 @@ def test_mock_without_a_prompts_file_and_no_dataset_stops_at_start_up_naming_the
     i = args.index("--eval.prompts_file")
     del args[i: i + 2]
     done = run_validator(args, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]  # it cannot start: not a verdict
     err = done.stderr.strip().splitlines()
     assert "cannot reach the prompt dataset" in err[-1] and "--eval.prompts_file" in err[-1]
+    assert "on the hub at http://127.0.0.1:9" in err[-1]  # which host it tried
     assert "epoch starting" not in done.stdout + done.stderr
 
 
@@ -281,7 +282,7 @@ def test_mock_without_a_prompts_file_and_no_dataset_stops_at_start_up_naming_the
         ("king", None, "king is null but miner(s)"),
     ],
 )
-def test_a_validator_with_a_bad_state_file_exits_1_naming_the_field(world, tmp_path, field, value, named):
+def test_a_validator_with_a_bad_state_file_exits_2_naming_the_field(world, tmp_path, field, value, named):
     # a good state from a real epoch, then one field broken as the hostile review did
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3})
     v = make_validator(world, tmp_path / "state", scorer=scorer)
@@ -295,7 +296,7 @@ def test_a_validator_with_a_bad_state_file_exits_1_naming_the_field(world, tmp_p
         data[field] = value
     path.write_text(json.dumps(data))
     done = run_validator(argv(world, tmp_path / "state", "--neuron.epochs", "2"), timeout=90)
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and str(path) in last and named in last
     assert "epoch" not in done.stdout
@@ -306,5 +307,5 @@ def test_a_validator_with_a_bad_state_file_exits_1_naming_the_field(world, tmp_p
 def test_a_round_size_that_could_never_work_is_refused_at_start(world, tmp_path, capsys, flag, value):
     """--eval.max_per_coldkey 0 used to start, then fail every epoch (no round, no weights for the king)."""
     code = validator_script.main(argv(world, tmp_path / "state", "--neuron.epochs", "1", flag, value))
-    assert code == 1
+    assert code == 2
     assert f"{flag} must be" in capsys.readouterr().err

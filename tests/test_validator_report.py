@@ -3,6 +3,8 @@ describes the last epoch, the round files under `<full_path>/rounds/`, and a std
 summary that names models by uid and repo, lists the pending ones and says each verdict once.
 """
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -15,11 +17,35 @@ from test_validator import CountingScorer, hotkey, make_validator, scenario_with
 import pytest
 
 
+# What a user keeps in the demo's directory (docs/validators.md, the whole loop), and a file of
+# an older build of the demo's own: the build must keep the first and replace the second.
+USERS = {"models/me/better/model.safetensors": b"my own model", "loop-chain.json": b'{"block": 7}',
+         "loop-validator/state.json": b'{"version": 1}', "miners/mine/config.json": b"{}"}
+BUILT: dict[str, tuple[str, str]] = {}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    demo.build(root)
+    for name, data in USERS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "teacher").mkdir()
+    (root / "teacher" / "stale.safetensors").write_bytes(b"an older build's file")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
+        assert demo.main(["build", str(root)]) == 0
+    BUILT[str(root)] = (out.getvalue(), err.getvalue())  # what the build printed, for the test below
     return root
+
+
+def test_a_rebuild_replaces_the_demo_and_keeps_everything_else(world):
+    out, err = BUILT[str(world)]
+    assert out.strip() == str(world / "scenario.json")
+    kept = [line for line in err.splitlines() if line.startswith("kept what the demo did not make")]
+    assert kept == [f"kept what the demo did not make in {world}: loop-chain.json, loop-validator, miners/mine, models"]
+    assert {name: (world / name).read_bytes() for name in USERS} == USERS
+    assert not (world / "teacher" / "stale.safetensors").exists() and (world / "teacher" / "config.json").is_file()
 
 
 class TimedScorer(CountingScorer):
@@ -27,7 +53,7 @@ class TimedScorer(CountingScorer):
 
     def score(self, models, seed_block, seed):
         scores = super().score(models, seed_block, seed)
-        scores.timings["gpu_round_s"] = 1.5
+        scores.timings["round_s"] = 1.5
         return scores
 
 
@@ -46,7 +72,7 @@ def test_wandb_summary_describes_the_last_epoch(world, tmp_path, monkeypatch):
         assert summary["king"] == hotkey("better")
         assert summary["n_models"] == 3 and summary["n_disqualified"] == 4  # better, good, fair; copy, resharded, hostile, random
         assert "timings/epoch_s" in keys
-        assert "timings/gpu_round_s" not in keys  # the round's phase is not shown beside an epoch without a round
+        assert "timings/round_s" not in keys  # the round's phase is not shown beside an epoch without a round
     finally:
         v.metrics.finish()
 
@@ -96,3 +122,26 @@ def test_distil_check_prints_the_failure_once(world):
     assert done.returncode == 1
     assert done.stdout.count("the repo holds code") == 2  # the step's line and the result line
     assert "REMOTE_CODE" not in done.stderr, done.stderr
+
+
+def test_the_leaderboard_ranks_models_only_against_their_own_round(world, tmp_path, capsys):
+    """KLs of different rounds come from different prompts (docs/scoring.md): fair, scored only in
+    round 100, is never ranked below the models of round 150, in the summary, W&B or --status."""
+    from distil.metrics.report import leaderboard_rows
+    from distil.validator.status import status_for
+
+    v = make_validator(world, tmp_path / "state", scorer=CountingScorer(KLS))
+    assert v.run(epochs=2) == 2  # round 100: good, fair (random too high); round 150: better dethrones good
+    out = capsys.readouterr().out
+    uid = {hk: m.uid for hk, m in v.state.miners.items()}
+    epoch_150 = out[out.index("epoch 150"):]
+    expected = [f"  round 150: #1 uid {uid[hotkey('better')]} king      KL 0.050000  demo/better@",
+                f"  round 150: #2 uid {uid[hotkey('good')]} evaluated KL 0.100000  demo/good@",
+                f"  round 100: #1 uid {uid[hotkey('fair')]} evaluated KL 0.200000  demo/fair@"]
+    board = [line for line in epoch_150.splitlines() if line.startswith("  round ")]
+    assert [line[: len(e)] for line, e in zip(board, expected)] == expected and len(board) == 3, epoch_150
+    rows = leaderboard_rows(v.state)
+    assert [(r["round"], r["rank"], r["hotkey"]) for r in rows] == [
+        (150, 1, hotkey("better")), (150, 2, hotkey("good")), (100, 1, hotkey("fair"))]
+    assert status_for(v.state, hotkey("fair"))["rank"] == 1  # first of its round, not third of all
+    v.stop()

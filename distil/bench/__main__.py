@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
+
+from template.args import ArgumentParser
 
 # One module of this package per subcommand, each with `register(subparsers)`.
 SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "deadlines")
@@ -13,7 +14,7 @@ SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "deadlines")
 def main(argv=None) -> int:
     import distil.bench as pkg
 
-    parser = argparse.ArgumentParser(prog="python -m distil.bench", description=pkg.__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m distil.bench", description=pkg.__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"distil.bench.{name}").register(sub)

@@ -9,8 +9,9 @@ Options: --teacher PATH_OR_REPO (the tokenizer reference; default the teacher re
 ok, reason, code, detail, params, content_hash), --endpoint URL, --cache-dir DIR,
 --allow-private (check a private repo you can read with your token).
 
-Exit status: 0 valid, 1 rejected (INVALID, COPY, UNAVAILABLE), 2 usage error or transient
-failure (hub unreachable, rate limited: try again).
+Exit status: 0 valid, 1 rejected (INVALID, COPY, UNAVAILABLE, or a check the repo's own files
+made fail: CHECKER_ERROR, a check over its deadline), 2 usage error or transient failure (hub
+unreachable, rate limited, our disk or memory: try again).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from pathlib import Path
 from typing import Sequence
 
 from distil import MAX_PARAMS, TEACHER_REPO, VOCAB_SIZE
-from distil.checks.codes import TRANSIENT
+from distil.checks.args import looks_like_path, source_problem
+from distil.checks.codes import is_verdict
 from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
 from distil.checks.tokenizer import load_reference
 from distil.commitment import Commitment, CommitmentError, validate_repo
+from distil.exits import EXIT_ERROR as EXIT_USAGE
+from distil.exits import EXIT_OK
+from distil.exits import EXIT_VERDICT as EXIT_REJECTED
+from template.args import ArgumentParser
 from template.text import LINE_LIMIT, printable
-
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
 
 def _count(text: str) -> int:
@@ -45,7 +49,7 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="distil-check",
         description=__doc__.split("\n\n")[0],
         epilog="Check codes: see docs/checks.md.",
@@ -72,11 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def looks_like_a_path(target: str) -> bool:
-    """A target no hub repo id can be: `/abs`, `./rel`, `../rel`, `~/x`, `.`, or more than one '/'."""
-    return target in (".", "..") or target.startswith(("/", "./", "../", "~")) or target.count("/") > 1
-
-
 def resolve_target(target: str, hub_store_factory):
     """(store, commitment, description) for a directory or a hub repo; CommitmentError otherwise."""
     from distil.hub import LocalModelStore
@@ -86,11 +85,14 @@ def resolve_target(target: str, hub_store_factory):
     path = Path(target).expanduser()
     if path.exists() and not path.is_dir():
         raise CommitmentError(f"{target}: not a directory (give the model's directory, not a file in it)")
-    if looks_like_a_path(target) and not path.exists():
+    if looks_like_path(target) and not path.exists():
         raise CommitmentError(f"{target}: no such directory")
     if path.is_dir():
         store = LocalModelStore()
-        revision = store.add("local/model", path)
+        try:
+            revision = store.add("local/model", path)
+        except OSError as e:  # a file we may not read: the argument is unusable, not the model invalid
+            raise CommitmentError(f"{target}: cannot read {e.filename or 'it'}: {e.strerror or type(e).__name__}") from None
         return store, Commitment("local/model", revision), f"{path.resolve()}"
     if "@" in target:
         commitment = Commitment.parse(target)
@@ -128,7 +130,7 @@ def format_report(result: CheckResult, description: str) -> str:
 def exit_code(result: CheckResult) -> int:
     if result.ok:
         return EXIT_OK
-    return EXIT_USAGE if result.reason == TRANSIENT else EXIT_REJECTED
+    return EXIT_REJECTED if is_verdict(result.code) else EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, detail = hub_failure(e)
         return _emit(CheckResult.failure(code, f"could not resolve {args.target}: {detail}"), args.target, args.json)
 
+    problem = source_problem(args.teacher, "--teacher", required=())  # a typo is named as such, not sent to the hub
+    if problem:
+        print(f"distil-check: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         teacher = load_reference(args.teacher, store=hub_store_factory())
     except Exception as e:

@@ -179,6 +179,13 @@ def reason_of(code: str) -> str:
         raise KeyError(f"unknown check code {code!r}") from None
 
 
+def is_verdict(code: str) -> bool:
+    """Whether a check that ended with `code` judged the model (exit status 1 of every program):
+    every code but the TRANSIENT ones, and a TRANSIENT one whose scope is the repo's own files
+    (validators count it as a strike until the model is refused). Hub and local trouble: no."""
+    return reason_of(code) != TRANSIENT or transient_scope(code) == "repo"
+
+
 def transient_scope(code: str) -> str | None:
     """"repo", "hub" or "local" for a TRANSIENT code (see TRANSIENT_SCOPES); None for other codes."""
     if reason_of(code) != TRANSIENT:

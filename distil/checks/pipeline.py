@@ -401,10 +401,11 @@ def check_commitment(
     commitment: Commitment,
     limits: CheckLimits = CheckLimits(),
     *,
-    teacher: TokenizerReference,
+    teacher: TokenizerReference | None,
     owner_of: OwnerLookup | None = None,
     progress: bool = False,
     deadlines: Deadlines | None = None,
+    steps: tuple[str, ...] = STEPS,
 ) -> CheckResult:
     """Run every pre-check on `commitment` through `store`; never raises for the model's faults.
 
@@ -413,13 +414,17 @@ def check_commitment(
     `DuplicateRegistry.copy_lookup(claim)`); without it, duplicates are not judged here.
     The steps that run the repo's files (architecture, tokenizer, load) run in a child
     process within `deadlines` (default: this machine's, `distil.checks.clock`).
+    `steps` = `HEADER_ONLY_STEPS` runs only the checks that read no weight byte (what
+    `distil-eval` asks of every student before its teacher pass); `teacher` may then be None.
     """
-    if not isinstance(teacher, TokenizerReference):
+    if steps != STEPS[: len(steps)]:
+        raise ValueError(f"steps must be a prefix of {STEPS}")
+    if "tokenizer" in steps and not isinstance(teacher, TokenizerReference):
         raise TypeError("teacher must be a TokenizerReference (see distil.checks.load_reference)")
     run = _Run(store, commitment, limits, teacher, owner_of, progress, deadlines or default_deadlines())
-    steps: list[CheckStep] = []
+    to_run, steps = steps, []  # the names asked for; the report's CheckSteps
     failure: tuple[str, str] | None = None
-    for name in STEPS:
+    for name in to_run:
         if failure is not None:
             steps.append(CheckStep(name, STEP_SKIP, "not run: an earlier check failed"))
             continue

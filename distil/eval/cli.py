@@ -13,15 +13,23 @@ content revision of a directory, so a copy of the round's teacher is the same te
 unless `--force`, which records the mismatch in the output. Without `--prompts-file`,
 `--dataset` or `--round`, the prompts come from the validators' dataset. A
 PATH_OR_REPO that is not a local directory is downloaded from the hub
-(`namespace/name@<revision>` pins it); students download in the background while
-the teacher runs. `--devices` scores students in parallel, one worker process per
-device (runtime only: the same numbers as one device). Logs go to stderr, the result to stdout.
+(`namespace/name@<revision>` pins it; a student's revision is a 40-hex commit, as
+validators pin it); students download in the background while
+the teacher runs. Before any teacher work, every student is resolved (a hub repo's current
+commit is pinned) and put through the validators' pre-checks that read no weight byte
+(files, config and tokenizer JSON, safetensors headers, architecture): one that fails gets
+its verdict there and is neither downloaded nor scored. `--devices` scores students in
+parallel, one worker process per device (runtime only: the same numbers as one device).
+Logs go to stderr, the result to stdout.
 Every scored student is also probed (scoring spec v2's degeneration guard: it generates
 greedily on the first `--probe-prompts` prompts and is compared with the teacher's own
 continuations); the verdict is printed and goes into the JSON as the model's `probe`
 object, so a miner sees it before committing. A verdict is a result: it does not change
 the exit status.
-Exit status: 0 all scored, 1 a model failed, 2 usage error.
+Exit status (docs/cli.md): 0 every student scored; 1 a student got a verdict (refused by
+the pre-checks, or invalid when loaded or scored); 2 anything else: a bad argument (the
+teacher, the prompts, a path, a number), or a failure that is nobody's verdict (the hub,
+our disk or memory, a student that failed transiently): try again.
 """
 
 from __future__ import annotations
@@ -37,11 +45,14 @@ from pathlib import Path
 
 from loguru import logger
 
+from distil import SCORING_VERSION
+from distil.eval.args import UsageError, devices_of, flag, spec_values
+from distil.eval.results import INVALID
+from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
+from distil.exits import EXIT_ERROR, EXIT_OK, EXIT_VERDICT
+from template.args import ArgumentParser, one_line
 from template.log import setup_logging
 from template.text import printable
-
-from distil.eval.args import UsageError, devices_of, flag, spec_values
-from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
 
 # Settings `--round` may change: where and how fast it runs, not what is scored. Not
 # `generation_batch_size`: the round's continuations are given, but the degeneration probe
@@ -55,10 +66,10 @@ MODEL_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safe
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+    parser = ArgumentParser(prog="distil-eval", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
-    parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@revision] (repeatable)")
+    parser.add_argument("--student", action="append", required=True, help="student directory or hub repo[@<40-hex sha>] (repeatable)")
     src = parser.add_mutually_exclusive_group()  # none of them: the validators' dataset
     src.add_argument("--prompts-file", help='JSONL of {"text": ...} or {"input_ids": [...]} lines')
     src.add_argument("--round", help="re-score on the prompts and continuations of this distil-eval JSON")
@@ -71,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", help="score students in parallel, one worker process per device "
                         "(e.g. cuda:0,cuda:1; the teacher runs on the first; overrides --device)")
     parser.add_argument("--log-level", default="INFO")
-    spec = parser.add_argument_group("scoring spec (defaults: scoring spec v1)")
+    spec = parser.add_argument_group(f"scoring spec (defaults: scoring spec v{SCORING_VERSION})")
     for f in dataclasses.fields(EvalSpec):
         default = f.default
         kwargs = dict(default=None, help=f"default: {default!r}")
@@ -84,13 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                              default=None)
             continue
         if f.name == "device":
-            kwargs["help"] = "cpu or cuda[:N] (default: cpu)"
+            kwargs["help"] = "cpu or cuda[:N] (default: cuda if available, else cpu, as the validator)"
         spec.add_argument(flag(f.name), **kwargs)
     return parser
 
 
-def resolve_model(source: str) -> str:
-    """A local directory as is; otherwise `repo[@revision]` downloaded (model files only)."""
+def resolve_model(source: str, files: list[str] | None = None) -> str:
+    """A local directory as is; otherwise `repo[@revision]` downloaded (model files only, or
+    the `files` patterns: a tokenizer before the weights)."""
     if os.path.isdir(source):
         return source
     if os.sep in source.lstrip(".") and source.startswith((".", os.sep)):
@@ -98,8 +110,8 @@ def resolve_model(source: str) -> str:
     from huggingface_hub import snapshot_download
 
     repo, _, revision = source.partition("@")
-    logger.info(f"downloading {repo}@{revision or 'main'} from the hub")
-    return snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=MODEL_FILES)
+    logger.info(f"downloading {repo}@{revision or 'main'} from the hub" + (f" ({', '.join(files)})" if files else ""))
+    return snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=files or MODEL_FILES)
 
 
 def teacher_identity(source: str, resolved: str | None = None) -> str | None:
@@ -145,18 +157,15 @@ def teacher_mismatch(round_file: str, teacher: str, used: str | None) -> dict | 
 
 def _prepare(args):
     """(spec, seed, prompt_source_description, source_ids, prompt_ids, continuations)."""
-    from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, seed_from_block_hash, tokenize_prompts
-    from distil.eval.report import round_from_json
+    from distil.eval.preflight import read_round
+    from distil.eval.prompts import (DatasetPromptSource, JsonlPromptSource, prompts_file_problem, seed_from_block_hash,
+                                     tokenize_prompts)
 
     values = spec_values(args)
     if len(set(args.student)) != len(args.student):
         raise UsageError("each --student may be given once")
     if args.round:
-        try:
-            with open(args.round, encoding="utf-8") as f:
-                doc = round_from_json(json.load(f))
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"cannot read round file {args.round}: {e}") from None
+        doc = read_round(args.round)
         fixed = sorted(set(values) - RUNTIME_FIELDS)
         if fixed:
             raise UsageError(f"--round fixes the scoring spec; cannot change {', '.join(flag(k) for k in fixed)}")
@@ -172,12 +181,15 @@ def _prepare(args):
         return spec, seed, doc.get("prompt_source", {}), [p.get("source_id", str(i)) for i, p in enumerate(prompts)], ids, conts
     if not args.seed:
         raise UsageError("--seed is required (the seed block's hash, hex)")
-    seed = seed_from_block_hash(args.seed)
+    try:
+        seed = seed_from_block_hash(args.seed)
+    except ValueError:
+        raise UsageError(f"--seed {args.seed}: not a hex block hash") from None
     if args.prompts_file:
-        if not os.path.isfile(args.prompts_file):
-            raise UsageError(f"--prompts-file {args.prompts_file} does not exist")
         values.pop("dataset", None)
         spec = EvalSpec(**values)
+        if problem := prompts_file_problem(args.prompts_file, spec.n_prompts, "--prompts-file", spec.text_column):
+            raise UsageError(problem)
         source = JsonlPromptSource(args.prompts_file, spec.text_column)
     else:
         spec = EvalSpec(**values)
@@ -197,7 +209,7 @@ def _prepare(args):
 def _refuse_teacher(mismatch: dict) -> int:
     print(f"distil-eval: error: {mismatch['detail']}. Pass the round's teacher, or --force to score anyway "
           "(the output records the mismatch).", file=sys.stderr)
-    return 2
+    return EXIT_ERROR
 
 
 def format_table(doc: dict) -> str:
@@ -255,26 +267,35 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # pragma: no cover - cosmetics only
         pass
     from distil.eval.engine import run_round
-    from distil.eval.preflight import check_eval
+    from distil.eval.preflight import check_eval, hub_endpoint
     from distil.eval.prefetch import Prefetch
     from distil.eval.report import round_to_json
+    from distil.hub.huggingface import translate_hub_error
 
-    if (code := check_eval(args)) is not None:  # device, model sources, memory plan, disk: before any teacher work
+    # device, model sources, the teacher's headers, each student's header-level pre-checks,
+    # memory plan, disk: all before any teacher work
+    code, checks = check_eval(args)
+    if code is not None:
         return code
+    failed = {c.source: c.failure for c in checks if c.failure is not None}
+    fetch = {c.source: c.fetch for c in checks if c.failure is None} if checks else {s: s for s in args.student}
+    if not fetch:  # every student has its verdict already: no teacher work at all
+        return _report_unscored(args, [failed[s] for s in args.student])
     # Hub students download in the background from here on, while the prompts are
     # prepared and the teacher loads and generates; a usage error leaves without waiting.
-    prefetch = Prefetch([(s, functools.partial(resolve_model, s)) for s in args.student])
+    prefetch = Prefetch([(s, functools.partial(resolve_model, f)) for s, f in fetch.items()])
     try:
         devices = devices_of(args)
         spec, seed, description, source_ids, ids, conts = _prepare(args)
     except (UsageError, ValueError) as e:
         prefetch.close(wait=False)
-        print(f"distil-eval: error: {e}", file=sys.stderr)
-        return 2
+        print(f"distil-eval: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as e:  # the dataset or the teacher's tokenizer is out of reach: say which, no traceback
-        where = "" if args.round or args.prompts_file else f" from the dataset {args.dataset or CLIMBMIX}"
-        print(f"distil-eval: cannot get the prompts{where}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        where = "" if args.round or args.prompts_file else f" from the dataset {args.dataset or CLIMBMIX} (hub {hub_endpoint()})"
+        prefetch.close(wait=False)
+        print(f"distil-eval: cannot get the prompts{where}: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
     logger.info(f"spec: {json.dumps(spec.to_dict(), sort_keys=True)}")
     # the teacher's identity goes into the JSON (a directory's is read from all its bytes: only when needed)
     wants_identity = bool(args.round or args.json)
@@ -290,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         teacher_path = resolve_model(args.teacher)
     except Exception as e:
         prefetch.close(wait=False)
-        print(f"distil-eval: cannot get the teacher {args.teacher}: {e}", file=sys.stderr)
-        return 1
+        why = e if isinstance(e, UsageError) else translate_hub_error(args.teacher.partition("@")[0], e, hub_endpoint())
+        print(f"distil-eval: cannot get the teacher {args.teacher}: {one_line(why)}", file=sys.stderr)
+        return EXIT_ERROR
     if wants_identity and not pinned:  # the hub revision is known now
         identity = teacher_identity(args.teacher, teacher_path)
     if args.round and not pinned:
@@ -303,13 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning(f"--force: {mismatch['detail']}; the result records the mismatch")
     try:
         result = run_round(teacher_path, prefetch.sources, ids, spec, continuations=conts, devices=devices)
-    except Exception as e:
+    except Exception as e:  # the teacher pass is ours (the teacher, the device): no verdict on a student
         prefetch.close(wait=False)
-        logger.exception("teacher pass failed")
-        print(f"distil-eval: teacher pass failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        logger.opt(exception=e).debug("teacher pass failed: traceback")
+        print(f"distil-eval: teacher pass failed: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
     prefetch.close()
     result.timings["download_s"] = prefetch.download_s
+    # the students refused before the teacher pass take their place in the given order
+    result.results = {s: result.results[s] if s in result.results else failed[s] for s in args.student}
     doc = round_to_json(seed, spec.to_dict(), description, args.teacher, source_ids, result, timings=args.timings)
     probe_scored(doc, result, dict(prefetch.sources), spec.replace(device=(devices or [spec.device])[0]))
     if identity is not None:
@@ -320,7 +344,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc))
     else:
         print(format_table(doc))
-    return 0 if all(r.ok for r in result.results.values()) else 1
+    return exit_status(result.results.values())
+
+
+def exit_status(results) -> int:
+    """0 every student scored; 1 a student got a verdict (invalid); 2 otherwise (transient only)."""
+    failures = [r for r in results if not r.ok]
+    if not failures:
+        return EXIT_OK
+    return EXIT_VERDICT if any(f.kind == INVALID for f in failures) else EXIT_ERROR
+
+
+def _report_unscored(args, failures: list) -> int:
+    """Every student failed its header-level checks: their verdicts, and no teacher pass."""
+    for f in failures:
+        print(f"distil-eval: {f.key}: {f.kind.upper()} ({f.phase}): {f.detail}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"models": [f.to_dict() for f in failures]}))
+    return exit_status(failures)
 
 
 if __name__ == "__main__":

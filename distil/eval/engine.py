@@ -306,7 +306,7 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
         results = score_students(cache_dir, students, spec, devices, shape, deadlines, timings=timings,
                                  target=score_target or SCORE_TARGET)
     timings["students_s"] = time.perf_counter() - started
-    timings["gpu_round_s"] = time.perf_counter() - round_started
+    timings["round_s"] = time.perf_counter() - round_started
     timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})
     logger.info("round timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
     return RoundResult(*ids, results, timings, devices, teacher_implementations)

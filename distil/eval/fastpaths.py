@@ -19,7 +19,9 @@ it from round times. What is read (transformers 5.x):
 
 `assess(facts)` is pure; `facts_of(model)` reads a built model (a meta-device one is
 enough: `model_on_meta(config)`), `log_fast_paths(...)` logs one line per path, with the
-words "slow fallback" for each path that falls back.
+words "slow fallback" for each path that falls back. On a machine that runs on CPU the
+linear-attention kernels cannot help (they are CUDA-only): those lines say so at INFO,
+with no install hint.
 """
 
 from __future__ import annotations
@@ -59,9 +61,14 @@ class FastPath:
         return f"{'fast path' if self.active else 'slow fallback'}: {self.name}: {self.detail}"
 
 
-def _linear(name: str, package: str, resolved: bool, flag: bool, hint: str) -> FastPath:
+CPU_ONLY = "its kernels are CUDA-only: nothing to install for a CPU run"
+
+
+def _linear(name: str, package: str, resolved: bool, flag: bool, hint: str, cuda: bool = True) -> FastPath:
     if resolved and flag:
         return FastPath(name, True, f"{package} kernels")
+    if not cuda:
+        return FastPath(name, False, f"transformers' reference PyTorch code ({package}: {CPU_ONLY})")
     if not resolved:
         why = f"{package} is not installed (or does not import)"
     else:
@@ -69,17 +76,17 @@ def _linear(name: str, package: str, resolved: bool, flag: bool, hint: str) -> F
     return FastPath(name, False, f"transformers' reference PyTorch code: {why}; {hint}")
 
 
-def assess(facts: ModelFacts) -> tuple[FastPath, ...]:
-    """One FastPath per kernel family the model uses."""
+def assess(facts: ModelFacts, cuda: bool = True) -> tuple[FastPath, ...]:
+    """One FastPath per kernel family the model uses (`cuda`: the run is on CUDA devices)."""
     paths = []
     attn = facts.attn_implementation or "unknown"
     paths.append(FastPath("attention", attn in FAST_ATTENTION,
                           attn if attn in FAST_ATTENTION else f"{attn} (matmul + softmax in PyTorch, full score matrix)"))
     if facts.fla_resolved is not None:
         paths.append(_linear("linear attention (gated delta rule)", "flash-linear-attention", facts.fla_resolved,
-                             facts.fla_flag, GPU_EXTRA_HINT))
+                             facts.fla_flag, GPU_EXTRA_HINT, cuda))
         paths.append(_linear("linear attention (causal conv1d)", "causal-conv1d", bool(facts.conv1d_resolved),
-                             facts.conv1d_flag, CAUSAL_CONV1D_HINT))
+                             facts.conv1d_flag, CAUSAL_CONV1D_HINT, cuda))
     if facts.experts_implementation is not None:
         experts = facts.experts_implementation
         fast = experts in FAST_EXPERTS
@@ -136,9 +143,11 @@ def model_on_meta(config):
         return AutoModelForCausalLM.from_config(config)
 
 
-def log_fast_paths(model, label: str) -> tuple[FastPath, ...]:
-    """Log (and return) the fast paths of `model`; a fallback is a warning."""
-    paths = assess(facts_of(model))
+def log_fast_paths(model, label: str, cuda: bool = True) -> tuple[FastPath, ...]:
+    """Log (and return) the fast paths of `model` for a run on CUDA (`cuda`) or not; a fallback
+    that an install could fix is a warning, one that nothing can fix on CPU is INFO."""
+    paths = assess(facts_of(model), cuda)
     for path in paths:
-        (logger.info if path.active else logger.warning)(f"{label} ({type(model).__name__}): {path.line()}")
+        fixable = not path.active and (cuda or CPU_ONLY not in path.detail)
+        (logger.warning if fixable else logger.info)(f"{label} ({type(model).__name__}): {path.line()}")
     return paths

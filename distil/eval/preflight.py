@@ -1,12 +1,21 @@
-"""Start-up preflight of the validator and `distil-eval`: refuse early, in one line, what
-would fail late.
+"""Start-up preflight of the validator, `distil-eval` and `distil-train`: refuse early, in
+one line, what would fail late.
 
-Before the first epoch (validator) / before the teacher pass (`distil-eval`):
+Before the first epoch (validator) / before any teacher work (`distil-eval`, `distil-train`):
 
 - the device must exist: `cuda` with no CUDA ("CUDA is not available"), `cuda:3` on a
   one-GPU machine are refused;
 - every model source must be a local directory with a config.json or a well-formed
   `namespace/name[@revision]` repo id (a path that does not exist is refused);
+- the teacher passes the header-level checks its load would make (`teacher_facts`: config.json
+  within bounds, the safetensors headers, the architecture on the meta device, the
+  vocabulary; its tokenizer files parse): a local teacher that does not is refused, naming
+  the file; a hub teacher is read without downloading a weight (a validator only warns when
+  the hub does not answer at start-up, `distil-eval` and `distil-train` refuse);
+- `distil-eval`'s students (`check_students`) are resolved (a hub repo's current commit is
+  pinned) and put through the pre-checks that read no weight byte (the validators' own:
+  files, config and tokenizer JSON, safetensors headers, architecture); one that fails gets
+  its verdict there, before the teacher runs, and is not downloaded;
 - the memory plan (`memory_plan`: teacher phase vs student phase, from the teacher's
   safetensors headers and config, no weight downloaded) is printed term by term and must
   fit the device's total memory (warning within 10%); host memory (no accelerator) is
@@ -18,7 +27,8 @@ Before the first epoch (validator) / before the teacher pass (`distil-eval`):
 
 `preflight(...)` raises `PreflightError` (one line); probes of the device and the disk are
 parameters, so tests hit each branch with fake figures. `check_eval(args)` and
-`check_validator(validator)` are the one-call wiring of each entry point.
+`check_validator(validator)` are the one-call wiring of each entry point; exit status 2 for
+every refusal (distil/exits.py): none of them is a verdict on a student.
 """
 
 from __future__ import annotations
@@ -32,12 +42,14 @@ from typing import Callable, Sequence
 
 from loguru import logger
 
+from distil.checks.args import source_problem
 from distil.eval.memory_plan import GIB, PlanInputs, Verdict, cache_shape, judge_disk, judge_memory, plan_memory
+from distil.eval.results import INVALID, TRANSIENT, ModelFailure
+from distil.exits import EXIT_ERROR
 
 STORED_BYTES_PER_PARAM = 2  # students are stored in bf16 / fp16 (pre-check: no other dtype)
 # Tensors of the hub checkpoint that the causal LM does not load (vision tower, multi-token prediction).
 DROPPED_TENSOR = re.compile(r"(^|\.)(visual|vision_tower|mtp)\.|^mtp\.")
-_REVISION = re.compile(r"^[\w.\-/]{1,255}$")
 
 
 class PreflightError(Exception):
@@ -102,28 +114,6 @@ def probe_device(name: str) -> DeviceFacts:
 # -- model sources --------------------------------------------------------------------------
 
 
-def looks_like_path(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~", ".\\")) or source in (".", "..")
-
-
-def source_problem(source: str, flag: str) -> str | None:
-    """Why `source` cannot be a model: not an existing model directory nor a valid repo id."""
-    if os.path.isdir(source):
-        return None if os.path.isfile(os.path.join(source, "config.json")) else f"{flag} {source}: directory has no config.json"
-    if looks_like_path(source):
-        return f"{flag} {source}: no such directory"
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    repo, at, revision = source.partition("@")
-    if at and not _REVISION.match(revision):
-        return f"{flag} {source}: malformed revision {revision!r} after '@'"
-    try:
-        validate_repo_id(repo)
-    except HFValidationError as e:
-        return f"{flag} {source}: neither a local directory nor a hub repo id ({str(e).splitlines()[0]})"
-    return None
-
-
 # -- the teacher: config and weight bytes without downloading weights ---------------------------
 
 
@@ -140,17 +130,27 @@ def _kept(name: str) -> bool:
 
 
 def local_teacher(path: str) -> TeacherFacts:
-    from transformers import AutoConfig
+    """The teacher directory as its load will see it, through the load function's own guard
+    (`guard_architecture`: config.json parsed within bounds, the safetensors headers, the
+    architecture built on the meta device against them); raises InvalidModel naming the
+    file. Its tokenizer files must parse too (the prompts are tokenised with them)."""
+    from distil.checks.config import parse_json_object
+    from distil.checks.files import REQUIRED_TOKENIZER
+    from distil.checks.loading import InvalidModel, guard_architecture, weight_files
+    from distil.checks.pipeline import read_capped
+    from distil.checks.result import CheckFailure, CheckLimits
 
-    from distil.checks.hashing import read_local_header, safetensors_files
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    params, stored = 0, 0
-    for f in safetensors_files(path):
-        header = read_local_header(f)
-        params += sum(t.numel for t in header.tensors if _kept(t.name))
-        stored += f.stat().st_size
-    return TeacherFacts(config, params, stored, 0)
+    config, report = guard_architecture(path, None, teacher=True)
+    for name in REQUIRED_TOKENIZER:
+        file = Path(path) / name
+        if not file.is_file():
+            raise InvalidModel(f"no {name}: the prompts are tokenised with the teacher's tokenizer", code="MISSING_FILE")
+        try:
+            parse_json_object(read_capped(file, CheckLimits().max_small_file_bytes, name), name)
+        except CheckFailure as f:
+            raise InvalidModel(f.detail, code=f.code) from None
+    stored = sum(f.stat().st_size for f in weight_files(Path(path)))
+    return TeacherFacts(config, report.params, stored, 0)
 
 
 def hub_teacher(source: str, cache_dir: str | None) -> TeacherFacts:
@@ -174,6 +174,29 @@ def hub_teacher(source: str, cache_dir: str | None) -> TeacherFacts:
 
 def teacher_facts(source: str, cache_dir: str | None) -> TeacherFacts:
     return local_teacher(source) if os.path.isdir(source) else hub_teacher(source, cache_dir)
+
+
+def teacher_problem(source: str, flag: str, error: BaseException) -> str:
+    """One line for a teacher whose config or headers could not be read: the model's fault
+    (the check code and the file), our disk's, or the hub's (naming the endpoint)."""
+    from distil.checks.loading import InvalidModel
+
+    if isinstance(error, InvalidModel):
+        return f"{flag} {source}: {error.code + ': ' if error.code else ''}{error}"
+    if isinstance(error, OSError) and error.filename:
+        return f"{flag} {source}: cannot read {error.filename}: {error.strerror or type(error).__name__}"
+    if os.path.isdir(source):
+        return f"{flag} {source}: cannot read its config and weight headers ({type(error).__name__}: {error})"
+    from distil.hub.huggingface import translate_hub_error
+
+    return f"{flag} {source}: {translate_hub_error(source.partition('@')[0], error, endpoint=hub_endpoint())}"
+
+
+def hub_endpoint() -> str:
+    """The hub this process talks to (`HF_ENDPOINT`, read by huggingface_hub at import)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
 
 
 # -- disk -----------------------------------------------------------------------------------
@@ -201,16 +224,22 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
               probe: Callable[[str], DeviceFacts] = probe_device,
               free_disk: Callable[[str], int] = free_disk_bytes,
               teacher: Callable[[str, str | None], TeacherFacts] = teacher_facts,
-              devices: Sequence[str] | None = None, student_sources: Sequence[str] = ()) -> list[Verdict]:
+              devices: Sequence[str] | None = None, student_sources: Sequence[str] = (),
+              strict_teacher: bool = False, check_students: Callable[[], Sequence[str]] | None = None) -> list[Verdict]:
     """Run every start-up check; raise PreflightError (one line) on the first refusal.
 
-    `sources` = [(flag, source)], the teacher first. `devices` (the fan-out list, which
+    `sources` = [(flag, source)], the teacher first. A teacher whose config and headers
+    cannot be read is refused when it is a local directory, or with `strict_teacher` (a
+    program that cannot do anything without it); a validator whose hub teacher does not
+    answer at start-up only warns (the plan is partial; rounds retry). `devices` (the fan-out list, which
     overrides `device`): every one must exist, and the memory plan is judged on each (the
     teacher runs on the first, a student on any). The disk must hold what is still to
     download: `student_sources` (distil-eval's hub students) at their real size from their
     headers, the cap's size for one the hub cannot describe; else `students_to_download`
-    students at the cap (a validator's next commitments are unknown). Returns the verdicts
-    (plan, disk) that were logged.
+    students at the cap (a validator's next commitments are unknown). `check_students()`,
+    when given, runs once the teacher passed and before the plan: it judges the students
+    and returns the hub sources still to download (`student_sources` is then ignored).
+    Returns the verdicts (plan, disk) that were logged.
     """
     all_facts = {}
     for name in devices or [device]:
@@ -223,13 +252,24 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
         if problem:
             raise PreflightError(problem)
     verdicts = []
-    teacher_source = sources[0][1]
+    teacher_flag, teacher_source = sources[0]
     try:
         t = teacher(teacher_source, cache_dir)
-    except Exception as e:  # the hub may be down at start-up: the plan is then partial, not a refusal
-        logger.warning(f"preflight: cannot read the teacher's config and headers ({type(e).__name__}: {e}); "
-                       "no memory plan")
+    except Exception as e:
+        if strict_teacher or os.path.isdir(teacher_source):  # its own files, or a program that needs it now
+            raise PreflightError(teacher_problem(teacher_source, teacher_flag, e)) from None
+        # a validator's hub teacher while the hub is down at start-up: the plan is partial, not a refusal
+        logger.warning(f"preflight: {teacher_problem(teacher_source, teacher_flag, e)}; no memory plan")
         t = None
+    if t is not None:
+        from distil.checks.loading import vocab_size_of
+
+        vocab = vocab_size_of(t.config)
+        if vocab != spec.vocab_size:
+            raise PreflightError(f"{teacher_flag} {teacher_source}: vocab_size {vocab} in its config.json, the scoring "
+                                 f"spec's is {spec.vocab_size}")
+    if check_students is not None:  # before the plan: a student that cannot be scored is not budgeted
+        student_sources = check_students()
     if t is not None:
         for facts in all_facts.values():
             verdicts.append(_memory(t, spec, max_student_params, facts))
@@ -254,7 +294,8 @@ def preflight(*, device: str, device_flag: str, sources: Sequence[tuple[str, str
         logger.info(f"preflight: {verdict.message}")
         verdicts.append(verdict)
     if t is not None:
-        _log_fast_paths(t.config)
+        # install hints only where kernels could run: a device with memory of its own, not the host
+        _log_fast_paths(t.config, cuda=any(f.enforce for f in all_facts.values()))
     return verdicts
 
 
@@ -289,11 +330,11 @@ def _memory(t: TeacherFacts, spec, max_student_params: int, facts: DeviceFacts) 
     return verdict
 
 
-def _log_fast_paths(config) -> None:
+def _log_fast_paths(config, cuda: bool) -> None:
     from distil.eval.fastpaths import log_fast_paths, model_on_meta
 
     try:
-        log_fast_paths(model_on_meta(config), "teacher")
+        log_fast_paths(model_on_meta(config), "teacher", cuda=cuda)
     except Exception as e:  # a report, never a reason to stop
         logger.warning(f"preflight: cannot tell which kernels the teacher will use ({type(e).__name__}: {e})")
 
@@ -301,42 +342,151 @@ def _log_fast_paths(config) -> None:
 # -- wiring: one call per entry point -------------------------------------------------------
 
 
-def check_eval(args) -> int | None:
-    """`distil-eval`: None when every check passes, else 2 (usage) after one line on stderr."""
+@dataclass(frozen=True)
+class StudentCheck:
+    """A `distil-eval` student after the header-level checks: `fetch` is what to download or
+    load (its directory, or `repo@<commit>` pinned); `failure` its verdict when it failed."""
+
+    source: str
+    fetch: str | None
+    failure: ModelFailure | None = None
+
+
+def check_students(students: Sequence[str], vocab_size: int, max_params: int, endpoint: str | None = None,
+                   store_factory: Callable[[], object] | None = None) -> list[StudentCheck]:
+    """Resolve each student and run on it the pre-checks that read no weight byte (the
+    validators' own, `HEADER_ONLY_STEPS`: revision, files, config and tokenizer JSON, weight
+    index, safetensors headers, architecture), in order. A hub repo without a revision is
+    pinned at its current commit, so what is checked is what is downloaded. A student that
+    fails gets a ModelFailure in phase "precheck" ("invalid" for a verdict on the model:
+    `is_verdict`; "transient" for the hub's trouble or ours), with its code and detail."""
+    from distil.checks.codes import is_verdict
+    from distil.checks.pipeline import HEADER_ONLY_STEPS, check_commitment, hub_failure
+    from distil.checks.result import CheckLimits
+    from distil.commitment import Commitment, CommitmentError
+    from distil.hub import HubError, HuggingFaceStore, LocalModelStore
+
+    limits = CheckLimits(max_params=max_params, vocab_size=vocab_size, require_public=False)
+    hub: list = []
+
+    def hub_store():
+        if not hub:
+            hub.append(store_factory() if store_factory else HuggingFaceStore(endpoint=endpoint))
+        return hub[0]
+
+    out = []
+    for source in students:
+        try:
+            if os.path.isdir(source):
+                store, name = LocalModelStore(), "local/model"
+                commitment = Commitment(name, store.add(name, source))
+                fetch = source
+            else:
+                repo, at, revision = source.partition("@")
+                store = hub_store()
+                commitment = Commitment.parse(source) if at else Commitment(repo, store.resolve_revision(repo))
+                fetch = str(commitment)
+            logger.info(f"preflight: {source}: the pre-checks that read no weight (pinned {commitment.revision[:12]})")
+            result = check_commitment(store, commitment, limits, teacher=None, steps=HEADER_ONLY_STEPS)
+            code, detail = (None, None) if result.ok else (result.code, result.detail)
+        except HubError as e:  # resolving the repo's current commit
+            (code, detail), fetch = hub_failure(e), None
+        except CommitmentError as e:  # a revision that is not a commit sha: a bad argument
+            raise PreflightError(f"--student {source}: {e}") from None
+        except OSError as e:  # a file of a local student we cannot read: a bad argument too
+            raise PreflightError(f"--student {source}: cannot read {e.filename or 'it'}: "
+                                 f"{e.strerror or type(e).__name__}") from None
+        if code is None:
+            out.append(StudentCheck(source, fetch))
+            continue
+        kind = INVALID if is_verdict(code) else TRANSIENT
+        logger.warning(f"{source}: {kind} before the teacher pass: {code}: {detail}")
+        out.append(StudentCheck(source, None, ModelFailure(source, kind, "precheck", f"{code}: {detail}")))
+    return out
+
+
+def read_round(path: str) -> dict:
+    """A `--round` file, validated (`round_from_json`); UsageError naming the file otherwise."""
     import json
+
+    from distil.eval.args import UsageError
+    from distil.eval.report import round_from_json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return round_from_json(json.load(f))
+    except FileNotFoundError:
+        raise UsageError(f"--round {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--round {path}: a directory, not a round file") from None
+    except OSError as e:
+        raise UsageError(f"--round {path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--round {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # not JSON (JSONDecodeError), or not a round document
+        raise UsageError(f"--round {path}: {' '.join(str(e).split())}") from None
+
+
+def check_eval(args) -> tuple[int | None, list[StudentCheck]]:
+    """`distil-eval`, before any teacher work: (None, the students' checks) when it may go on,
+    else (2, []) after one line on stderr (a bad argument, teacher, device or disk; none of
+    them a verdict on a student). A student that fails its header-level checks is not a
+    refusal: it gets its verdict in the checks and is neither downloaded nor scored."""
     import sys
 
-    from distil.eval.args import UsageError, devices_of, spec_values
+    from distil import MAX_PARAMS
+    from distil.eval.args import UsageError, devices_of, spec_error, spec_values
     from distil.eval.spec import EvalSpec
+
+    def refuse(message) -> tuple[int, list]:
+        print(f"distil-eval: error: {message}", file=sys.stderr)
+        return EXIT_ERROR, []
 
     try:  # a malformed --devices is a usage error, said in one line like the others
         values = {k: v for k, v in spec_values(args).items() if k != "dataset"}
     except UsageError as e:
-        print(f"distil-eval: error: {e}", file=sys.stderr)
-        return 2
+        return refuse(e)
     try:
-        if args.round:
-            with open(args.round, encoding="utf-8") as f:
-                spec = EvalSpec.from_dict({**json.load(f).get("spec", {}), **values})
-        else:
-            spec = EvalSpec(**values)
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None  # the usual argument checks report it
+        spec = EvalSpec.from_dict({**read_round(args.round)["spec"], **values}) if args.round else EvalSpec(**values)
+    except UsageError as e:
+        return refuse(e)
+    except (ValueError, TypeError) as e:  # a bad number, or a spec the round file should not hold
+        return refuse(f"--round {args.round}: its spec: {e}" if args.round else spec_error(e))
+    if len(set(args.student)) != len(args.student):
+        return refuse("each --student may be given once")
+    if not args.round and not args.seed:
+        return refuse("--seed is required (the seed block's hash, hex)")
+    if args.seed:
+        from distil.eval.prompts import seed_from_block_hash
+
+        try:
+            seed_from_block_hash(args.seed)
+        except ValueError:
+            return refuse(f"--seed {args.seed}: not a hex block hash")
+    if args.prompts_file:
+        from distil.eval.prompts import prompts_file_problem
+
+        if problem := prompts_file_problem(args.prompts_file, spec.n_prompts, "--prompts-file", spec.text_column):
+            return refuse(problem)
     sources = [("--teacher", args.teacher)] + [("--student", s) for s in args.student]
-    hub_students = [s for s in args.student if not os.path.isdir(s)]
+    checks: list[StudentCheck] = []
+
+    def students() -> list[str]:
+        checks.extend(check_students(args.student, spec.vocab_size, MAX_PARAMS, endpoint=hub_endpoint()))
+        return [c.fetch for c in checks if c.failure is None and not os.path.isdir(c.fetch)]
+
     try:
         devices = devices_of(args)
         preflight(device=spec.device, device_flag="--devices" if devices else "--device", devices=devices, sources=sources, spec=spec,
-                  max_student_params=_max_params(), cache_dir=None, max_cache_gb=None,
-                  students_to_download=0, student_sources=hub_students)
+                  max_student_params=MAX_PARAMS, cache_dir=None, max_cache_gb=None, students_to_download=0,
+                  strict_teacher=True, check_students=students)
     except (PreflightError, UsageError) as e:
-        print(f"distil-eval: error: {e}", file=sys.stderr)
-        return 2
-    return None
+        return refuse(e)
+    return None, checks
 
 
 def check_validator(validator) -> int | None:
-    """The validator: None when every check passes, else 1 after one line on stderr."""
+    """The validator: None when every check passes, else 2 (it cannot start) after one line on stderr."""
     import sys
 
     from distil.hub import LocalModelStore
@@ -353,11 +503,8 @@ def check_validator(validator) -> int | None:
                   cache_dir=config.checks.cache_dir, max_cache_gb=config.checks.max_cache_gb, students_to_download=downloads)
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     return None
 
 
-def _max_params() -> int:
-    from distil import MAX_PARAMS
 
-    return MAX_PARAMS

@@ -141,6 +141,34 @@ class JsonlPromptSource(PromptSource):
         return {"kind": "jsonl", "path": str(self.path), "sha256": digest}
 
 
+# any valid seed: a start-up check only needs to know that `n` prompts can be drawn
+PROBE_SEED = "0" * 64
+
+
+def prompts_file_problem(path: str | Path, n_prompts: int, flag: str, text_column: str = "text") -> str | None:
+    """Why the JSONL prompts file at `path` cannot give `n_prompts` prompts (one line naming
+    `flag` and the file), or None. The file is read in full and sampled once: missing, a
+    directory, unreadable, not UTF-8, a line that is not a JSON object with text or
+    input_ids, too few non-empty lines."""
+    where = f"{flag} {path}"
+    try:
+        JsonlPromptSource(path, text_column).sample(PROBE_SEED, n_prompts)
+    except UnicodeDecodeError as e:
+        return f"{where}: not UTF-8 text ({e.reason} at byte {e.start})"
+    except FileNotFoundError:
+        return f"{where}: no such file"
+    except IsADirectoryError:
+        return f"{where}: a directory, not a JSONL file"
+    except OSError as e:
+        return f"{where}: cannot read it ({e.strerror or type(e).__name__})"
+    except ValueError as e:  # the source's words, the file named once, lines counted from 1
+        text = " ".join(str(e).split()).replace(f"prompts file {path} ", "")
+        text = re.sub(rf"^{re.escape(str(path))}:(\d+): ", r"line \1: ", text)
+        text = re.sub(rf"^{re.escape(Path(path).name)}:(\d+): ", lambda m: f"line {int(m.group(1)) + 1}: ", text)
+        return f"{where}: {text}"
+    return None
+
+
 class DatasetPromptSource(PromptSource):
     """Prompts from a corpus read with `datasets` (streaming), cached locally as JSONL.
 

@@ -1,6 +1,6 @@
 """The evaluation spec: every number that decides a score, in one frozen value.
 
-Scoring spec v1 (DESIGN.md §2). Each field is a `distil-eval` flag of the same name
+Scoring spec v1 (DESIGN.md §2), with v2's degeneration-guard fields. Each field is a `distil-eval` flag of the same name
 (`n_prompts` ⇒ `--n-prompts`); `to_dict()` is the *resolved* spec that is logged and
 published with every round, with the scoring version and the library versions, so anyone
 can reproduce a round bit for bit on the same hardware.
@@ -27,7 +27,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """The resolved settings of one evaluation round (defaults = scoring spec v1)."""
+    """The resolved settings of one evaluation round (defaults = the scoring spec, `SCORING_VERSION`)."""
 
     n_prompts: int = 120
     max_new_tokens: int = MAX_NEW_TOKENS

@@ -49,11 +49,12 @@ def _causes(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def translate_hub_error(repo: str, exc: Exception) -> HubError:
+def translate_hub_error(repo: str, exc: Exception, endpoint: str | None = None) -> HubError:
     """Map huggingface_hub / HTTP errors onto our classes: unavailable vs transient vs other.
 
     The cause chain is searched, because the client wraps a failed HEAD (a 503, say) in
-    `LocalEntryNotFoundError` when nothing is cached.
+    `LocalEntryNotFoundError` when nothing is cached. A hub that cannot be reached is named
+    by its `endpoint` ("Name or service not known" alone does not say which host).
     """
     import httpx2
     from huggingface_hub import errors as hf_errors
@@ -84,11 +85,13 @@ def translate_hub_error(repo: str, exc: Exception) -> HubError:
         if isinstance(e, hf_errors.OfflineModeIsEnabled):
             return HubTransientError(f"HF_HUB_OFFLINE is set: cannot reach the hub for {repo}")
         if isinstance(e, (httpx2.TransportError, TimeoutError, ConnectionError)):
-            return HubTransientError(f"hub unreachable for {repo}: {type(e).__name__}: {e}")
+            where = f" at {endpoint}" if endpoint else ""
+            return HubTransientError(f"hub{where} unreachable for {repo}: {type(e).__name__}: {e}")
         if is_disk_error(e):  # the cache: our disk, not the repo
             return storage_error(f"in the download cache for {repo}", e)
     if isinstance(exc, hf_errors.LocalEntryNotFoundError):
-        return HubTransientError(f"hub unreachable for {repo} and nothing cached: {exc}")
+        where = f" at {endpoint}" if endpoint else ""
+        return HubTransientError(f"hub{where} unreachable for {repo} and nothing cached: {exc}")
     return HubError(f"hub error for {repo}: {type(exc).__name__}: {exc}")
 
 
@@ -191,7 +194,7 @@ class HuggingFaceStore(ModelStore):
             with self._deadline("resolving its revision", repo) as headers:
                 info = self._api(headers).model_info(repo, timeout=self.timeout)
         except Exception as e:
-            raise translate_hub_error(repo, e) from e
+            raise translate_hub_error(repo, e, self.endpoint) from e
         if not info.sha:
             raise HubError(f"hub returned no commit sha for {repo}")
         return info.sha
@@ -203,7 +206,7 @@ class HuggingFaceStore(ModelStore):
                     commitment.repo, revision=commitment.revision, files_metadata=files_metadata, timeout=self.timeout
                 )
         except Exception as e:
-            raise translate_hub_error(commitment.repo, e) from e
+            raise translate_hub_error(commitment.repo, e, self.endpoint) from e
         if info.sha != commitment.revision:
             raise HubError(f"hub answered revision {info.sha!r} when asked for {commitment}")
         if files_metadata and info.siblings is None:
@@ -269,7 +272,7 @@ class HuggingFaceStore(ModelStore):
                     if have >= skip + want:
                         break
         except Exception as e:
-            raise translate_hub_error(commitment.repo, e) from e
+            raise translate_hub_error(commitment.repo, e, self.endpoint) from e
         data = b"".join(chunks)[skip : skip + want]
         if len(data) != want:
             raise HubError(f"asked {filename} of {commitment} for {want} bytes at {start}, got {len(data)}")
@@ -302,7 +305,7 @@ class HuggingFaceStore(ModelStore):
                     headers=headers,
                 )
         except Exception as e:
-            raise translate_hub_error(commitment.repo, e) from e
+            raise translate_hub_error(commitment.repo, e, self.endpoint) from e
         touch_snapshot(path)
         if self.max_cache_bytes is not None:
             self._evict(keep=self.pinned | {key})
@@ -325,7 +328,7 @@ class HuggingFaceStore(ModelStore):
                     headers=headers,
                 )
         except Exception as e:
-            raise translate_hub_error(commitment.repo, e) from e
+            raise translate_hub_error(commitment.repo, e, self.endpoint) from e
         return Path(path)
 
     # -- cache ------------------------------------------------------------------------

@@ -26,17 +26,29 @@ SUMMARY_EVENTS = ("probe", "disqualified", "new_king", "king_holds", "round_abor
 
 
 def leaderboard_rows(state: ValidatorState) -> list[dict[str, Any]]:
-    """Every evaluated, not disqualified model: the king first, then by KL, earlier commits first."""
+    """Every evaluated, not disqualified model, grouped by the round its KL comes from (its seed
+    block, newest first) and ranked within it: the king first, then by KL, earlier commits first.
+
+    KLs of different rounds come from different prompts and are never compared (docs/scoring.md):
+    `rank` is the place among the models scored in the same round, `round` that round."""
     evaluated = sorted(
         ((hk, m) for hk, m in state.miners.items() if m.kl is not None and m.status != DISQUALIFIED),
-        key=lambda kv: (kv[1].status != KING, kv[1].kl["mean"], kv[1].commit_block),
+        key=lambda kv: (-_round_of(kv[1]), kv[1].status != KING, kv[1].kl["mean"], kv[1].commit_block, kv[0]),
     )
-    return [
-        {"rank": i + 1, "uid": m.uid, "hotkey": hk, "commitment": m.commitment, "status": m.status,
-         "kl_mean": m.kl["mean"], "kl_se": m.kl["se"], "kl_median": m.kl["median"], "kl_p99": m.kl["p99"],
-         "top1_agreement": m.kl["top1"]}
-        for i, (hk, m) in enumerate(evaluated)
-    ]
+    rows, rank, current = [], 0, None
+    for hk, m in evaluated:
+        rank = rank + 1 if _round_of(m) == current else 1
+        current = _round_of(m)
+        rows.append({"rank": rank, "round": m.kl.get("seed_block"), "uid": m.uid, "hotkey": hk,
+                     "commitment": m.commitment, "status": m.status, "kl_mean": m.kl["mean"], "kl_se": m.kl["se"],
+                     "kl_median": m.kl["median"], "kl_p99": m.kl["p99"], "top1_agreement": m.kl["top1"]})
+    return rows
+
+
+def _round_of(record) -> int:
+    """The seed block of the round a record's KL comes from (-1 when the record does not say)."""
+    block = record.kl.get("seed_block")
+    return -1 if block is None else int(block)
 
 
 def disqualified_rows(state: ValidatorState) -> list[dict[str, Any]]:
@@ -68,8 +80,9 @@ def summary_lines(epoch_block: int, state: ValidatorState, plan: ep.RoundPlan, e
         + (f" (KL {kl:.6f})" if kl is not None else "")
         + f" | challengers: {challengers} | {len(disqualified_rows(state))} disqualified | {seconds:.1f}s"
     ]
-    for row in leaderboard_rows(state):
-        lines.append(f"  #{row['rank']} uid {row['uid']} {row['status']:<9} KL {row['kl_mean']:.6f}  {row['commitment']}")
+    for row in leaderboard_rows(state):  # ranked within each round: KLs of different rounds are not comparable
+        lines.append(f"  round {row['round'] if row['round'] is not None else '?'}: #{row['rank']} uid {row['uid']} "
+                     f"{row['status']:<9} KL {row['kl_mean']:.6f}  {row['commitment']}")
     for hotkey, record in sorted(state.miners.items(), key=lambda kv: (kv[1].commit_block, kv[0])):
         if record.status == PENDING:
             why = f"{record.code}: {record.detail}" if record.code else ("checked, waiting for a round" if record.checked

@@ -26,7 +26,9 @@ from loguru import logger
 
 from template.text import printable
 
-LEADERBOARD_COLUMNS = ["rank", "uid", "hotkey", "commitment", "status", "kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"]
+# `rank` is the place within `round` (the seed block the KL was measured in): KLs of different rounds are not comparable
+LEADERBOARD_COLUMNS = ["round", "rank", "uid", "hotkey", "commitment", "status", "kl_mean", "kl_se", "kl_median", "kl_p99",
+                       "top1_agreement"]
 DISQUALIFIED_COLUMNS = ["uid", "hotkey", "commitment", "reason", "code", "detail"]
 
 
@@ -150,6 +152,8 @@ class WandbLogger:
             self.run.finish()
         except Exception as e:  # reporting must never take the validator down
             logger.warning(f"W&B finish failed: {e}")
+            return
+        logger.info(f"W&B run {self.run.id} finished")
 
 
 def make_logger(config, state_dir: str | Path, run_config: dict[str, Any] | None = None) -> RoundLogger:

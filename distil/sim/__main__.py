@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from distil.exits import EXIT_ERROR
+from template.args import ArgumentParser
 
 # One module of this package per subcommand, each with `register(subparsers)` setting `run`.
 SUBCOMMANDS = ("dethrone",)
@@ -13,7 +15,7 @@ SUBCOMMANDS = ("dethrone",)
 def main(argv=None) -> int:
     import distil.sim as pkg
 
-    parser = argparse.ArgumentParser(prog="python -m distil.sim", description=pkg.__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m distil.sim", description=pkg.__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     sub = parser.add_subparsers(dest="which", required=True)
     for name in SUBCOMMANDS:
@@ -22,8 +24,8 @@ def main(argv=None) -> int:
     try:
         return args.run(args)
     except ValueError as e:  # a round file that cannot be used, or settings that cannot run
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

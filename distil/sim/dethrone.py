@@ -227,7 +227,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    vectors = round_vectors(read_round_file(args.round), args.king, args.kl_limit)
+    doc = read_round_file(args.round)  # its errors name the file
+    try:
+        vectors = round_vectors(doc, args.king, args.kl_limit)
+    except ValueError as e:  # a document that is not a usable round: say which file
+        raise ValueError(f"--round {args.round}: {e}") from None
     n = args.n if args.n is not None else vectors.n_prompts
     report = DethroneSimulation(vectors, n, args.resamples, args.seed, args.epsilon, args.alpha, args.verify).run()
     report["round"] = str(args.round)

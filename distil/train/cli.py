@@ -9,8 +9,17 @@ The loss is forward KL(teacher ‖ student) over the full vocabulary at the posi
 validators score (the teacher's greedy continuations), computed in chunks; a fraction of
 steps (--on-policy) trains on the student's own samples in the reverse direction. At
 the end DIR holds a model validators accept, and the pre-checks and distil-eval's
-scoring on held-out prompts are run on it. Exit status: 0 trained and valid, 1 the
-output failed a pre-check or training failed, 2 usage error.
+scoring on held-out prompts are run on it.
+
+Nothing is loaded before the output directory, the teacher's and the student's config and
+weight headers and the prompts pass their checks. DIR must be new or empty; one holding a
+run's checkpoints is continued with --resume; one holding a finished model is replaced
+only with --overwrite (its model files only: anything else there is refused).
+
+Exit status (docs/cli.md): 0 trained and valid, 1 the trained model fails a pre-check
+(validators would refuse it), 2 anything else: a bad argument (a flag, the output
+directory, the teacher, the student, the prompts), or a run that failed or was
+interrupted (its checkpoints are kept: --resume continues).
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ import sys
 
 from distil import MAX_PARAMS, VOCAB_SIZE
 from distil.eval.spec import CLIMBMIX, FINEWEB, EvalSpec
+from distil.exits import EXIT_ERROR
 from distil.train.args import PROMPT_SPEC_FLAGS, UsageError, validate
+from template.args import ArgumentParser
 
 def _fraction(text: str) -> float:
     value = float(text)
@@ -30,7 +41,7 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distil-train", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+    parser = ArgumentParser(prog="distil-train", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--teacher", required=True, help="teacher directory or hub repo[@revision]")
     parser.add_argument("--student", required=True, help="starting student: directory or hub repo[@revision]")
@@ -40,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset", help=f"corpus: {CLIMBMIX} or {FINEWEB}, or a local folder of parquet/JSONL")
     parser.add_argument("--max-steps", type=int, required=True, help="optimizer steps")
     parser.add_argument("--max-new-tokens", type=int, default=EvalSpec.max_new_tokens, help="teacher continuation length")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]; ignored under accelerate launch")
+    parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu, as the "
+                        "validator); ignored under accelerate launch")
     parser.add_argument("--teacher-device", default=None,
                         help="where the teacher goes: a device, or auto (spread over GPUs, offloaded to CPU past them); "
                              "default: the student's device")
@@ -70,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt.add_argument("--save-steps", type=int, default=100, help="checkpoint every N steps (0: only at the end)")
     ckpt.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
     ckpt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint under OUTPUT")
+    ckpt.add_argument("--overwrite", action="store_true",
+                      help="replace the finished model in OUTPUT (its model files only); without it, it is refused")
     ckpt.add_argument("--max-params", type=int, default=MAX_PARAMS, help="the parameter cap the pre-check applies")
     ckpt.add_argument("--vocab-size", type=int, default=VOCAB_SIZE)
     ckpt.add_argument("--skip-final-eval", action="store_true", help="do not run distil-eval on held-out prompts at the end")
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         validate(args)
     except UsageError as e:
         print(f"distil-train: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     from distil.train.run import run
 
     return run(args)

@@ -20,9 +20,9 @@ import torch
 from loguru import logger
 
 from distil.checks.files import TOKENIZER_FILES
+from distil.train.args import MODEL_FILE_SUFFIXES
 
 EXTRA_TEACHER_FILES = ("chat_template.jinja",)  # the teacher's chat template travels with its tokenizer
-MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".jinja")
 
 
 def save_student(accelerator, model, output: str | Path, teacher_dir: str | Path) -> None:

@@ -15,6 +15,7 @@ import os
 from distil import TEACHER_REPO
 from distil.checks import CheckLimits
 from distil.checks.args import add_check_args
+from distil.eval.args import spec_error
 from distil.eval.spec import EvalSpec, warn_score_changing_overrides
 from distil.hub import HuggingFaceStore
 from distil.scoring import epoch as ep
@@ -88,12 +89,17 @@ def add_validator_args(parser: argparse.ArgumentParser) -> None:
 
 
 def eval_spec(config, devices: list[str] | None) -> EvalSpec:
-    """The round's evaluation spec; with `--neuron.devices` the teacher runs on the first."""
-    spec = EvalSpec(
-        **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
-        device=devices[0] if devices else config.neuron.device,
-        vocab_size=int(config.checks.vocab_size),
-    )
+    """The round's evaluation spec; with `--neuron.devices` the teacher runs on the first.
+    A value the spec refuses is a ValueError naming the validator's flag."""
+    flags = {"device": "--neuron.device", "vocab_size": "--checks.vocab_size"}
+    try:
+        spec = EvalSpec(
+            **{name: getattr(config.eval, name) for name in EVAL_SPEC_FLAGS},
+            device=devices[0] if devices else config.neuron.device,
+            vocab_size=int(config.checks.vocab_size),
+        )
+    except ValueError as e:
+        raise ValueError(spec_error(e, lambda name: flags.get(name, f"--eval.{name}"))) from None
     warn_score_changing_overrides(spec)  # scores are comparable across validators only on the same spec
     return spec
 

@@ -31,6 +31,8 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
     """
     try:
         scenario = json.loads(Path(path).read_text())
+        if not isinstance(scenario, dict) or not isinstance(scenario.get("miners", []), list):
+            raise ScenarioError(f"scenario {path}: not a JSON object with a 'miners' list (see docs/validators.md)")
         base = Path(path).resolve().parent
         teacher = base / scenario["teacher"]  # an absolute path stays as it is
         miners = scenario.get("miners", [])
@@ -39,10 +41,12 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
         for miner in miners:
             model = base / miner["model"]
             if not model.is_dir():
-                raise ScenarioError(f"miner {miner.get('hotkey')}: model directory {model} does not exist")
+                raise ScenarioError(f"scenario {path}: miner {miner.get('hotkey')}: model directory {model} does not exist")
             repo = miner.get("repo") or f"mock/{model.name}"
             commitments.append((miner["hotkey"], f"{repo}@{store.add(repo, model)}", int(miner["commit_block"]),
                                 miner.get("coldkey")))  # optional owner coldkey (default: one of its own)
+    except ScenarioError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScenarioError(f"cannot use scenario {path}: {type(e).__name__}: {e}") from None
     if not teacher.is_dir():

@@ -8,11 +8,8 @@ with a connection error. Both are refused before the first epoch with one clear 
 
 from __future__ import annotations
 
-from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, PromptSource
+from distil.eval.prompts import DatasetPromptSource, JsonlPromptSource, PromptSource, prompts_file_problem
 from distil.eval.spec import EvalSpec
-
-# any valid seed: the start-up check only needs to know that `n` prompts can be drawn
-PROBE_SEED = "0" * 64
 
 
 class PromptSourceError(ValueError):
@@ -36,22 +33,19 @@ def check_prompt_source(source: PromptSource, n_prompts: int, offline: bool) -> 
     whose dataset is briefly unreachable keeps going and retries each round.
     """
     if isinstance(source, JsonlPromptSource):
-        where = f"--eval.prompts_file {source.path}"
-        try:
-            source.sample(PROBE_SEED, n_prompts)
-        except UnicodeDecodeError as e:
-            raise PromptSourceError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        except FileNotFoundError:
-            raise PromptSourceError(f"{where}: no such file") from None
-        except (OSError, ValueError) as e:
-            raise PromptSourceError(f"{where}: {' '.join(str(e).split())} (--eval.n_prompts is {n_prompts})") from None
+        problem = prompts_file_problem(source.path, n_prompts, "--eval.prompts_file", source.text_column)
+        if problem:
+            raise PromptSourceError(f"{problem} (--eval.n_prompts is {n_prompts})")
         return
     if offline and isinstance(source, DatasetPromptSource):
         try:
             source.list_files()
         except Exception as e:  # any failure to reach the dataset: no round could ever run
+            from huggingface_hub import constants
+
             detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
             raise PromptSourceError(
-                f"cannot reach the prompt dataset {source.name!r} ({detail}); mock and offline runs need "
+                f"cannot reach the prompt dataset {source.name!r} on the hub at {constants.ENDPOINT} ({detail}); "
+                "mock and offline runs need "
                 "--eval.prompts_file FILE (JSONL, one {\"text\": ...} per line; `python -m distil.demo build` writes one)"
             ) from None

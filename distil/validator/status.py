@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 from distil import SCORING_VERSION, __version__
-from distil.state import DISQUALIFIED, ValidatorState
+from distil.metrics.report import leaderboard_rows
+from distil.state import ValidatorState
 
 
 def rank_of(state: ValidatorState, hotkey: str) -> int | None:
-    """1 for the king, then the other evaluated models by their last KL (lower is better).
-
-    KLs of models scored in different rounds come from different prompts; the rank is a
-    guide for miners, never an input to the dethrone rule.
-    """
-    record = state.miners.get(hotkey)
-    if record is None or record.kl is None or record.status == DISQUALIFIED:
-        return None
-    others = [
-        (hk, m)
-        for hk, m in state.miners.items()
-        if m.kl is not None and m.status != DISQUALIFIED and hk != state.king
-    ]
-    others.sort(key=lambda kv: (kv[1].kl["mean"], kv[1].commit_block, kv[0]))
-    if hotkey == state.king:
-        return 1
-    offset = 1 if state.king is not None else 0
-    for i, (hk, _) in enumerate(others):
-        if hk == hotkey:
-            return i + 1 + offset
-    return None
+    """The model's place among the models scored in the same round as its KL (the leaderboard's
+    `rank`: the king first, then by KL). KLs of different rounds come from different prompts
+    and are never ranked together; the rank is a guide for miners, never an input to the
+    dethrone rule."""
+    return next((row["rank"] for row in leaderboard_rows(state) if row["hotkey"] == hotkey), None)
 
 
 def status_for(state: ValidatorState, hotkey: str) -> dict:

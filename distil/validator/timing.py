@@ -1,7 +1,7 @@
 """Where an epoch's time goes: the seconds the pre-check spends downloading snapshots.
 
 Logged per epoch (W&B `timings/precheck_download_s`, the round JSON's `timings`) next
-to the GPU round's own figures (`gpu_round_s`, `download_s`, `download_wait_s`), so the
+to the round's own figures (`round_s`, `download_s`, `download_wait_s`), so the
 next overlap — pre-checking new commitments while the round runs — can be judged from
 real epochs.
 """

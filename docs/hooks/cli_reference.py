@@ -107,6 +107,7 @@ PROGRAMS: dict[str, Program] = {
         Program("mock-chain", "python -m template.mock_chain", lambda: _module("template.mock_chain").build_parser(),
                 "template/mock_chain.py"),
         Program("distil-train", "distil-train", lambda: _module("distil.train.cli").build_parser(), "distil/train/cli.py"),
+        Program("upgrade", "python -m distil.upgrade", lambda: _module("distil.upgrade").build_parser(), "distil/upgrade.py"),
     )
 }
 
@@ -122,7 +123,7 @@ FAMILIES = {
     "status": "Status",
     "wandb": "Weights & Biases",
     "checks": "Pre-checks",
-    "eval": "Evaluation (scoring spec v1)",
+    "eval": "Evaluation (the scoring spec's settings)",
 }
 
 

@@ -15,6 +15,7 @@ class CommitmentMismatch(ChainError):
 class BaseMinerNeuron(BaseNeuron):
     neuron_type = "MinerNeuron"
     neuron_name = "miner"
+    keeps_state = False  # one-shot: a commitment or a status query, nothing kept on disk
 
     def current_commitment(self) -> CommitmentRecord | None:
         return self.chain.commitment_of(self.hotkey)

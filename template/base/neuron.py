@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC
+from pathlib import Path
 from typing import Sequence
 
 from loguru import logger
 
+from template.args import ArgumentParser
 from template.chain import BittensorChain, ChainClient, MetagraphSnapshot, NotRegisteredError
 from template.mock_chain import InMemoryChain
 from template.config import add_chain_args, add_neuron_args, check_config, parse_config
@@ -22,16 +24,40 @@ from template.log import setup_logging_from_config
 from template.wallet import load_wallet
 
 
-def make_chain(config) -> ChainClient:
-    """The in-memory chain with `--mock`, else the real one named by `--subtensor.*`."""
+def make_chain(config, existing_file: bool = False) -> ChainClient:
+    """The in-memory chain with `--mock`, else the real one named by `--subtensor.*`.
+
+    `existing_file`: a `--mock.chain_state` file must exist already (a neuron that only reads
+    the chain, or writes as a registered hotkey, never creates one: nobody is registered in
+    an empty chain, and creating it would leave a stray file and its lock behind)."""
     if config.mock:
-        return InMemoryChain(netuid=int(config.netuid), path=config.mock_chain_state)
+        path = config.mock_chain_state
+        if existing_file and path and not Path(path).is_file():
+            raise NotRegisteredError(
+                f"--mock.chain_state {path}: no such chain file. Register the hotkey first: `{register_command(config)}`")
+        return InMemoryChain(netuid=int(config.netuid), path=path)
     return BittensorChain(config=config, netuid=int(config.netuid))
+
+
+def register_command(config) -> str:
+    """The command that registers this wallet's hotkey: `btcli` on a real chain, the mock chain's
+    own `register` with `--mock` (btcli knows nothing of a mock chain file)."""
+    wallet = f"--wallet.name {config.wallet.name} --wallet.hotkey {config.wallet.hotkey}"
+    if config.mock:
+        chain = config.get("mock_chain_state")
+        command = f"python -m template.mock_chain register --mock.chain_state {chain or 'FILE'} --netuid {config.netuid} {wallet}"
+        return command if chain else f"{command}`, then pass `--mock.chain_state FILE"
+    network = config.subtensor.network
+    return f"btcli subnets register --netuid {config.netuid} {wallet}" + (
+        f" --subtensor.network {network}" if network and network != "finney" else "")
 
 
 class BaseNeuron(ABC):
     neuron_type = "BaseNeuron"
     neuron_name = "neuron"
+    # Whether this neuron keeps files under --neuron.full_path (state, logs): only then is
+    # the directory created. A one-shot neuron (the miner) leaves no empty folders behind.
+    keeps_state = True
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -41,7 +67,7 @@ class BaseNeuron(ABC):
     @classmethod
     def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
         # allow_abbrev=False: a mistyped or shortened flag is an error, never another flag
-        parser = argparse.ArgumentParser(description=description or cls.__doc__, allow_abbrev=False)
+        parser = ArgumentParser(description=description or cls.__doc__)
         cls.add_args(parser)
         return parser
 
@@ -50,11 +76,11 @@ class BaseNeuron(ABC):
         return parse_config(cls.build_parser(), argv)
 
     def __init__(self, config, chain: ChainClient | None = None, wallet=None, setup_logs: bool = True):
-        self.config = check_config(config)
+        self.config = check_config(config, create=self.keeps_state)
         if setup_logs:
             setup_logging_from_config(self.config)
         self.wallet = wallet if wallet is not None else load_wallet(self.config)
-        self.chain = chain if chain is not None else make_chain(self.config)
+        self.chain = chain if chain is not None else make_chain(self.config, existing_file=not self.keeps_state)
         self.step = 0
         # Saved state first: a sync must never overwrite what a previous run learned.
         self.load_state()
@@ -78,9 +104,8 @@ class BaseNeuron(ABC):
         if uid is None:
             raise NotRegisteredError(
                 f"hotkey {self.hotkey} (wallet {self.config.wallet.name}/{self.config.wallet.hotkey}) is not "
-                f"registered on netuid {self.config.netuid}. Register it first: "
-                f"`btcli subnets register --netuid {self.config.netuid} --wallet.name {self.config.wallet.name} "
-                f"--wallet.hotkey {self.config.wallet.hotkey}`"
+                f"registered on netuid {self.config.netuid}{' of the mock chain' if self.config.mock else ''}. "
+                f"Register it first: `{register_command(self.config)}`"
             )
         return uid
 

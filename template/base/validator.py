@@ -5,27 +5,44 @@ blocks (the window starts at `block - block % epoch_length`), waits for the next
 through the chain client (the in-memory chain jumps there at once), and keeps going when
 an epoch fails: the failure is logged in one line and the next window starts fresh. A
 failed epoch is never retried within its window, and it counts towards `--neuron.epochs`.
+
+SIGTERM (systemd, docker, pm2's kill) and SIGINT (Ctrl-C) stop it alike: one log line, the
+work in progress is abandoned (state is only ever replaced whole, by rename, so a round cut
+short leaves the state of the last finished step and is scored again after a restart), and
+`run()` returns. `stop()` is then the one stop path: it marks the neuron as stopping
+(`self.stopping`, an Event any code may ask), ends what `on_stop` registered (child
+processes first), then the axon and the chain.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
 import time
 from abc import abstractmethod
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from loguru import logger
 
+from template.args import one_line  # noqa: F401  (re-exported: logs stay one line per failure)
 from template.axon import RequestLimits, limit_requests
 from template.base.neuron import BaseNeuron
 from template.chain import ChainError, TransientChainError, WeightsRateLimited
 from template.config import add_wandb_args
 
 
-def one_line(e: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, cut to `limit` characters (logs stay one line per failure)."""
-    text = " ".join(str(e).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Shutdown(BaseException):
+    """A stop signal arrived: leave whatever is running (a BaseException, like KeyboardInterrupt,
+    so the epoch loop's `except Exception` never swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class BaseValidatorNeuron(BaseNeuron):
@@ -58,6 +75,9 @@ class BaseValidatorNeuron(BaseNeuron):
         self.last_epoch_block: int | None = None
         self.axon = None
         self.request_gate = None
+        self.stopping = threading.Event()  # set once a stop began: long work may ask `stopping.is_set()`
+        self._stop_callbacks: list[tuple[str, Callable[[], None]]] = []
+        self._stopped = False
         super().__init__(config, chain=chain, wallet=wallet, setup_logs=setup_logs)
         if self.config.neuron.epoch_length <= 0:
             raise ValueError("--neuron.epoch_length must be positive")
@@ -82,21 +102,28 @@ class BaseValidatorNeuron(BaseNeuron):
         Returns the number of attempts.
         """
         epochs = self.config.neuron.epochs if epochs is None else epochs
-        attempted = 0
+        self._attempted = 0
+        with self.stop_on_signals():
+            try:
+                self._epochs(epochs)
+            except Shutdown as e:
+                logger.warning(f"received {e}; stopping (state is saved whole: a round cut short is scored again)")
+            except KeyboardInterrupt:  # SIGINT outside the main thread's handler (e.g. tests)
+                logger.warning("interrupted; stopping")
+        return self._attempted
+
+    def _epochs(self, epochs: int) -> None:
         last_attempt = self.last_epoch_block  # a window finished before a restart is not redone
-        while not epochs or attempted < epochs:
+        while (not epochs or self._attempted < epochs) and not self.stopping.is_set():
             try:
                 epoch_block = self.next_window(last_attempt)
-            except KeyboardInterrupt:
-                logger.warning("interrupted; stopping")
-                break
             except Exception as e:  # the chain cannot say which block it is: back off, count the attempt
-                attempted += 1
+                self._attempted += 1
                 self._log_failure("could not read the chain's block", e)
                 self._back_off()
                 continue
             last_attempt = epoch_block
-            attempted += 1
+            self._attempted += 1
             started = time.monotonic()
             try:
                 logger.info(f"epoch starting at block {epoch_block}")
@@ -105,12 +132,62 @@ class BaseValidatorNeuron(BaseNeuron):
                 self.last_epoch_block = epoch_block
                 self.step += 1
                 logger.info(f"epoch {epoch_block} finished in {time.monotonic() - started:.1f}s")
-            except KeyboardInterrupt:
-                logger.warning("interrupted; stopping")
-                break
             except Exception as e:  # one bad epoch must not stop an unattended validator
                 self._log_failure(f"epoch {epoch_block} failed", e)
-        return attempted
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """While inside: SIGTERM and SIGINT mark the neuron as stopping and raise `Shutdown` in the
+        main thread (the first one only; later ones are logged while the stop runs). The previous
+        handlers are restored on the way out. Outside the main thread, nothing is installed."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stopping.is_set():
+                logger.warning(f"received {signal.Signals(signum).name} again; already stopping")
+                return
+            self.stopping.set()
+            raise Shutdown(signum)
+
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    # -- the stop path ---------------------------------------------------------------------
+
+    def on_stop(self, name: str, callback: Callable[[], None]) -> None:
+        """Run `callback` when the neuron stops, before the axon and the chain close; the last
+        registered runs first (end child processes here: scoring workers, downloads...)."""
+        self._stop_callbacks.append((name, callback))
+
+    def stop(self) -> None:
+        """The one stop path (a signal, the end of `--neuron.epochs`, a failed start); runs once.
+
+        1. `self.stopping` is set, so any code still running can see it is shutting down;
+        2. the `on_stop` callbacks, newest first (child processes, then reporting);
+        3. the axon stops and the chain connection closes.
+        A failing step is logged and the others still run. Signals that arrive meanwhile are
+        logged, not acted on (`stop_on_signals`)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stopping.set()
+        for name, callback in reversed(self._stop_callbacks):
+            try:
+                callback()
+            except Exception as e:  # one failed cleanup must not skip the others
+                logger.warning(f"stopping: {name} failed: {type(e).__name__}: {one_line(e)}")
+        if self.axon is not None:
+            try:
+                self.axon.stop()
+            except Exception as e:
+                logger.debug(f"stopping: the axon: {e}")
+        self.chain.close()
 
     def next_window(self, last_attempt: int | None) -> int:
         """The start of the first epoch window after `last_attempt`, waiting for it if need be."""
@@ -191,10 +268,4 @@ class BaseValidatorNeuron(BaseNeuron):
         except ChainError as e:
             logger.error(f"could not publish the axon on chain: {e}")
 
-    def stop(self) -> None:
-        if self.axon is not None:
-            try:
-                self.axon.stop()
-            except Exception:
-                pass
-        self.chain.close()
+
