@@ -401,7 +401,7 @@ def check_commitment(
     commitment: Commitment,
     limits: CheckLimits = CheckLimits(),
     *,
-    teacher: TokenizerReference | None,
+    teacher: TokenizerReference,
     owner_of: OwnerLookup | None = None,
     progress: bool = False,
     deadlines: Deadlines | None = None,
@@ -415,11 +415,12 @@ def check_commitment(
     The steps that run the repo's files (architecture, tokenizer, load) run in a child
     process within `deadlines` (default: this machine's, `distil.checks.clock`).
     `steps` = `HEADER_ONLY_STEPS` runs only the checks that read no weight byte (what
-    `distil-eval` asks of every student before its teacher pass); `teacher` may then be None.
+    `distil-eval` asks of every student before its teacher pass; the config step compares
+    the tokenizer's pipeline sections with the teacher's there too).
     """
     if steps != STEPS[: len(steps)]:
         raise ValueError(f"steps must be a prefix of {STEPS}")
-    if "tokenizer" in steps and not isinstance(teacher, TokenizerReference):
+    if not isinstance(teacher, TokenizerReference):
         raise TypeError("teacher must be a TokenizerReference (see distil.checks.load_reference)")
     run = _Run(store, commitment, limits, teacher, owner_of, progress, deadlines or default_deadlines())
     to_run, steps = steps, []  # the names asked for; the report's CheckSteps

@@ -353,16 +353,19 @@ class StudentCheck:
 
 
 def check_students(students: Sequence[str], vocab_size: int, max_params: int, endpoint: str | None = None,
-                   store_factory: Callable[[], object] | None = None) -> list[StudentCheck]:
+                   store_factory: Callable[[], object] | None = None,
+                   teacher: str | None = None) -> list[StudentCheck]:
     """Resolve each student and run on it the pre-checks that read no weight byte (the
     validators' own, `HEADER_ONLY_STEPS`: revision, files, config and tokenizer JSON, weight
     index, safetensors headers, architecture), in order. A hub repo without a revision is
     pinned at its current commit, so what is checked is what is downloaded. A student that
     fails gets a ModelFailure in phase "precheck" ("invalid" for a verdict on the model:
-    `is_verdict`; "transient" for the hub's trouble or ours), with its code and detail."""
+    `is_verdict`; "transient" for the hub's trouble or ours), with its code and detail.
+    `teacher` (a directory or `repo[@revision]`): whose tokenizer.json the students' pipeline
+    sections must equal (only its tokenizer files are read)."""
     from distil.checks.codes import is_verdict
     from distil.checks.pipeline import HEADER_ONLY_STEPS, check_commitment, hub_failure
-    from distil.checks.result import CheckLimits
+    from distil.checks.result import CheckFailure, CheckLimits
     from distil.commitment import Commitment, CommitmentError
     from distil.hub import HubError, HuggingFaceStore, LocalModelStore
 
@@ -374,6 +377,18 @@ def check_students(students: Sequence[str], vocab_size: int, max_params: int, en
             hub.append(store_factory() if store_factory else HuggingFaceStore(endpoint=endpoint))
         return hub[0]
 
+    reference = None
+    if teacher is not None:
+        from distil.checks.tokenizer import load_reference
+
+        try:
+            reference = load_reference(teacher, store=None if os.path.isdir(teacher) else hub_store())
+        except HubError as e:
+            raise PreflightError(f"--teacher {teacher}: cannot read its tokenizer: {hub_failure(e)[1]}") from None
+        except CheckFailure as e:
+            raise PreflightError(f"--teacher {teacher}: its tokenizer: {e.code}: {e.detail}") from None
+        except (OSError, ValueError) as e:
+            raise PreflightError(f"--teacher {teacher}: cannot read its tokenizer: {e}") from None
     out = []
     for source in students:
         try:
@@ -387,7 +402,7 @@ def check_students(students: Sequence[str], vocab_size: int, max_params: int, en
                 commitment = Commitment.parse(source) if at else Commitment(repo, store.resolve_revision(repo))
                 fetch = str(commitment)
             logger.info(f"preflight: {source}: the pre-checks that read no weight (pinned {commitment.revision[:12]})")
-            result = check_commitment(store, commitment, limits, teacher=None, steps=HEADER_ONLY_STEPS)
+            result = check_commitment(store, commitment, limits, teacher=reference, steps=HEADER_ONLY_STEPS)
             code, detail = (None, None) if result.ok else (result.code, result.detail)
         except HubError as e:  # resolving the repo's current commit
             (code, detail), fetch = hub_failure(e), None
@@ -472,7 +487,8 @@ def check_eval(args) -> tuple[int | None, list[StudentCheck]]:
     checks: list[StudentCheck] = []
 
     def students() -> list[str]:
-        checks.extend(check_students(args.student, spec.vocab_size, MAX_PARAMS, endpoint=hub_endpoint()))
+        checks.extend(check_students(args.student, spec.vocab_size, MAX_PARAMS, endpoint=hub_endpoint(),
+                                     teacher=args.teacher))
         return [c.fetch for c in checks if c.failure is None and not os.path.isdir(c.fetch)]
 
     try:
