@@ -29,6 +29,13 @@ def validate(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.lr <= 0:
         raise UsageError("--lr must be > 0")
+    if args.hotkey is not None:
+        from distil.checks.owner import validate_hotkey
+
+        try:
+            validate_hotkey(args.hotkey)
+        except ValueError as e:
+            raise UsageError(f"--hotkey: {e}") from None
     if args.prompts_file and not os.path.isfile(args.prompts_file):
         raise UsageError(f"--prompts-file {args.prompts_file} does not exist")
     eval_spec(args, args.device)  # the spec's own checks (device, sizes)
