@@ -451,13 +451,13 @@ def check_commitment(
     return _execute(run, STEPS)
 
 
-OWNER_STEPS = STEPS[: STEPS.index("owner") + 1]
+OWNER_STEPS = ("revision", "owner")  # metadata, then distil.json alone (fetched within its cap)
 
 
 def check_ownership(store: ModelStore, commitment: Commitment, hotkey: str,
                     limits: CheckLimits = CheckLimits()) -> CheckResult:
-    """The ownership check alone, with the metadata steps it needs (`OWNER_STEPS`; nothing is
-    downloaded): what `miner.py --skip-checks` still runs, since a commitment whose repo does
+    """The ownership check alone, with the metadata it needs (`OWNER_STEPS`; nothing else is
+    fetched): what `miner.py --skip-checks` still runs, since a commitment whose repo does
     not name its hotkey is INVALID whatever its weights."""
     run = _Run(store, commitment, limits, None, None, False, None, hotkey=hotkey)  # no step here runs repo files
     return _execute(run, OWNER_STEPS)

@@ -259,6 +259,8 @@ def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[Validat
     loser = displaced if owner == claim else claim
     if loser is None or loser.hotkey == owner.hotkey or loser.hotkey not in state.miners:
         return state, []
+    if state.miners[loser.hotkey].reason == COPY:  # already the copy (of the files hash, say): one verdict
+        return state, []
     detail = (
         f"same weights as {owner.commitment} of {owner.hotkey}, committed earlier "
         f"(block {owner.commit_block} < {loser.commit_block})"
