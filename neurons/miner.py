@@ -184,9 +184,11 @@ def run_prechecks(config, commitment: Commitment, store: ModelStore, hotkey: str
     result = check_commitment(store, commitment, CheckLimits(require_public=False), teacher=teacher, hotkey=hotkey,
                               progress=True)
     if not result.ok:
+        fix = ("Write distil.json for this hotkey with --write-owner DIR and upload it; --skip-checks still checks it"
+               if result.code in ("OWNER_MISSING", "OWNER_MISMATCH")
+               else "Run `distil-check` for the full report, or --skip-checks to commit anyway")
         raise PrecheckFailed(
-            f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
-            "Run `distil-check` for the full report, or --skip-checks to commit anyway)"
+            f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. {fix})"
         )
     if not result.seen_public:
         print(
