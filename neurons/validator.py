@@ -9,8 +9,8 @@
 
 Each epoch (`--neuron.epoch_length` blocks): sync; read commitments; pre-check new ones on
 CPU; check that the king and the models about to be scored are still public; if there is
-a new challenger (or no king), score king and challengers head to head on prompts seeded
-by the epoch's first block hash; apply the dethrone rule; save the state; set weights
+a new challenger committed before the epoch's first block − `--eval.commit_delay` (or no
+king), score king and challengers head to head on prompts seeded by that block's hash; apply the dethrone rule; save the state; set weights
 (king 1.0). See docs/validators.md and docs/rounds.md; each step lives in `distil/`.
 """
 

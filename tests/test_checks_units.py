@@ -48,6 +48,38 @@ def code_of(fn, *args, **kwargs) -> str:
     return e.value.code
 
 
+# -- the ownership file (spec v3) --------------------------------------------------------
+
+
+def test_owner_file_names_exactly_one_hotkey(tmp_path):
+    from distil.checks.owner import check_owner, named_hotkey, owner_file_text, write_owner_file
+
+    hk = "5GZEJAWby6mZqNgpfDeHJdvgjdYnQBtYnTHdWqMWyJdSr3vP"
+    assert json.loads(owner_file_text(hk)) == {"hotkey": hk}
+    path = write_owner_file(tmp_path, hk)
+    assert path == tmp_path / "distil.json" and parse_json_object(path.read_bytes(), "distil.json") == {"hotkey": hk}
+    assert [p.name for p in tmp_path.iterdir()] == ["distil.json"]  # no temporary file left
+    assert named_hotkey({"hotkey": hk, "note": "ignored"}) == hk
+    for value in ({}, {"hotkey": None}, {"hotkey": 5}, {"hotkey": ""}, {"hotkey": f" {hk}"}, {"hotkey": "x" * 129},
+                  {"Hotkey": hk}):
+        assert code_of(named_hotkey, value) == "OWNER_MISSING", value
+    check_owner(hk, hk)
+    assert code_of(check_owner, hk, hk[:-1] + "Q") == "OWNER_MISMATCH"
+    assert code_of(check_owner, hk.lower(), hk) == "OWNER_MISMATCH"  # ss58 is case-sensitive
+    for bad in ("", "two words", None, "x" * 129):
+        with pytest.raises(ValueError):
+            owner_file_text(bad)
+
+
+def test_the_owner_file_is_allowed_and_capped_like_a_config():
+    meta = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "distil.json": 60}.items()))
+    check_files(meta, CheckLimits())
+    big = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "distil.json": 5 << 20}.items()))
+    assert code_of(check_files, big, CheckLimits()) == "FILE_SIZE"
+    nested = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "x/distil.json": 60}.items()))
+    assert code_of(check_files, nested, CheckLimits()) == "FORBIDDEN_FILE"
+
+
 # -- files -------------------------------------------------------------------------------
 
 BASE_FILES = {"config.json": 500, "model.safetensors": 10_000, "tokenizer.json": 5_000, "tokenizer_config.json": 200}

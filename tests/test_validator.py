@@ -164,7 +164,7 @@ def owned(model, hotkey, tmp_path):
     owner = model / "distil.json"
     if owner.is_file() and json.loads(owner.read_text()).get("hotkey") == hotkey:
         return model
-    target = tmp_path / "owned" / f"{model.name}-{hotkey[:16]}"
+    target = tmp_path / "owned" / hotkey[:16] / model.name  # the directory's own name kept (tests key on it)
     return target if target.is_dir() else owned_by(model, target, hotkey)
 
 
