@@ -93,6 +93,9 @@ def test_a_tied_student_is_saved_once_and_passes_the_cap_it_started_under(models
     from distil.checks.cli import main as check_main
 
     start = tiny.save_student(tmp_path / "tied", seed=5, arch="qwen3", tie_word_embeddings=True)
+    from distil.checks.owner import write_owner_file
+
+    write_owner_file(tmp_path / "tied", HOTKEY)  # a submission of its own (spec v3)
     size = sum(p.numel() for p in start.parameters())
     assert size == 15_966_592
     cap = str(size * 3 // 2)
