@@ -531,7 +531,7 @@ def test_ownership_file_naming_the_committer_passes_and_without_hotkey_is_report
     rc, result = run_check(capsys, path, teacher_dir, "--hotkey", COMMITTER)
     assert rc == 0 and result["ok"], result
     assert distil_check([str(valid_model), "--teacher", str(teacher_dir), "--hotkey", VALID_OWNER]) == 0
-    assert f"[pass] owner" in capsys.readouterr().out
+    assert f"[pass] owner                  distil.json names the committing hotkey {VALID_OWNER}" in capsys.readouterr().out
     # without --hotkey: the file must name one, and the report says which
     assert distil_check([str(path), "--teacher", str(teacher_dir)]) == 0
     report = capsys.readouterr().out
