@@ -11,11 +11,17 @@ line on stderr names it.
 The teacher is a tiny `Qwen3_5MoeForCausalLM` at the real vocabulary with a sharpened
 output layer (a random model at the default init is nearly uniform over 248,320 tokens,
 which makes every student look alike). Students are noisy copies of the teacher, so
-their KL is ordered by the noise: `good` beats `fair`, and `better` (committed at block 140,
-visible from the second epoch) beats `good` by more than the 1% margin. `copy` is
-`good`'s files under another name (COPY by hash), `resharded` the same weights in two
-shards (COPY by content hash), `hostile` ships a `tokenizer.py` (INVALID) and `random`
-is an untrained student of another architecture (KL far above 2: KL_TOO_HIGH).
+their KL is ordered by the noise: `good` beats `fair`, and `better` beats `good` by more
+than the 1% margin. The chain starts at block 100 (epochs of 50 blocks: rounds seeded by
+blocks 100, 150, 200), and a round seeded by S scores only commitments made before
+S − 50 (spec v3's commit delay): every model is committed before block 50 except
+`better`, committed at block 90, which is on chain and pre-checked in the first epoch but
+scored from the second. `copy` is `good`'s files re-uploaded under another name
+(COPY by hash), `resharded` the same weights in two shards (COPY by content hash),
+`hostile` ships a `tokenizer.py` (INVALID) and `random` is an untrained student of
+another architecture (KL far above 2: KL_TOO_HIGH). Every repo carries its `distil.json`
+naming its own committer's hotkey (spec v3's ownership file), the copies too: they are
+copies by their weights, not by a borrowed commitment.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from pathlib import Path
 from distil import tiny
 from distil.exits import EXIT_ERROR, EXIT_OK
 from template.args import ArgumentParser
+from distil.checks.owner import write_owner_file
 
 TEACHER_LOGIT_SCALE = 30.0
 
+START_BLOCK = 100
 # name: (noise scale relative to the teacher's weights, commit block)
-NOISY_STUDENTS = {"fair": (0.10, 90), "good": (0.05, 95), "better": (0.02, 140)}
+NOISY_STUDENTS = {"fair": (0.10, 40), "good": (0.05, 45), "better": (0.02, 90)}
 MINERS = (*NOISY_STUDENTS, "copy", "resharded", "hostile", "random")
 # Everything `build` writes, relative to DIR: all it ever removes.
 BUILT = ("teacher", "scenario.json", "prompts.jsonl", *(f"miners/{name}" for name in MINERS))
@@ -94,27 +102,29 @@ def build(directory: str | Path, seed: int = 0) -> Path:
 
     copy = root / "miners" / "copy"
     shutil.copytree(root / "miners" / "good", copy)
-    miners.append({"name": "copy", "model": copy, "commit_block": 97})
+    miners.append({"name": "copy", "model": copy, "commit_block": 47})
 
     resharded = root / "miners" / "resharded"
     good = _load(root / "miners" / "good")
     good.save_pretrained(str(resharded), max_shard_size="40MB")
     tiny.save_tokenizer(resharded)
-    miners.append({"name": "resharded", "model": resharded, "commit_block": 98})
+    miners.append({"name": "resharded", "model": resharded, "commit_block": 48})
 
     hostile = root / "miners" / "hostile"
     shutil.copytree(root / "miners" / "fair", hostile)
     (hostile / "tokenizer.py").write_text("import os\nos.system('echo pwned')\n")
-    miners.append({"name": "hostile", "model": hostile, "commit_block": 99})
+    miners.append({"name": "hostile", "model": hostile, "commit_block": 49})
 
     random_student = root / "miners" / "random"
     tiny.save_model(random_student, tiny.student_config("qwen3_5"), seed=seed + 99, logit_scale=TEACHER_LOGIT_SCALE)
-    miners.append({"name": "random", "model": random_student, "commit_block": 93})
+    miners.append({"name": "random", "model": random_student, "commit_block": 43})
+    for m in miners:  # each repo names the hotkey that commits it (spec v3)
+        write_owner_file(m["model"], demo_hotkey(m["name"]))
 
     # paths relative to the scenario file, so the directory can be moved
     scenario = {
         "teacher": "teacher",
-        "start_block": 100,
+        "start_block": START_BLOCK,
         "miners": [
             {
                 "hotkey": demo_hotkey(m["name"]),

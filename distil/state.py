@@ -9,11 +9,13 @@ Shape (version 1)::
                          "code": ..., "detail": ..., "kl": {...} | null, "content_hash": ...,
                          "checked": bool, "seen_public": bool,
                          "strikes": INT, "last_check_block": INT | null,
-                         "coldkey": SS58 | null, "eval_strikes": INT, ...}},
-     "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ...}},
+                         "coldkey": SS58 | null, "eval_strikes": INT,
+                         "commit_block_hash": "0x…" | null, ...}},
+     "hash_owners": {HASH: {"hotkey": ..., "commit_block": ..., "commitment": ..., "block_hash": "0x…" | null}},
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null,
      "legacy_king": HOTKEY | null,   (the previous scoring version's king, weighted until a round crowns a king)
-     "checks_version": INT}          (the pre-checks' version the records were checked under)
+     "checks_version": INT,          (the pre-checks' version the records were checked under)
+     "owner_rule_block": INT | null} (commitments before this block need no distil.json: they predate the rule)
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
@@ -80,6 +82,9 @@ class MinerRecord:
     last_check_block: int | None = None  # the last pre-check attempt that reached no verdict
     coldkey: str | None = None  # the hotkey's owner on chain (per-coldkey challenger cap)
     eval_strikes: int = 0  # evaluation failures (load, score, probe, deadline, worker death) that were its own
+    # The hash of the block holding the commitment: the same-block draw of every copy rule
+    # (distil.precedence). Read from the chain once (distil.scoring.ownership.note_block_hashes).
+    commit_block_hash: str | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -108,6 +113,11 @@ class ValidatorState:
     legacy_king: str | None = None
     # The pre-checks' version the records were checked under (distil.CHECKS_VERSION).
     checks_version: int = CHECKS_VERSION
+    # Spec v3's ownership rule (distil.json names the committing hotkey) holds for commitments
+    # made at this block or later; earlier ones predate it and keep their rule. 0 for a
+    # state begun under the rule; None for a state written before it, set at its first
+    # epoch to the chain's next block (distil.scoring.ownership.adopt_owner_rule).
+    owner_rule_block: int | None = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +130,7 @@ class ValidatorState:
             "last_round": self.last_round,
             "legacy_king": self.legacy_king,
             "checks_version": self.checks_version,
+            "owner_rule_block": self.owner_rule_block,
         }
 
     @classmethod
@@ -153,6 +164,7 @@ class ValidatorState:
             version=data["version"],
             legacy_king=data.get("legacy_king"),
             checks_version=data.get("checks_version", 1),  # states from before it was recorded: v1
+            owner_rule_block=data.get("owner_rule_block"),  # states from before the rule: None (set at adoption)
         )
 
     def copy(self) -> "ValidatorState":

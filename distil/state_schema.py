@@ -22,6 +22,7 @@ from distil import SCORING_VERSION
 from distil.commitment import CommitmentError, parse_commitment
 
 Block = Annotated[int, Field(ge=0)]  # block numbers, uids, counts: integers, never negative
+BlockHash = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]  # a block's hash as the chain gives it
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
@@ -59,6 +60,7 @@ class MinerSchema(BaseModel):
     last_check_block: Block | None = None
     coldkey: str | None = None
     eval_strikes: Block = 0
+    commit_block_hash: BlockHash | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "MinerSchema":
@@ -82,6 +84,7 @@ class HashOwnerSchema(BaseModel):
     hotkey: str
     commit_block: Block
     commitment: str
+    block_hash: BlockHash | None = None  # the commit block's hash: the same-block draw (spec v3)
 
 
 class LastRoundSchema(BaseModel):
@@ -106,6 +109,7 @@ class StateSchema(BaseModel):
     last_round: LastRoundSchema | None = None
     legacy_king: str | None = None
     checks_version: int = Field(default=1, ge=1)
+    owner_rule_block: Block | None = None
 
     @field_validator("miners")
     @classmethod

@@ -4,12 +4,17 @@
         --model-repo you/your-model [--revision SHA] [--yes] [--teacher PATH_OR_REPO]
     python neurons/miner.py --model-repo you/your-model --revision SHA --dry-run
     python neurons/miner.py --wallet.name W --wallet.hotkey H --status
+    python neurons/miner.py --wallet.name W --wallet.hotkey H --write-owner ./my-model
 
 A hotkey commits exactly once, forever: to submit another model, register a new hotkey.
 The commitment pins `repo@revision`; without `--revision` the repo's current commit is
-asked from the hub and pinned. Before a commitment, and in a dry run, the validators'
-pre-checks run on the model at that revision (`distil-check` runs them alone); a model
-that fails them is not committed. `--skip-checks` commits anyway (not recommended).
+asked from the hub and pinned. Every repo must hold, at that revision, a `distil.json`
+naming the hotkey that commits it (spec v3; `--write-owner DIR` writes it for this wallet's
+hotkey): a commitment whose repo names no hotkey or another one is INVALID. Before a
+commitment, and in a dry run, the validators' pre-checks run on the model at that revision
+(`distil-check` runs them alone), the ownership check against this wallet's hotkey
+included; a model that fails them is not committed. `--skip-checks` skips every check but
+the ownership one (not recommended).
 A one-shot command, not a service: run it once per hotkey (under pm2 it would restart-loop).
 Exit status (docs/cli.md): 0 done, 1 the pre-checks refuse the model (commit or --dry-run),
 2 anything else: a bad argument, a hotkey that cannot commit, no validator answering
@@ -91,8 +96,15 @@ class Miner(BaseMinerNeuron):
             "--skip-checks",
             dest="skip_checks",
             action="store_true",
-            help="commit without running the pre-checks first (not recommended: a failing model is "
-            "disqualified and the hotkey cannot commit again)",
+            help="commit without running the pre-checks first, except the ownership check (distil.json must "
+            "name this hotkey); not recommended: a failing model is disqualified and the hotkey cannot commit again",
+        )
+        parser.add_argument(
+            "--write-owner",
+            dest="write_owner",
+            default=None,
+            metavar="DIR",
+            help="write DIR/distil.json naming this wallet's hotkey (upload it with the model, then commit), and exit",
         )
         parser.add_argument(
             "--teacher",
@@ -162,8 +174,9 @@ def build_commitment(config, store: ModelStore | None = None) -> Commitment:
     return Commitment(repo, revision)
 
 
-def run_prechecks(config, commitment: Commitment, store: ModelStore):
-    """The validators' pre-checks on the model at the pinned revision, through `store`.
+def run_prechecks(config, commitment: Commitment, store: ModelStore, hotkey: str | None = None):
+    """The validators' pre-checks on the model at the pinned revision, through `store`, the
+    ownership check against `hotkey` included (None, in a dry run: the file must name a hotkey).
 
     Private repos are checked (miners may publish after committing) with a warning: the
     validators wait for the repo to become public, then disqualify it after the grace period.
@@ -180,14 +193,18 @@ def run_prechecks(config, commitment: Commitment, store: ModelStore):
             "pass --teacher PATH_OR_REPO", verdict=False,
         ) from None
     logger.info(f"running the pre-checks on {commitment} (tokenizer reference: {teacher.source})")
-    result = check_commitment(store, commitment, CheckLimits(require_public=False), teacher=teacher, progress=True)
+    result = check_commitment(store, commitment, CheckLimits(require_public=False), teacher=teacher, hotkey=hotkey,
+                              progress=True)
     if not result.ok:
         if not is_verdict(result.code):  # the hub, our disk or memory: no verdict, try again
             raise PrecheckFailed(f"the pre-checks could not run: {result.code}: {result.detail} (nothing committed; "
                                  "try again later)", verdict=False)
+        fix = ("Write distil.json for this hotkey with --write-owner DIR and upload it; --skip-checks still checks it"
+               if result.code in ("OWNER_MISSING", "OWNER_MISMATCH")
+               else "Run `distil-check` for the full report, or --skip-checks to commit anyway")
         raise PrecheckFailed(
-            f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
-            "Run `distil-check` for the full report, or --skip-checks to commit anyway)", verdict=True,
+            f"pre-checks failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. {fix})",
+            verdict=True,
         )
     if not result.seen_public:
         print(
@@ -197,6 +214,41 @@ def run_prechecks(config, commitment: Commitment, store: ModelStore):
         )
     logger.info(f"pre-checks passed: {result.params:,} parameters, content hash {result.content_hash}")
     return result
+
+
+def check_owner(commitment: Commitment, store: ModelStore, hotkey: str) -> None:
+    """The ownership check alone (no download): with --skip-checks, still refuse a repo whose
+    distil.json does not name `hotkey`, since validators would refuse it whatever its weights.
+    Raises PrecheckFailed."""
+    from distil.checks import CheckLimits, check_ownership
+
+    result = check_ownership(store, commitment, hotkey, CheckLimits(require_public=False))
+    if not result.ok:
+        raise PrecheckFailed(
+            f"ownership check failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
+            f"Write the file with `python neurons/miner.py --write-owner DIR` and upload it)"
+        )
+
+
+def write_owner(config) -> int:
+    """`--write-owner DIR`: DIR/distil.json naming this wallet's hotkey."""
+    from distil.checks.owner import write_owner_file
+
+    directory = Path(config.write_owner).expanduser()
+    if not directory.is_dir():
+        print(f"error: --write-owner {config.write_owner}: no such directory (give the model's directory)", file=sys.stderr)
+        return EXIT_ERROR
+    hotkey = load_wallet(config).hotkey.ss58_address
+    try:
+        path = write_owner_file(directory, hotkey)
+    except OSError as e:
+        print(f"error: --write-owner {config.write_owner}: cannot write distil.json ({e.strerror or type(e).__name__})",
+              file=sys.stderr)
+        return EXIT_ERROR
+    print(f"wrote {path} naming hotkey {hotkey}: upload it with the model, then commit the new revision from this "
+          "hotkey", file=sys.stderr)
+    print(path)
+    return EXIT_OK
 
 
 class StatusUnavailable(ChainError):
@@ -331,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from template.base.neuron import make_chain
 
             return show_status(config, load_wallet(config), make_chain(config, existing_file=True))
+        if config.write_owner:
+            return write_owner(config)
         if not config.model_repo:
             parser.error("--model-repo is required (namespace/name of your model on Hugging Face)")
         stores: list[ModelStore] = []
@@ -351,15 +405,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         miner = Miner(config, setup_logs=False)
         if config.skip_checks:
             print(
-                "WARNING: --skip-checks: committing WITHOUT the pre-checks. If the model fails them, validators "
-                "disqualify it and this hotkey can never commit again.",
+                "WARNING: --skip-checks: committing WITHOUT the pre-checks (only the ownership file is checked). If "
+                "the model fails them, validators disqualify it and this hotkey can never commit again.",
                 file=sys.stderr,
             )
-            precheck = None
+
+            def precheck(c: Commitment) -> None:
+                check_owner(c, store(), miner.hotkey)
         else:
 
             def precheck(c: Commitment) -> None:
-                run_prechecks(config, c, store())
+                run_prechecks(config, c, store(), hotkey=miner.hotkey)
 
         stored = miner.commit(commitment, assume_yes=config.yes, precheck=precheck)
         print(f"committed {stored} for hotkey {miner.hotkey} (distil {__version__})")

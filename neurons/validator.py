@@ -9,8 +9,8 @@
 
 Each epoch (`--neuron.epoch_length` blocks): sync; read commitments; pre-check new ones on
 CPU; check that the king and the models about to be scored are still public; if there is
-a new challenger (or no king), score king and challengers head to head on prompts seeded
-by the epoch's first block hash; apply the dethrone rule; save the state; set weights
+a new challenger committed before the epoch's first block − `--eval.commit_delay` (or no
+king), score king and challengers head to head on prompts seeded by that block's hash; apply the dethrone rule; save the state; set weights
 (king 1.0). See docs/validators.md and docs/rounds.md; each step lives in `distil/`.
 """
 
@@ -42,6 +42,7 @@ from distil.metrics.report import report_epoch, run_config  # noqa: E402
 from distil.metrics.rounds import RoundFiles  # noqa: E402
 from distil.protocol import DistilStatus  # noqa: E402
 from distil.scoring import epoch as ep  # noqa: E402
+from distil.scoring import ownership  # noqa: E402
 from distil.state import StateError, ValidatorState, load_state, save_state  # noqa: E402
 from distil.scoring.prechecks import migrate_checks_version  # noqa: E402
 from distil.validator.args import EVAL_SPEC_FLAGS, add_validator_args, check_limits, deadlines, eval_spec, hub_store, round_params  # noqa: E402,F401
@@ -56,7 +57,7 @@ from distil.validator.teacher import PinnedTeacher  # noqa: E402
 from template.axon import RateLimiter, registered_only_blacklist  # noqa: E402
 from template.base import BaseValidatorNeuron  # noqa: E402
 from template.base.validator import one_line  # noqa: E402
-from template.chain import ChainError  # noqa: E402
+from template.chain import ChainError, TransientChainError  # noqa: E402
 from template.config import parse_config  # noqa: E402
 from template.log import setup_logging_from_config  # noqa: E402
 from template.wallet import MockWallet, WalletError  # noqa: E402
@@ -156,17 +157,23 @@ class Validator(BaseValidatorNeuron):
         state = self.note(apply_requests(self.state, self.config.neuron.full_path))
         coldkeys = {n.hotkey: n.coldkey for n in self.metagraph.neurons}
         state = self.note(ep.reconcile(state, hotkey_uids, self.chain_commitments(), now, coldkeys))
+        # spec v3's ownership rule starts after what an upgraded state already saw; the commit blocks' hashes (the tie draw)
+        state = self.note(ownership.adopt_owner_rule(state, now + 1))
+        state = self.with_block_hashes(state)
         # 2. pre-checks on CPU
         checked = self.prechecks.run(state, now)
         state = self.note((checked.state, checked.events))
         # 3. integrity of the king and of every model the round would score; strikes for repo-only failures
-        integrity = check_round_integrity(state, self.store, self.config.eval.max_challengers, self.config.eval.rematch,
-                                          self.config.eval.max_per_coldkey)
+        integrity = check_round_integrity(state, self.store, epoch_block, self.config.eval.max_challengers,
+                                          self.config.eval.rematch, self.config.eval.max_per_coldkey,
+                                          int(self.config.eval.commit_delay))
         state = self.note((integrity.state, integrity.events))
         state = self.note(apply_strikes(state, checked.attempts, integrity.answered, int(self.config.checks.max_strikes)))
-        # 4. plan (at most --eval.max_per_coldkey challengers per owner); the CPU work is saved, so a crash from here on does not redo it
-        plan = ep.plan_round(state, self.config.eval.max_challengers, self.config.eval.rematch, exclude=integrity.unreachable,
-                             max_per_coldkey=self.config.eval.max_per_coldkey)
+        # 4. plan: commitments made before epoch_block − --eval.commit_delay (spec v3), at most --eval.max_per_coldkey
+        # challengers per owner; the CPU work is saved, so a crash from here on does not redo it
+        plan = ep.plan_round(state, epoch_block, self.config.eval.max_challengers, self.config.eval.rematch,
+                             exclude=integrity.unreachable, max_per_coldkey=self.config.eval.max_per_coldkey,
+                             commit_delay=int(self.config.eval.commit_delay))
         self.commit(state)
         # 5–8. prompts, teacher pass, scores, decision: the round on the GPU
         scores = None
@@ -239,6 +246,25 @@ class Validator(BaseValidatorNeuron):
         for event in events:
             logger.info(f"{event.kind}: {event.hotkey or ''} {event.detail}")
         return state
+
+    def with_block_hashes(self, state: ValidatorState) -> ValidatorState:
+        """The hash of every commit block the state lacks, read from the chain once each: the
+        same-block draw of the copy rules (`distil.precedence`). A chain that is unavailable
+        fails the epoch (retried next epoch); one that refuses a block leaves that block
+        without a hash (its commitments keep spec v2's hotkey order), asked again next epoch."""
+        hashes = {}
+        for block in ownership.blocks_without_hash(state):
+            try:
+                hashes[block] = self.chain.block_hash(block)
+            except TransientChainError:
+                raise
+            except ChainError as e:
+                logger.warning(f"no hash for commit block {block} ({one_line(e)}); asked again next epoch")
+        try:
+            return ownership.note_block_hashes(state, hashes) if hashes else state
+        except ValueError as e:  # the chain answered something that is not a block hash
+            logger.warning(f"commit block hashes not recorded: {one_line(e)}")
+            return state
 
     def chain_commitments(self) -> dict[str, tuple[str, int]]:
         return {hotkey: (r.data, r.block) for hotkey, r in self.chain.commitments().items()}

@@ -21,10 +21,29 @@ from distil import VOCAB_SIZE, tiny
 WEIGHTS = "model.safetensors"
 
 
-def build_valid(path: Path, seed: int = 1) -> Path:
-    """The tiny Qwen3.5 student (248,320 vocab, bf16, ~32M params) with the tiny tokenizer."""
+# The hotkey the valid model's distil.json names (spec v3): checks without a committing
+# hotkey only need the file to name one; a test committing it names this one or rewrites the file.
+VALID_OWNER = "5ValidModelOwnerHotkeyForTheTestsXXXXXXXXXXXXXXX"
+
+
+def build_valid(path: Path, seed: int = 1, owner: str = VALID_OWNER) -> Path:
+    """The tiny Qwen3.5 student (248,320 vocab, bf16, ~32M params) with the tiny tokenizer and
+    a distil.json naming `owner`."""
+    from distil.checks.owner import write_owner_file
+
     tiny.save_student(path, seed=seed)
+    write_owner_file(path, owner)
     return path
+
+
+def owned_by(src: Path, dst: Path, hotkey: str) -> Path:
+    """`src` hard-linked into `dst`, with its own distil.json naming `hotkey`: the same weights
+    re-uploaded by another committer (or a model served under a test's hotkey)."""
+    from distil.checks.owner import write_owner_file
+
+    clone(src, dst, skip=("distil.json",))
+    write_owner_file(dst, hotkey)
+    return dst
 
 
 def clone(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -355,6 +356,7 @@ def gpt2_with_16_positions(v: Path, d: Path):
     """A GPT-2 that reads 16 positions: every other check passes (the teacher's tokenizer and
     vocabulary, bf16, the right tensors), and scoring would raise IndexError at position 16."""
     tiny.save_model(d, tiny_gpt2_config(n_positions=16), seed=3)
+    shutil.copyfile(v / "distil.json", d / "distil.json")
 
 
 def context_shorter_than_the_window(v: Path, d: Path):
@@ -384,6 +386,27 @@ def decoy_beside_index(v: Path, d: Path):
 def config_not_json(v: Path, d: Path):
     clone(v, d)
     replace_file(d / "config.json", "{'vocab_size': 248320}")
+
+
+# -- ownership (spec v3): distil.json names the committing hotkey --------------------------
+
+COMMITTER = "5CommitterHotkeyOfTheCorpusTestsXXXXXXXXXXXXXXX"
+
+
+def owner_file(text: str, committer: str | None = COMMITTER):
+    def build(v: Path, d: Path):
+        clone(v, d)
+        replace_file(d / "distil.json", text)
+        return ["--hotkey", committer] if committer else []
+
+    build.__name__ = f"owner_file_{text[:24]}"
+    return build
+
+
+def someone_elses_repo(v: Path, d: Path):
+    """The valid model as it is: its distil.json names VALID_OWNER, not the committer."""
+    clone(v, d)
+    return ["--hotkey", COMMITTER]
 
 
 CASES = [
@@ -445,6 +468,15 @@ CASES = [
     (stray_shard_without_index, "WEIGHT_INDEX"),
     (decoy_beside_index, "WEIGHT_INDEX"),
     (config_not_json, "MALFORMED_JSON"),
+    (missing("distil.json"), "OWNER_MISSING"),
+    (someone_elses_repo, "OWNER_MISMATCH"),
+    (owner_file('{"owner": "%s"}' % COMMITTER), "OWNER_MISSING"),
+    (owner_file('{"hotkey": 5}'), "OWNER_MISSING"),
+    (owner_file('{"hotkey": "%s "}' % COMMITTER), "OWNER_MISSING"),
+    (owner_file('{"hotkey": "%s"}' % COMMITTER.lower()), "OWNER_MISMATCH"),
+    (owner_file("hotkey: %s" % COMMITTER), "MALFORMED_JSON"),
+    (owner_file('["%s"]' % COMMITTER), "CONFIG_INVALID"),
+    (owner_file('{"hotkey": "%s", "hotkey": "%s"}' % (COMMITTER, COMMITTER)), "MALFORMED_JSON"),
 ]
 
 
@@ -488,6 +520,47 @@ def test_valid_model_cli_report_and_json(valid_model, teacher_dir, capsys):
     for step in ("revision", "files", "config", "safetensors headers", "architecture", "content", "tokenizer", "load"):
         assert f"[pass] {step}" in report
     assert "result: VALID" in report
+
+
+def test_ownership_file_naming_the_committer_passes_and_without_hotkey_is_reported(valid_model, teacher_dir,
+                                                                                   tmp_path, capsys):
+    from model_builders import VALID_OWNER, owned_by
+
+    path = owned_by(valid_model, tmp_path / "mine", COMMITTER)
+    assert json.loads((path / "distil.json").read_text()) == {"hotkey": COMMITTER}
+    rc, result = run_check(capsys, path, teacher_dir, "--hotkey", COMMITTER)
+    assert rc == 0 and result["ok"], result
+    assert distil_check([str(valid_model), "--teacher", str(teacher_dir), "--hotkey", VALID_OWNER]) == 0
+    assert f"[pass] owner                  distil.json names the committing hotkey {VALID_OWNER}" in capsys.readouterr().out
+    # without --hotkey: the file must name one, and the report says which
+    assert distil_check([str(path), "--teacher", str(teacher_dir)]) == 0
+    report = capsys.readouterr().out
+    assert f"distil.json names {COMMITTER}; validators count the commitment only from that hotkey" in report
+    # a bad --hotkey is a usage error
+    with pytest.raises(SystemExit) as exit_info:
+        distil_check([str(path), "--teacher", str(teacher_dir), "--hotkey", "not a hotkey"])
+    assert exit_info.value.code == 2 and "not a hotkey address" in capsys.readouterr().err
+
+
+def test_ownership_is_checked_before_any_duplicate_and_skipped_for_an_exempt_commitment(valid_model, teacher_reference,
+                                                                                       tmp_path):
+    """A copied repo@rev string is INVALID before it can claim (or lose) a hash; a commitment
+    from before the rule is not asked for the file."""
+    store = LocalModelStore()
+    commitment = Commitment("victim/model", store.add("victim/model", valid_model))
+    first = check_commitment(store, commitment, teacher=teacher_reference)
+    registry, _, _ = DuplicateRegistry().claim(first.files_hash, _claim(commitment, 100, "5Victim"))
+    thief = check_commitment(store, commitment, teacher=teacher_reference, hotkey="5Thief",
+                             owner_of=registry.copy_lookup(_claim(commitment, 99, "5Thief")))
+    assert (thief.reason, thief.code, thief.copy_of) == ("INVALID", "OWNER_MISMATCH", None)
+    assert "5Thief committed" in thief.detail and [s.status for s in thief.steps[3:]] == ["skip"] * (len(thief.steps) - 3)
+    bare = clone(valid_model, tmp_path / "bare", skip=("distil.json",))
+    old = Commitment("old/model", store.add("old/model", bare))
+    exempt = check_commitment(store, old, teacher=teacher_reference, hotkey="5Old",
+                              owner_exempt="committed at block 10, before the ownership rule (block 500)")
+    steps = {s.name: s for s in exempt.steps}
+    assert exempt.ok and steps["owner"].status == "skip" and "before the ownership rule" in steps["owner"].detail
+    assert check_commitment(store, old, teacher=teacher_reference, hotkey="5Old").code == "OWNER_MISSING"
 
 
 def test_the_same_cap_that_stops_the_lying_config_passes_the_honest_model(valid_model, teacher_dir, capsys):

@@ -187,7 +187,9 @@ def test_recommitting_the_same_files_is_a_copy_found_without_any_download(hub, s
     hub.clear_log()
     result = check_commitment(store, copy, teacher=teacher_reference, owner_of=registry.copy_lookup(mallory))
     assert (result.reason, result.code, result.copy_of) == ("COPY", "DUPLICATE_FILES", str(original))
-    assert not [r for r in hub.log if "/resolve/" in r.path or r.server == "cdn"]
+    # nothing downloaded but the ownership file (spec v3: read first, a few bytes of JSON)
+    fetched = [r for r in hub.log if "/resolve/" in r.path or r.server == "cdn"]
+    assert fetched and all(r.path.endswith("/distil.json") for r in fetched), fetched
 
     # Mallory's earlier commitment would own the hash instead: not a copy.
     earlier = Claim(99, "5Mallory", str(copy))

@@ -48,6 +48,38 @@ def code_of(fn, *args, **kwargs) -> str:
     return e.value.code
 
 
+# -- the ownership file (spec v3) --------------------------------------------------------
+
+
+def test_owner_file_names_exactly_one_hotkey(tmp_path):
+    from distil.checks.owner import check_owner, named_hotkey, owner_file_text, write_owner_file
+
+    hk = "5GZEJAWby6mZqNgpfDeHJdvgjdYnQBtYnTHdWqMWyJdSr3vP"
+    assert json.loads(owner_file_text(hk)) == {"hotkey": hk}
+    path = write_owner_file(tmp_path, hk)
+    assert path == tmp_path / "distil.json" and parse_json_object(path.read_bytes(), "distil.json") == {"hotkey": hk}
+    assert [p.name for p in tmp_path.iterdir()] == ["distil.json"]  # no temporary file left
+    assert named_hotkey({"hotkey": hk, "note": "ignored"}) == hk
+    for value in ({}, {"hotkey": None}, {"hotkey": 5}, {"hotkey": ""}, {"hotkey": f" {hk}"}, {"hotkey": "x" * 129},
+                  {"Hotkey": hk}):
+        assert code_of(named_hotkey, value) == "OWNER_MISSING", value
+    check_owner(hk, hk)
+    assert code_of(check_owner, hk, hk[:-1] + "Q") == "OWNER_MISMATCH"
+    assert code_of(check_owner, hk.lower(), hk) == "OWNER_MISMATCH"  # ss58 is case-sensitive
+    for bad in ("", "two words", None, "x" * 129):
+        with pytest.raises(ValueError):
+            owner_file_text(bad)
+
+
+def test_the_owner_file_is_allowed_and_capped_like_a_config():
+    meta = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "distil.json": 60}.items()))
+    check_files(meta, CheckLimits())
+    big = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "distil.json": 5 << 20}.items()))
+    assert code_of(check_files, big, CheckLimits()) == "FILE_SIZE"
+    nested = RepoMetadata("a/b", REV, tuple(RepoFile(n, size) for n, size in {**BASE_FILES, "x/distil.json": 60}.items()))
+    assert code_of(check_files, nested, CheckLimits()) == "FORBIDDEN_FILE"
+
+
 # -- files -------------------------------------------------------------------------------
 
 BASE_FILES = {"config.json": 500, "model.safetensors": 10_000, "tokenizer.json": 5_000, "tokenizer_config.json": 200}
@@ -381,7 +413,47 @@ def test_registry_earliest_block_owns_a_hash():
     assert owner == bob and again.owner("h") == bob
 
 
-def test_registry_ties_on_block_go_to_the_smaller_hotkey_then_commitment():
+def draw_reference(block_hash: str, hotkey: str) -> str:
+    """The spec's same-block draw, written out independently of distil.precedence."""
+    import hashlib
+
+    return hashlib.sha256(("distil-tie|1|" + block_hash.lower().removeprefix("0x") + "|" + hotkey).encode()).hexdigest()
+
+
+def block_where_the_draw_reverses(first: str, second: str) -> str:
+    """A mock block hash whose draw puts `second` before `first` (the reverse of their ss58 order)."""
+    from template.mock_chain import mock_block_hash
+
+    return next(h for h in map(mock_block_hash, range(1000))
+                if draw_reference(h, second) < draw_reference(h, first))
+
+
+def test_registry_ties_in_one_block_go_by_the_blocks_draw_not_the_ss58_order():
+    """Spec v3 (issue 23 §2): a thief's hotkey ground to sort first gains nothing in the same block."""
+    block_hash = block_where_the_draw_reverses("5Aaa", "5Bbb")
+    thief, victim = Claim(100, "5Aaa", "x/m@" + REV, block_hash), Claim(100, "5Bbb", "y/m@" + REV, block_hash)
+    assert "5Aaa" < "5Bbb"  # spec v2 would have given the hash to the thief
+    registry, _, _ = DuplicateRegistry().claim("h", victim)
+    after, owner, displaced = registry.claim("h", thief)
+    assert (owner, displaced, after) == (victim, None, registry)
+    registry, _, _ = DuplicateRegistry().claim("h", thief)  # checked in the other order: the same owner
+    registry, owner, displaced = registry.claim("h", victim)
+    assert (owner, displaced) == (victim, thief)
+    assert victim.precedes(thief) and not thief.precedes(victim)
+    # the earlier block still owns, whatever the draw
+    earlier = Claim(99, "5Zzz", "z/m@" + REV, block_where_the_draw_reverses("5Zzz", "5Aaa"))
+    assert earlier.precedes(victim) and earlier.precedes(thief)
+    # the draw moves with the block's hash: neither hotkey is always first
+    from template.mock_chain import mock_block_hash
+
+    wins = sum(Claim(7, "5Aaa", "x/m@" + REV, mock_block_hash(b)).precedes(Claim(7, "5Bbb", "y/m@" + REV, mock_block_hash(b)))
+               for b in range(200))
+    assert wins == sum(draw_reference(mock_block_hash(b), "5Aaa") < draw_reference(mock_block_hash(b), "5Bbb")
+                       for b in range(200))
+    assert 60 < wins < 140
+
+
+def test_registry_ties_without_a_block_hash_keep_spec_v2s_hotkey_order():
     x, y = Claim(100, "5Bbb", "x/m@" + REV), Claim(100, "5Aaa", "y/m@" + REV)
     registry, _, _ = DuplicateRegistry().claim("h", x)
     registry, owner, displaced = registry.claim("h", y)
@@ -392,11 +464,14 @@ def test_registry_ties_on_block_go_to_the_smaller_hotkey_then_commitment():
 
 def test_registry_json_round_trip_and_bad_claims():
     registry, _, _ = DuplicateRegistry().claim("sha256:1", Claim(5, "5K", "a/b@" + REV))
+    registry, _, _ = registry.claim("sha256:2", Claim(6, "5L", "c/d@" + REV, "0x" + "ab" * 32))
     data = json.loads(json.dumps(registry.to_json()))
     assert DuplicateRegistry.from_json(data).owners == registry.owners
+    data["owners"]["sha256:1"] = data["owners"]["sha256:1"][:3]  # written before spec v3: no block hash
+    assert DuplicateRegistry.from_json(data).owner("sha256:1") == Claim(5, "5K", "a/b@" + REV)
     with pytest.raises(ValueError):
         DuplicateRegistry.from_json({"version": 2, "owners": {}})
-    for bad in ((-1, "5K", "c"), (True, "5K", "c"), (1, "", "c"), (1, "5K", "")):
+    for bad in ((-1, "5K", "c"), (True, "5K", "c"), (1, "", "c"), (1, "5K", ""), (1, "5K", "c", ""), (1, "5K", "c", 7)):
         with pytest.raises(ValueError):
             Claim(*bad)
 

@@ -228,7 +228,7 @@ def check_neuron(name: str, args: list[str]):
     if config is None:  # --help
         return
     if name == "miner":
-        if not config.status:
+        if not config.status and not config.write_owner:  # --write-owner DIR needs no repo
             if not config.model_repo:
                 raise Rejected("--model-repo is required")
             try:

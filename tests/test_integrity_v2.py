@@ -46,7 +46,7 @@ def test_a_looping_model_never_takes_the_crown_of_an_empty_hill_or_from_a_king(w
         {"hotkey": hotkey("weak"), "model": str(guard_models / "weak"), "commit_block": 10},
         {"hotkey": hotkey("looper"), "model": str(guard_models / "looper"), "commit_block": 20},
         {"hotkey": hotkey("looper2"), "model": str(guard_models / "looper2"), "commit_block": 60},
-    ], start_block=50)
+    ], start_block=100)  # round 100 scores the first two (before 100 − 50), round 150 the third
     state_dir = tmp_path / "state"
     # K = 4 prompts, 36 new tokens: long enough for a loop's tail window (≥ 32 tokens)
     v = make_validator(world, state_dir, "--eval.n_prompts", "4", "--eval.max_new_tokens", "36", scenario=scenario)

@@ -120,7 +120,7 @@ def test_logging_dir_holds_the_log_file(tmp_path):
 
 def test_logging_debug_shows_debug_lines(tmp_path):
     """A mock miner's commit with --logging.debug says at DEBUG what the chain did; without it, no DEBUG."""
-    SHA = "0123456789abcdef0123456789abcdef01234567"
+    from distil.checks.owner import write_owner_file
     from template.mock_chain import InMemoryChain
 
     chain_file = tmp_path / "chain.json"
@@ -128,10 +128,13 @@ def test_logging_debug_shows_debug_lines(tmp_path):
     outputs = {}
     for flags, hotkey in ((["--logging.debug"], "m1"), ([], "m2")):
         InMemoryChain(path=chain_file).register(mock_hotkey("me", hotkey))
+        (tmp_path / "models" / "ns" / hotkey).mkdir(parents=True)  # a repo naming the committer (spec v3)
+        write_owner_file(tmp_path / "models" / "ns" / hotkey, mock_hotkey("me", hotkey))
         result = subprocess.run(
             [sys.executable, str(ROOT / "neurons" / "miner.py"), "--mock", "--mock.chain_state", str(chain_file),
              "--wallet.name", "me", "--wallet.hotkey", hotkey, "--neuron.full_path", str(tmp_path / hotkey),
-             "--model-repo", "ns/model", "--revision", SHA, "--skip-checks", "--yes", *flags],
+             "--mock.models_dir", str(tmp_path / "models"), "--model-repo", f"ns/{hotkey}", "--skip-checks", "--yes",
+             *flags],
             cwd=ROOT, capture_output=True, text=True, timeout=300,
         )
         assert result.returncode == 0, result.stderr

@@ -1,5 +1,6 @@
 """neurons/miner.py: dry run, validation, the one-commitment rule, --mock, --status."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import bittensor as bt
 import pytest
 
 from conftest import ROOT, free_port, wait_for_port
-from model_builders import clone
+from model_builders import VALID_OWNER, clone, owned_by
 from distil.hub import directory_revision
 from distil.protocol import DistilStatus
 from template.mock_chain import InMemoryChain
@@ -64,13 +65,13 @@ def test_missing_repo_is_a_usage_error():
 @pytest.fixture
 def mock_world(tmp_path, valid_model, teacher_dir):
     """A mock chain file with the miner's hotkey registered, and a local models directory
-    holding a valid tiny model (alice/tiny), a second repo (alice/other) and one that fails
-    the pre-checks (alice/bad: remote code)."""
+    holding a valid tiny model whose distil.json names the miner's hotkey (alice/tiny), a
+    second repo (alice/other) and one that fails the pre-checks (alice/bad: remote code)."""
     models = tmp_path / "models"
-    model_dir = clone(valid_model, models / "alice" / "tiny")
+    model_dir = owned_by(valid_model, models / "alice" / "tiny", mock_hotkey("miner", "m1"))
     (models / "alice" / "other").mkdir()
     (models / "alice" / "other" / "config.json").write_text("{}")
-    bad = clone(valid_model, models / "alice" / "bad")
+    bad = owned_by(valid_model, models / "alice" / "bad", mock_hotkey("miner", "m1"))
     (bad / "modeling_evil.py").write_text("import os\n")
     chain_file = tmp_path / "chain.json"
     chain = InMemoryChain(start_block=500, path=chain_file)
@@ -305,3 +306,60 @@ def test_status_without_internet_is_a_clear_error_and_mock_needs_none(monkeypatc
     dendrite = miner_script.make_dendrite(MockWallet("m", "h"), mock=True)
     assert dendrite.external_ip == "127.0.0.1"
     assert networking.get_external_ip is offline  # the lookup is restored
+
+
+# -- spec v3: the ownership file (issue 23 §2) -------------------------------------------------
+
+
+def test_write_owner_names_this_wallets_hotkey(mock_world, tmp_path, capsys):
+    target = clone(mock_world["models"] / "alice" / "tiny", tmp_path / "upload", skip=("distil.json",))
+    rc = miner_script.main([*mock_world["args"], "--write-owner", str(target)])
+    out = capsys.readouterr()
+    assert rc == 0 and out.out.strip() == str(target / "distil.json")
+    assert json.loads((target / "distil.json").read_text()) == {"hotkey": mock_hotkey("miner", "m1")}
+    assert "upload it with the model" in out.err
+    assert miner_script.main([*mock_world["args"], "--write-owner", str(tmp_path / "nowhere")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("skip_checks", [False, True])
+def test_a_repo_naming_another_hotkey_or_none_is_not_committed(mock_world, tmp_path, capsys, skip_checks):
+    """The repo's distil.json must name the wallet's hotkey, even with --skip-checks: a commitment
+    that does not is INVALID for validators whatever its weights."""
+    models = mock_world["models"]
+    clone(valid := models / "alice" / "tiny", models / "alice" / "nofile", skip=("distil.json",))
+    owned_by(valid, models / "alice" / "theirs", VALID_OWNER)
+    extra = ["--skip-checks"] if skip_checks else []
+    for repo, code in (("alice/nofile", "OWNER_MISSING"), ("alice/theirs", "OWNER_MISMATCH")):
+        rc = miner_script.main([*mock_world["args"], "--model-repo", repo, "--yes", *extra])
+        err = capsys.readouterr().err
+        assert rc == 1 and code in err and "nothing committed" in err, err
+        assert InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1")) is None
+    # the dry run (no wallet) checks that the file names a hotkey, and says which
+    rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/theirs", "--dry-run"])
+    assert rc == 0 and "pre-checks passed" in capsys.readouterr().err
+
+
+def test_the_ownership_check_goes_through_the_hub_client(mock_world, tmp_path, capsys, monkeypatch):
+    """Against tests/hub_server.py with huggingface_hub's real client (the mock chain stays): the
+    miner reads distil.json at the pinned revision and compares it with the wallet's hotkey."""
+    from distil.hub import HuggingFaceStore
+    from hub_server import HubServer
+
+    with HubServer() as hub:
+        mine = hub.add_repo("alice/tiny", mock_world["models"] / "alice" / "tiny")
+        theirs = hub.add_repo("alice/theirs", owned_by(mock_world["models"] / "alice" / "tiny", tmp_path / "theirs",
+                                                        VALID_OWNER))
+        monkeypatch.setattr(miner_script, "model_store",
+                            lambda config: HuggingFaceStore(endpoint=hub.endpoint, token=False, cache_dir=tmp_path / "cache"))
+        rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/theirs", "--revision", theirs, "--yes",
+                                "--skip-checks"])
+        err = capsys.readouterr().err
+        assert rc == 1 and "OWNER_MISMATCH" in err and mock_hotkey("miner", "m1") in err, err
+        assert any(r.path.endswith(f"/{theirs}/distil.json") for r in hub.log)
+        assert not [r for r in hub.log if r.path.endswith(".safetensors")]  # nothing else was read
+        rc = miner_script.main([*mock_world["args"], "--model-repo", "alice/tiny", "--revision", mine, "--yes",
+                                "--skip-checks"])
+        assert rc == 0, capsys.readouterr().err
+    record = InMemoryChain(path=mock_world["chain"]).commitment_of(mock_hotkey("miner", "m1"))
+    assert record.data == f"alice/tiny@{mine}"

@@ -9,7 +9,6 @@ from conftest import ROOT
 from template.mock_chain import InMemoryChain, mock_coldkey
 from template.wallet import MockWallet, mock_hotkey
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 # A validator's chain traffic in another process: advance a block, set weights, repeat until
@@ -32,6 +31,18 @@ print(rounds)
 """
 
 
+def repo_naming(models, repo: str, hotkey: str) -> str:
+    """A mock repo holding only the distil.json that names `hotkey` (what --skip-checks still
+    checks, spec v3); returns its revision."""
+    from distil.checks.owner import write_owner_file
+    from distil.hub import directory_revision
+
+    path = models / repo
+    path.mkdir(parents=True)
+    write_owner_file(path, hotkey)
+    return directory_revision(path)
+
+
 def wait_until(condition, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -51,10 +62,12 @@ def test_a_miner_commits_while_another_process_advances_the_chain(tmp_path):
         wait_until(lambda: InMemoryChain(path=path).block() > 500)
         miner = mock_hotkey("miner", "m1")
         chain.register(miner)
+        revision = repo_naming(tmp_path / "models", "ns/model", miner)
         commit = subprocess.run(
             [sys.executable, str(ROOT / "neurons" / "miner.py"), "--mock", "--mock.chain_state", str(path),
              "--wallet.name", "miner", "--wallet.hotkey", "m1", "--neuron.full_path", str(tmp_path / "miner"),
-             "--model-repo", "ns/model", "--revision", SHA, "--skip-checks", "--yes"],
+             "--mock.models_dir", str(tmp_path / "models"), "--model-repo", "ns/model", "--revision", revision,
+             "--skip-checks", "--yes"],
             cwd=ROOT, capture_output=True, text=True, timeout=300,
         )
         assert commit.returncode == 0, commit.stderr
@@ -67,7 +80,7 @@ def test_a_miner_commits_while_another_process_advances_the_chain(tmp_path):
     # nobody's writes were lost: the registration, the commitment, every block and weight set
     assert after.is_registered(miner)
     record = after.commitment_of(miner)
-    assert record is not None and record.data == f"ns/model@{SHA}"
+    assert record is not None and record.data == f"ns/model@{revision}"
     assert 500 < record.block <= 500 + rounds
     assert after.block() == 500 + rounds
     assert len(after.weight_sets) == rounds
@@ -108,11 +121,12 @@ def test_register_command_then_the_miner_commits(tmp_path):
     assert again.stdout.strip() == said  # registering twice keeps the uid
     chain = InMemoryChain(path=path)
     assert chain.block() == 500 and chain.metagraph().coldkeys == [MockWallet("me", "m1").coldkey.ss58_address]
+    revision = repo_naming(tmp_path / "models", "ns/model", mock_hotkey("me", "m1"))
     commit = subprocess.run(
         [sys.executable, str(ROOT / "neurons" / "miner.py"), "--mock", "--mock.chain_state", str(path),
          "--wallet.name", "me", "--wallet.hotkey", "m1", "--neuron.full_path", str(tmp_path / "miner"),
-         "--model-repo", "ns/model", "--revision", SHA, "--skip-checks", "--yes"],
+         "--mock.models_dir", str(tmp_path / "models"), "--model-repo", "ns/model", "--skip-checks", "--yes"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert commit.returncode == 0, commit.stderr
-    assert chain.commitment_of(mock_hotkey("me", "m1")).data == f"ns/model@{SHA}"
+    assert chain.commitment_of(mock_hotkey("me", "m1")).data == f"ns/model@{revision}"

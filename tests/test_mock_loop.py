@@ -1,9 +1,11 @@
 """The whole mock loop of docs/miners.md, each step its own process, as a user runs it:
 a mock validator runs (paced mock chain, axon on), a miner registers with
-`python -m template.mock_chain register`, commits a local model with `neurons/miner.py
---mock --mock.models_dir`, the validator scores it, and `--status` shows the verdict.
-Then the validator is stopped as systemd and docker stop it, with SIGTERM: one log line,
-its W&B run finished, its state intact, a prompt exit with status 0.
+`python -m template.mock_chain register`, writes its distil.json with `neurons/miner.py
+--write-owner`, commits a local model with `neurons/miner.py --mock --mock.models_dir`, the
+validator scores it (a round whose seed block is 50 blocks past the commitment), and
+`--status` shows the verdict. Then the validator is stopped as systemd and docker stop it,
+with SIGTERM: one log line, its W&B run finished, its state intact, a prompt exit with
+status 0.
 """
 
 import os
@@ -19,6 +21,7 @@ from conftest import ROOT, free_port
 from distil import demo
 from distil.state import load_state
 from template.wallet import MockWallet
+from model_builders import clone
 from test_validator import hotkey, scenario_with
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
@@ -37,8 +40,8 @@ def world(tmp_path_factory):
 
 def test_register_commit_score_status(world, tmp_path):
     models = tmp_path / "models"
-    (models / "me").mkdir(parents=True)
-    (models / "me" / "better").symlink_to(world / "miners" / "better")  # served as the repo me/better
+    # served as the repo me/better: the better model's files, and (spec v3) a distil.json naming me
+    clone(world / "miners" / "better", models / "me" / "better", skip=("distil.json",))
     scenario = scenario_with(world, tmp_path, [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 90}])
     chain, state_dir, port = tmp_path / "chain.json", tmp_path / "validator", free_port()
     validator = subprocess.Popen(
@@ -61,6 +64,9 @@ def test_register_commit_score_status(world, tmp_path):
         registered = run("-m", "template.mock_chain", "register", "--mock.chain_state", str(chain),
                          "--wallet.name", "me", "--wallet.hotkey", "m1")
         assert registered.returncode == 0, registered.stderr
+        owner = run("neurons/miner.py", "--mock", "--wallet.name", "me", "--wallet.hotkey", "m1",
+                    "--write-owner", str(models / "me" / "better"))
+        assert owner.returncode == 0 and owner.stdout.strip() == str(models / "me" / "better" / "distil.json"), owner.stderr
         committed = run("neurons/miner.py", "--mock", "--mock.chain_state", str(chain), "--mock.models_dir", str(models),
                         "--teacher", str(world / "teacher"), "--wallet.name", "me", "--wallet.hotkey", "m1",
                         "--model-repo", "me/better", "--yes")

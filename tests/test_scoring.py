@@ -22,6 +22,7 @@ from distil.scoring.rules import cosine, dethrones, functional_copies, kl_failur
 from distil.state import COPY, DISQUALIFIED, EVALUATED, INVALID, KING, KL_TOO_HIGH, PENDING, MinerRecord, ValidatorState
 
 SHA = "ab" * 20
+SEED = 10_000  # a round seeded long after every commitment of these tests (spec v3's commit delay)
 
 
 def commitment(i):
@@ -160,8 +161,8 @@ def test_challengers_are_valid_never_evaluated_earliest_first_and_capped():
     records["evaluated"] = checked(20, 1, EVALUATED, 0.3)
     records["unchecked"] = dict(uid=21, commitment=commitment(21), commit_block=0)
     state = state_with(records)
-    assert list(plan_round(state, 3).challengers) == ["h9", "h8", "h7"]
-    assert "evaluated" not in list(plan_round(state, 100).challengers) and "unchecked" not in list(plan_round(state, 100).challengers)
+    assert list(plan_round(state, SEED, 3).challengers) == ["h9", "h8", "h7"]
+    assert "evaluated" not in list(plan_round(state, SEED, 100).challengers) and "unchecked" not in list(plan_round(state, SEED, 100).challengers)
 
 
 def test_hundred_miners_one_new_challenger_means_two_models_on_the_gpu():
@@ -169,16 +170,16 @@ def test_hundred_miners_one_new_challenger_means_two_models_on_the_gpu():
     records["h000"]["status"] = KING
     records["new"] = checked(100, 500)
     state = state_with(records, king="h000")
-    plan = plan_round(state, max_challengers=8)
+    plan = plan_round(state, SEED, max_challengers=8)
     assert plan.models == ["h000", "new"] and plan.needs_gpu
     idle = state_with({k: v for k, v in records.items() if k != "new"}, king="h000")
-    assert not plan_round(idle).needs_gpu and plan_round(idle).models == ["h000"]
+    assert not plan_round(idle, SEED).needs_gpu and plan_round(idle, SEED).models == ["h000"]
 
 
 def test_no_king_rematch_of_the_best_few():
     records = {f"e{i}": checked(i, i, EVALUATED, 0.5 - i / 100) for i in range(6)}
     state = state_with(records)
-    plan = plan_round(state, rematch_size=3)
+    plan = plan_round(state, SEED, rematch_size=3)
     assert plan.king is None and plan.rematch == ("e5", "e4", "e3") and plan.needs_gpu
 
 
@@ -244,7 +245,7 @@ def test_king_transient_failure_is_its_strike_and_the_challengers_meet_it_next_r
     assert out.state.miners["k"].eval_strikes == 1 and "IndexError" in out.state.miners["k"].detail
     c = out.state.miners["c"]
     assert c.status == PENDING and c.kl is None and c.eval_strikes == 0
-    assert plan_round(out.state, 8) == RoundPlan("k", ("c",))
+    assert plan_round(out.state, SEED, 8) == RoundPlan("k", ("c",), commit_deadline=SEED - 50)
     assert weights_for(out.state, {"k": 1, "c": 2}) == ([1, 2], [1.0, 0.0])  # the king keeps its weights
     assert [e.kind for e in out.events] == ["eval_strike", "round_aborted"]
 
@@ -259,7 +260,7 @@ def test_a_king_that_keeps_failing_loses_the_crown_at_its_last_strike():
     assert state.king is None and state.miners["k"].reason == INVALID and state.miners["k"].code == "EVAL_FAILED_REPEATEDLY"
     assert "CHECK_TIMEOUT" in state.miners["k"].detail
     assert weights_for(state, {"k": 1, "c": 2}) is None  # the no-king rules apply: the next round has no king
-    assert plan_round(state, 8).king is None and plan_round(state, 8).challengers == ("c",)
+    assert plan_round(state, SEED, 8).king is None and plan_round(state, SEED, 8).challengers == ("c",)
 
 
 def test_a_king_failure_that_is_ours_or_shared_is_no_strike():
@@ -280,7 +281,7 @@ def test_challenger_failures_are_strikes_only_when_others_scored_and_not_ours():
     assert out.state.miners["own"].eval_strikes == 1 and out.state.miners["ours"].eval_strikes == 0
     # the striked model queues behind never-scored challengers, whatever its commit block
     out.state.miners["new"] = MinerRecord(**checked(4, 9))
-    assert plan_round(out.state, 8).challengers == ("ours", "new", "own")
+    assert plan_round(out.state, SEED, 8).challengers == ("ours", "new", "own")
     again = run_round(out.state, RoundPlan("k", ("own",)), {"k": scored(0.3), "own": results["own"]},
                       max_strikes=2)
     assert again.state.miners["own"].code == "EVAL_FAILED_REPEATEDLY"
@@ -327,7 +328,7 @@ def test_failures_invalid_disqualify_transient_retry():
     assert out.state.miners["bad"].reason == INVALID and out.state.miners["bad"].code == "LOAD_KEYS"
     flaky = out.state.miners["flaky"]
     assert flaky.status == PENDING and flaky.checked and flaky.kl is None and "timed out" in flaky.detail
-    assert list(plan_round(out.state, 8).challengers) == ["flaky"]
+    assert list(plan_round(out.state, SEED, 8).challengers) == ["flaky"]
 
 
 def test_king_invalid_in_round_hands_the_crown_to_the_best_challenger():
@@ -372,6 +373,112 @@ def test_hash_claims_earliest_commit_owns():
     assert any(e.kind == "king_lost" for e in events)
 
 
+# -- spec v3: commitments close before the seed; one tie rule (issue 23 §1, §2) -----------
+
+
+def test_a_round_scores_only_commitments_made_before_its_seed_block_minus_the_delay():
+    from distil.scoring.epoch import DEFAULT_COMMIT_DELAY
+
+    assert DEFAULT_COMMIT_DELAY == 50
+    seed = 150
+    state = state_with({"k": checked(1, 10, KING, 0.3), "early": checked(2, 99), "edge": checked(3, 100),
+                        "late": checked(4, 149), "after": checked(5, 170), "unchecked": dict(uid=6, commitment=commitment(6),
+                                                                                       commit_block=20)}, king="k")
+    plan = plan_round(state, seed)  # the rule is strict: block 100 = 150 − 50 is too late
+    assert plan.challengers == ("early",) and plan.commit_deadline == 100
+    assert set(plan.later) == {"edge", "late", "after"} and "unchecked" not in plan.later
+    assert plan_round(state, 200).challengers == ("early", "edge", "late")  # the next round takes them
+    assert plan_round(state, 150, commit_delay=0).challengers == ("early", "edge", "late")  # commit_block < S alone
+    assert plan_round(state, 250).challengers == ("early", "edge", "late", "after")
+    # without a king the rematch models are old by construction; the rule still bounds the challengers
+    kingless = state_with({"e": checked(1, 10, EVALUATED, 0.3), "late": checked(2, 149)})
+    plan = plan_round(kingless, 150)
+    assert plan.rematch == ("e",) and plan.challengers == () and plan.later == ("late",) and plan.needs_gpu
+
+
+@pytest.mark.parametrize("length, delay", [(50, 50), (50, 0), (100, 30), (7, 12)])
+def test_first_seed_block_is_the_first_boundary_whose_round_may_score_a_commitment(length, delay):
+    from distil.scoring.epoch import first_seed_block
+
+    for block in range(0, 400, 3):
+        expected = next(s for s in range(0, 10_000, length) if block < s - delay)  # brute force over boundaries
+        assert first_seed_block(block, length, delay) == expected
+        record = state_with({"m": checked(1, block)})
+        assert plan_round(record, expected, commit_delay=delay).challengers == ("m",)
+        assert plan_round(record, expected - length, commit_delay=delay).challengers == ()
+
+
+def draws_disagree_with_ss58(first: str, second: str) -> str:
+    """A block hash whose draw (computed here from the spec's formula) puts `second` before `first`."""
+    import hashlib
+
+    from template.mock_chain import mock_block_hash
+
+    def draw(block_hash, hotkey):
+        return hashlib.sha256(f"distil-tie|1|{block_hash[2:]}|{hotkey}".encode()).hexdigest()
+
+    return next(h for h in map(mock_block_hash, range(1000)) if draw(h, second) < draw(h, first))
+
+
+def test_functional_copies_in_one_block_go_by_the_draw_not_the_ss58_order():
+    base = [0.1, 0.5, 0.2, 0.9, 0.05]
+    near = [x * (1 + 1e-6 * i) for i, x in enumerate(base)]
+    block_hash = draws_disagree_with_ss58("5Aaa", "5Bbb")
+    copies = functional_copies({"5Aaa": base, "5Bbb": near}, {"5Aaa": 3, "5Bbb": 3}, block_hashes={"5Aaa": block_hash,
+                                                                                                      "5Bbb": block_hash})
+    assert copies == {"5Aaa": "5Bbb"}
+    # through a round: the same rule, from the records' block hashes
+    state = state_with({"k": checked(1, 1, KING, 0.3), "5Aaa": checked(2, 40), "5Bbb": checked(3, 40)}, king="k")
+    for hk in ("5Aaa", "5Bbb"):
+        state.miners[hk].commit_block_hash = block_hash
+    vector = [0.1, 0.7, 0.3, 0.9, 0.2, 0.05]
+    results = {"k": scored(0.3), "5Aaa": scored(0.2, vector=vector), "5Bbb": scored(0.2, vector=[v * 1.0000001 for v in vector])}
+    out = run_round(state, RoundPlan("k", ("5Aaa", "5Bbb")), results)
+    assert (out.state.miners["5Aaa"].reason, out.state.miners["5Aaa"].code) == (COPY, "FUNCTIONAL_COPY")
+    assert "same block 40: the block's draw" in out.state.miners["5Aaa"].detail
+    assert out.state.miners["5Bbb"].status != DISQUALIFIED
+
+
+def test_hash_claims_in_one_block_go_by_the_draw_in_either_checking_order():
+    block_hash = draws_disagree_with_ss58("5Aaa", "5Bbb")
+    for order in (("5Aaa", "5Bbb"), ("5Bbb", "5Aaa")):
+        state = state_with({"5Aaa": checked(1, 40), "5Bbb": checked(2, 40)})
+        for hk in order:
+            state.miners[hk].commit_block_hash = block_hash
+            state.miners[hk].checked = False
+        for hk in order:
+            state, _ = mark_checked(state, hk, "sha256:w", None, 100)
+        assert state.hash_owners["sha256:w"] == {"hotkey": "5Bbb", "commit_block": 40, "commitment": commitment(2),
+                                                 "block_hash": block_hash}
+        assert state.miners["5Aaa"].reason == COPY and "same block 40" in state.miners["5Aaa"].detail
+        assert state.miners["5Bbb"].status == PENDING
+
+
+def test_ownership_rule_block_block_hashes_and_exemptions():
+    from distil.scoring.ownership import adopt_owner_rule, blocks_without_hash, note_block_hashes, owner_exemption
+
+    fresh = ValidatorState()
+    assert fresh.owner_rule_block == 0 and adopt_owner_rule(fresh, 500) == (fresh, [])
+    old = ValidatorState.from_json({**fresh.to_json(), "owner_rule_block": None})  # a state from before the rule
+    old.miners["before"] = MinerRecord(**checked(1, 499))
+    old.miners["after"] = MinerRecord(**checked(2, 500))
+    assert owner_exemption(old, "after") is not None  # not adopted yet: nothing can be refused for it
+    adopted, events = adopt_owner_rule(old, 500)
+    assert adopted.owner_rule_block == 500 and events[0].kind == "owner_rule" and old.owner_rule_block is None
+    assert "before the ownership rule (block 500)" in owner_exemption(adopted, "before")
+    assert owner_exemption(adopted, "after") is None
+    assert adopt_owner_rule(adopted, 900)[0].owner_rule_block == 500  # recorded once
+    # block hashes: read once per block, for records and for hash owners that lack one
+    adopted.hash_owners["sha256:x"] = {"hotkey": "gone", "commit_block": 7, "commitment": commitment(9)}
+    assert blocks_without_hash(adopted) == [7, 499, 500]
+    noted = note_block_hashes(adopted, {7: "0x" + "AB" * 32, 499: "cd" * 32})
+    assert noted.hash_owners["sha256:x"]["block_hash"] == "0x" + "ab" * 32
+    assert noted.miners["before"].commit_block_hash == "0x" + "cd" * 32 and noted.miners["after"].commit_block_hash is None
+    assert blocks_without_hash(noted) == [500] and adopted.miners["before"].commit_block_hash is None
+    with pytest.raises(ValueError, match="not a block hash"):
+        note_block_hashes(adopted, {7: "0x1234"})
+
+
 def test_weights_king_only():
     state = state_with({"k": checked(4, 1, KING, 0.1), "o": checked(2, 3, EVALUATED, 0.2)}, king="k")
     uids, weights = weights_for(state, {"k": 4, "o": 2, "x": 0})
@@ -408,7 +515,7 @@ def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
     assert [new.miners[h].status for h in ("k", "e", "h")] == [PENDING] * 3
     assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("k", "e", "h"))
     assert new.miners["c"].reason == COPY
-    assert list(plan_round(new, 8).challengers) == ["k", "e", "h"]
+    assert list(plan_round(new, SEED, 8).challengers) == ["k", "e", "h"]
 
 
 # -- the pre-check queue and strikes (issue 9 §2) ---------------------------------------
@@ -525,7 +632,7 @@ def test_a_round_that_crowns_nobody_keeps_the_legacy_king_weighted():
     """No epoch without weights after a scoring upgrade: a round whose models all failed
     for a reason of ours (or whose best could not be probed) crowned nobody, so the old king keeps them."""
     state = migrated_state()
-    plan = plan_round(state)
+    plan = plan_round(state, SEED)
     assert set(plan.models) == {"k", "e"}
     failed = {hk: FailedModel("transient", "EVAL_LOAD", "CUDA out of memory") for hk in plan.models}
     out = apply_round(state, plan, failed, {"seed_block": 200})
@@ -553,7 +660,7 @@ def test_float_rounding_below_zero_in_a_kl_summary_still_saves(tmp_path):
     state = ValidatorState()
     state.miners["a"] = MinerRecord(**checked(1, 10))
     state.miners["b"] = MinerRecord(**checked(2, 11))
-    plan = plan_round(state)
+    plan = plan_round(state, SEED)
     near_zero = ScoredModel(-2e-7, 1e-8, -1e-6, 3e-6, 1.0, (-2e-7,) * 20, (0.3, 0.1, 0.2))
     too_high = ScoredModel(5.0, 0.1, -1e-6, 50.0, 0.1, (5.0,) * 20, (0.9, 0.1, 0.5))
     out = apply_round(state, plan, {"a": near_zero, "b": too_high}, {"seed_block": 200})

@@ -42,6 +42,25 @@ def test_round_trip_and_shape(tmp_path):
     assert loaded.to_json() == state.to_json()
 
 
+def test_spec_v3_fields_survive_a_restart_and_a_state_from_before_them_loads(tmp_path):
+    state = example_state()
+    state.miners["hk1"].commit_block_hash = "0x" + "ab" * 32
+    state.hash_owners["sha256:" + "0" * 64]["block_hash"] = "0x" + "ab" * 32
+    state.owner_rule_block = 1234
+    save_state(state, tmp_path)
+    loaded = load_state(tmp_path)
+    assert loaded.to_json() == state.to_json() and loaded.owner_rule_block == 1234
+    assert loaded.miners["hk1"].commit_block_hash == "0x" + "ab" * 32
+    # written before spec v3: no owner_rule_block (None: adopted at the first epoch), no block hashes
+    data = json.loads(state_path(tmp_path).read_text())
+    del data["owner_rule_block"], data["miners"]["hk1"]["commit_block_hash"]
+    del data["hash_owners"]["sha256:" + "0" * 64]["block_hash"]
+    state_path(tmp_path).write_text(json.dumps(data))
+    old = load_state(tmp_path)
+    assert old.owner_rule_block is None and old.miners["hk1"].commit_block_hash is None
+    assert ValidatorState().owner_rule_block == 0  # a state begun under the rule
+
+
 def test_fresh_state_when_none_exists(tmp_path):
     state = load_state(tmp_path / "nothing-here")
     assert state.king is None and state.miners == {}
@@ -127,6 +146,9 @@ def _disqualify_king(data):
         (_set(["miners", "hk2", "reason"], "COPY"), r"miners\.hk2: status 'evaluated' with reason 'COPY'"),
         (_set(["miners", "hk2", "strikes"], -1), r"miners\.hk2\.strikes: Input should be greater than or equal to 0"),
         (_set(["surprise"], 1), r"surprise: Extra inputs are not permitted"),
+        (_set(["miners", "hk1", "commit_block_hash"], "0x1234"), r"miners\.hk1\.commit_block_hash: String should match"),
+        (_set(["hash_owners", "sha256:" + "0" * 64, "block_hash"], 5), r"hash_owners\.sha256:0+\.block_hash"),
+        (_set(["owner_rule_block"], -1), r"owner_rule_block: Input should be greater than or equal to 0"),
     ],
 )
 def test_every_field_is_validated_and_the_error_names_it(tmp_path, edit, message):

@@ -119,6 +119,7 @@ def test_a_qwen3_student_carrying_the_teachers_exact_files_passes(valid_model, t
     tiny.save_model(student, tiny.student_config("qwen3"), seed=2, tokenizer=False)
     for name in TOKENIZER_FILES:
         shutil.copyfile(teacher / name, student / name)
+    shutil.copyfile(valid_model / "distil.json", student / "distil.json")  # spec v3: names its committer
 
     def backend_pre_tokenizer(path):
         return json.loads(load_tokenizer(path).backend_tokenizer.to_str())["pre_tokenizer"]

@@ -39,11 +39,14 @@ def models(tmp_path_factory):
     return root
 
 
+HOTKEY = "5TrainedByThisHotkeyXXXXXXXXXXXXXXXXXXXXXXXXXXX"  # the committing hotkey of the submissions
+
+
 def _args(root: Path, output: Path, *extra: str, wandb: str = "--wandb.off") -> list[str]:
     return ["--teacher", str(root / "teacher"), "--student", str(root / "student"), "--output", str(output),
             "--prompts-file", str(root / "prompts.jsonl"), "--max-new-tokens", "8", "--device", "cpu",
             "--train-prompts", "16", "--held-out-prompts", "4", "--batch-size", "4",
-            "--gradient-accumulation-steps", "1", "--lr", "3e-3", wandb, *extra]
+            "--gradient-accumulation-steps", "1", "--lr", "3e-3", "--hotkey", HOTKEY, wandb, *extra]
 
 
 def _held_out_kl(text: str) -> tuple[float, float]:
@@ -60,9 +63,11 @@ def _assert_submission(output: Path, teacher: Path) -> None:
     assert "auto_map" not in config and "quantization_config" not in config and config["dtype"] == "bfloat16"
     with safe_open(str(output / "model.safetensors"), "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    # spec v3: the output names the committing hotkey (--hotkey)
+    assert json.loads((output / "distil.json").read_text()) == {"hotkey": HOTKEY}
     from distil.checks.cli import main as check_main
 
-    assert check_main([str(output), "--teacher", str(teacher)]) == 0
+    assert check_main([str(output), "--teacher", str(teacher), "--hotkey", HOTKEY]) == 0
 
 
 def test_training_lowers_held_out_kl_and_the_output_is_valid(models, tmp_path, capsys):
@@ -71,7 +76,7 @@ def test_training_lowers_held_out_kl_and_the_output_is_valid(models, tmp_path, c
                     wandb="--wandb.offline"))
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "result: VALID" in text
+    assert "result: VALID" in text and f"[pass] owner                  distil.json names the committing hotkey {HOTKEY}" in text
     start, trained = _held_out_kl(text)
     assert trained <= 0.7 * start, text
     _assert_submission(output, models / "teacher")
@@ -88,6 +93,9 @@ def test_a_tied_student_is_saved_once_and_passes_the_cap_it_started_under(models
     from distil.checks.cli import main as check_main
 
     start = tiny.save_student(tmp_path / "tied", seed=5, arch="qwen3", tie_word_embeddings=True)
+    from distil.checks.owner import write_owner_file
+
+    write_owner_file(tmp_path / "tied", HOTKEY)  # a submission of its own (spec v3)
     size = sum(p.numel() for p in start.parameters())
     assert size == 15_966_592
     cap = str(size * 3 // 2)
@@ -96,9 +104,12 @@ def test_a_tied_student_is_saved_once_and_passes_the_cap_it_started_under(models
     args = _args(models, output, "--max-steps", "2", "--save-steps", "0", "--skip-final-eval", "--max-params", cap,
                  "--train-prompts", "8", "--held-out-prompts", "1")
     args[args.index("--student") + 1] = str(tmp_path / "tied")
+    del args[args.index("--hotkey"):args.index("--hotkey") + 2]  # no --hotkey: no distil.json, and the report says so
     rc = main(args)
     text = capsys.readouterr().out
     assert rc == 0 and "result: VALID" in text, text
+    assert not (output / "distil.json").exists()
+    assert "[skip] owner" in text and f"python neurons/miner.py --write-owner {output}" in text
     with safe_open(str(output / "model.safetensors"), "pt") as f:
         names = set(f.keys())
     assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names
@@ -213,6 +224,7 @@ def _usage(tmp_path, *extra):
     (["--max-steps", "0"], "--max-steps must be >= 1"),
     (["--device", "tpu"], "EvalSpec.device"),
     (["--prompts-file", "/nonexistent.jsonl"], "--prompts-file /nonexistent.jsonl: no such file"),
+    (["--hotkey", "not a hotkey"], "--hotkey: 'not a hotkey' is not a hotkey address"),
 ])
 def test_bad_flags_are_usage_errors_before_anything_loads(tmp_path, capsys, extra, message):
     assert main(_usage(tmp_path, *extra)) == 2

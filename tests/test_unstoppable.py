@@ -53,12 +53,13 @@ def real_scorer(v):
 def test_eight_challengers_that_fail_when_scored_cannot_hold_the_seats(world, tmp_path):
     """8 challengers (two per coldkey over four coldkeys) fail when scored, every round; an
     honest better model committed after them is scored in the next round and crowned."""
-    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 90}]
+    # all before block 50: the first round (seed block 100) may score every one of them
+    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 40}]
     for i in range(8):
         path = variant(world / "miners" / "fair", tmp_path / "models" / f"c{i}-raises", i)
         miners.append({"hotkey": hotkey(f"fail{i}"), "model": str(path), "repo": f"mock/fail{i}",
-                       "commit_block": 91 + i, "coldkey": f"5Coldkey{i // 2}"})
-    miners.append({"hotkey": hotkey("better"), "model": str(world / "miners" / "better"), "commit_block": 130})
+                       "commit_block": 41 + i, "coldkey": f"5Coldkey{i // 2}"})
+    miners.append({"hotkey": hotkey("better"), "model": str(world / "miners" / "better"), "commit_block": 49})
     v = real_scorer(make_validator(world, tmp_path / "state", scenario=scenario_with(world, tmp_path, miners, 140)))
     failing = [hotkey(f"fail{i}") for i in range(8)]
     started = time.monotonic()
@@ -85,8 +86,8 @@ def test_a_king_that_fails_every_round_loses_its_crown_at_its_last_strike(world,
     round, the king keeps its weights meanwhile, and at the third it is INVALID; the round
     after has no king and crowns the challenger."""
     king = variant(world / "miners" / "good", tmp_path / "models" / "king-raises", 0)
-    miners = [{"hotkey": hotkey("king"), "model": str(king), "repo": "mock/king", "commit_block": 90},
-              {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "commit_block": 91}]
+    miners = [{"hotkey": hotkey("king"), "model": str(king), "repo": "mock/king", "commit_block": 40},
+              {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "commit_block": 41}]
     scenario = scenario_with(world, tmp_path, miners, 140)
     v = make_validator(world, tmp_path / "state", "--eval.max_strikes", "3", scenario=scenario)
     # the king was crowned in an earlier round (it scored then); it fails from now on

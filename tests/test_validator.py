@@ -1,9 +1,10 @@
 """The validator end to end on the in-memory chain and local model store, with tiny models.
 
 The demo world (`distil.demo.build`) holds a tiny teacher and graded students: `fair`,
-`good`, `better` (committed at block 140, so it appears in the second epoch), `copy`
-(good's files), `resharded` (good's tensors in two shards), `hostile` (a tokenizer.py)
-and `random` (an untrained model of another architecture).
+`good`, `better` (committed at block 90, so the first round, seeded by block 100, leaves it
+for the second: spec v3's commit delay), `copy` (good's files), `resharded` (good's tensors
+in two shards), `hostile` (a tokenizer.py) and `random` (an untrained model of another
+architecture). Every repo's distil.json names its own committer.
 """
 
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import bittensor as bt
 import pytest
@@ -109,9 +111,13 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]  # epoch 200 had no round
     hotkeys = [row[LEADERBOARD_COLUMNS.index("hotkey")] for row in logged["leaderboard"].data]
     assert hotkeys[0] == hotkey("better")
-    # where the epoch's time went: the pre-check's downloads (better was checked this epoch) and the GPU round
+    # where the epoch's time went: the pre-checks' downloads and the GPU round. Every model, better
+    # included, was checked in epoch 100 (better was on chain, too late for round 100 only: spec v3's
+    # commit delay), so round 150 downloaded nothing for its pre-checks
     assert round_json["devices"] == ["cpu"]
-    assert round_json["timings"]["precheck_download_s"] > 0 and round_json["timings"]["round_s"] > 0
+    first = json.loads((state_dir / "rounds" / "round-100.json").read_text())
+    assert first["timings"]["precheck_download_s"] > 0
+    assert round_json["timings"]["precheck_download_s"] == 0 and round_json["timings"]["round_s"] > 0
     assert logged["timings/precheck_download_s"] == round_json["timings"]["precheck_download_s"]
     assert logged["timings/round_s"] > 0
     # the audit: distil-eval --round re-scores the king on exactly that round's tokens, from the
@@ -151,7 +157,25 @@ class CountingScorer:
         return RoundScores(results, {"seed": seed, "seed_block": seed_block}, {})
 
 
-def scenario_with(world, tmp_path, miners, start_block=None):
+def owned(model, hotkey, tmp_path):
+    """`model` as `hotkey` would upload it (spec v3): itself when its distil.json names `hotkey`,
+    else its files hard-linked beside a distil.json naming `hotkey` (the same weights)."""
+    from model_builders import owned_by
+
+    model = Path(model)
+    owner = model / "distil.json"
+    if owner.is_file() and json.loads(owner.read_text()).get("hotkey") == hotkey:
+        return model
+    target = tmp_path / "owned" / hotkey[:16] / model.name  # the directory's own name kept (tests key on it)
+    return target if target.is_dir() else owned_by(model, target, hotkey)
+
+
+def scenario_with(world, tmp_path, miners, start_block=None, own=True):
+    """A scenario file; with `own`, each miner's model names its hotkey (`owned`), as an honest
+    miner's upload does: tests that serve one demo model under several hotkeys test copies by
+    weights, not a borrowed commitment."""
+    if own:
+        miners = [{**m, "model": str(owned(m["model"], m["hotkey"], tmp_path))} for m in miners]
     data = {"teacher": str(world / "teacher"), "miners": miners}
     if start_block is not None:
         data["start_block"] = start_block
@@ -180,7 +204,8 @@ def test_hundred_miners_and_one_new_challenger_put_two_models_on_the_gpu(world, 
             kl={"mean": 0.3 + i / 1000, "se": 0.0, "median": 0.3, "p99": 0.5, "top1": 0.5, "seed_block": 400},
         )
     chain.register(hotkey("better"))
-    chain.put_commitment(hotkey("better"), f"demo/better@{store.add('demo/better', world / 'miners' / 'better')}", block=499)
+    # before 500 − 50: round 500 may score it (spec v3's commit delay)
+    chain.put_commitment(hotkey("better"), f"demo/better@{store.add('demo/better', world / 'miners' / 'better')}", block=449)
     state_dir = tmp_path / "state"
     save_state(state, state_dir)
     scorer = CountingScorer({"5Old000": 0.30, hotkey("better"): 0.10})
@@ -200,10 +225,10 @@ def test_a_hair_from_the_king_is_a_functional_copy(world, tmp_path):
     tiny.save_model(tmp_path / "king", teacher.config, model=king_model)
     # the king's weights nudged by a hair: other bytes (no hash matches), the same function
     tiny.save_model(tmp_path / "twin", teacher.config, model=tiny.perturbed_copy(king_model, seed=12, scale=0.002))
-    scenario = scenario_with(world, tmp_path, [
+    scenario = scenario_with(world, tmp_path, [  # round 100 scores the king, round 150 the twin (60 < 150 − 50)
         {"hotkey": hotkey("king"), "model": str(tmp_path / "king"), "commit_block": 10},
         {"hotkey": hotkey("twin"), "model": str(tmp_path / "twin"), "commit_block": 60},
-    ], start_block=50)
+    ], start_block=100)
     v = make_validator(world, tmp_path / "state", scenario=scenario)
     assert v.run(epochs=2) == 2
     state = load_state(tmp_path / "state")
@@ -473,3 +498,103 @@ def test_only_the_current_king_stays_pinned_in_the_model_cache(world, tmp_path):
     assert pinned == {v.state.miners[hotkey("good")].commitment}
     assert v.run(epochs=1) == 1  # better dethrones good
     assert pinned == {v.state.miners[hotkey("better")].commitment}
+
+
+# -- spec v3 (issue 23 §1, §2): reproductions through the mock validator ----------------------
+
+
+def test_a_commitment_made_after_the_seed_block_is_not_scored_in_that_round(world, tmp_path, capsys):
+    """Issue 23 §1: a round that starts late in its window (a long round before it) saw a commitment
+    at block 170 scored in round 150 and crowned. A round seeded by S scores only commitments made
+    before S − 50; the late one is pre-checked, waits, and meets the king two rounds later."""
+    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 10},
+              {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "commit_block": 120},
+              {"hotkey": hotkey("better"), "model": str(world / "miners" / "better"), "commit_block": 170}]
+    scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("better"): 0.05})
+    state_dir = tmp_path / "state"
+    # the chain is at block 175: the epoch's window began at 150, whose hash is public by now
+    v = make_validator(world, state_dir, scenario=scenario_with(world, tmp_path, miners, start_block=175), scorer=scorer)
+    assert v.run(epochs=1) == 1
+    assert scorer.rounds == [[hotkey("good")]]  # round 150: only what was committed before block 100
+    state = load_state(state_dir)
+    assert state.last_round["seed_block"] == 150 and state.king == hotkey("good")
+    late = state.miners[hotkey("better")]
+    assert late.status == PENDING and late.checked and late.kl is None  # pre-checked early, not scored
+    out = capsys.readouterr().out
+    assert (f"pending: uid {late.uid} mock/better (checked; committed at block 170, this round scores commitments "
+            "before block 100: a later round)") in out
+    assert v.run(epochs=1) == 1  # round 200: fair (120 < 150) meets the king; better (170) still waits
+    assert scorer.rounds[-1] == [hotkey("good"), hotkey("fair")] and load_state(state_dir).king == hotkey("good")
+    assert v.run(epochs=1) == 1  # round 250: 170 < 200, its seed block's hash was unknown when it committed
+    assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
+    assert load_state(state_dir).king == hotkey("better")
+
+
+def test_default_mock_start_lets_the_first_round_score_every_commitment(world, tmp_path):
+    from distil.validator.mock import load_scenario
+
+    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 49},
+              {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "commit_block": 50}]
+    for blocks, start in (((49, 50), 150), ((49, 49), 100), ((0, 10), 100), ((51, 99), 150), ((100, 100), 200)):
+        for miner, block in zip(miners, blocks):
+            miner["commit_block"] = block
+        chain, _, _ = load_scenario(scenario_with(world, tmp_path, miners), 97, "5Validator", 50)
+        assert chain.block() == start, blocks
+    chain, _, _ = load_scenario(scenario_with(world, tmp_path, miners), 97, "5Validator", 50, commit_delay=0)
+    assert chain.block() == 150  # commit block 100 < 150 − 0: the rule is strict
+
+
+def same_block_where_the_draw_favours(winner: str, loser: str) -> int:
+    """A block of the mock chain whose hash's draw (the spec's formula, computed here) puts `winner` first."""
+    import hashlib
+
+    from template.mock_chain import mock_block_hash
+
+    def draw(block, hk):
+        return hashlib.sha256(f"distil-tie|1|{mock_block_hash(block)[2:]}|{hk}".encode()).hexdigest()
+
+    return next(b for b in range(20, 90) if draw(b, winner) < draw(b, loser))
+
+
+def test_a_copied_commitment_string_in_the_same_block_is_invalid_and_the_victim_keeps_its_model(world, tmp_path):
+    """Issue 23 §2: a thief copies the victim's `repo@rev` into the same block from a hotkey that sorts
+    first in ss58 order (and that the block's draw favours too). The repo's distil.json names the
+    victim: the thief's commitment is INVALID, and the victim is scored and crowned, never COPY."""
+    thief, victim = sorted([hotkey("thief"), hotkey("victim")])
+    block = same_block_where_the_draw_favours(thief, victim)
+    model = owned(world / "miners" / "better", victim, tmp_path)
+    miners = [{"hotkey": hk, "model": str(model), "repo": "victim/model", "commit_block": block} for hk in (thief, victim)]
+    scorer = CountingScorer({victim: 0.05, thief: 0.05})
+    v = make_validator(world, tmp_path / "state", scenario=scenario_with(world, tmp_path, miners, own=False), scorer=scorer)
+    assert v.chain.commitments()[thief].data == v.chain.commitments()[victim].data  # the very same string
+    assert v.run(epochs=1) == 1
+    state = load_state(tmp_path / "state")
+    stolen, own = state.miners[thief], state.miners[victim]
+    assert (stolen.reason, stolen.code) == (INVALID, "OWNER_MISMATCH") and victim in stolen.detail
+    assert own.status == KING and own.reason is None and state.king == victim
+    assert all(owner["hotkey"] == victim for owner in state.hash_owners.values()) and state.hash_owners
+    assert scorer.rounds == [[victim]]
+
+
+def test_the_same_weights_in_two_repos_in_one_block_go_to_the_draw_not_the_ss58_order(world, tmp_path):
+    """Issue 23 §2: identical weights re-uploaded to another repo, each repo naming its own committer,
+    committed in the same block: a copy, owned by the block's draw. The hotkeys are chosen so that
+    ss58 order would give the other answer."""
+    first, second = sorted([hotkey("alpha"), hotkey("omega")])
+    block = same_block_where_the_draw_favours(second, first)  # ss58 order says `first`; the draw says `second`
+    miners = [{"hotkey": hk, "model": str(world / "miners" / "good"), "repo": f"mock/{name}", "commit_block": block}
+              for hk, name in ((first, "first"), (second, "second"))]
+    scorer = CountingScorer({first: 0.1, second: 0.1})
+    v = make_validator(world, tmp_path / "state", scenario=scenario_with(world, tmp_path, miners), scorer=scorer)
+    assert v.run(epochs=1) == 1
+    state = load_state(tmp_path / "state")
+    loser = state.miners[first]
+    # checked first (the queue takes one block's commitments in hotkey order), then displaced by the owner's claim
+    assert (loser.reason, loser.code) == (COPY, "DUPLICATE_CONTENT"), loser
+    assert loser.detail == (f"same weights as {state.miners[second].commitment} of {second}, committed in the same "
+                            f"block {block}, which the block's draw puts first")
+    assert state.king == second and scorer.rounds == [[second]]
+    assert {o["hotkey"] for o in state.hash_owners.values()} == {second}
+    from template.mock_chain import mock_block_hash
+
+    assert all(m.commit_block_hash == mock_block_hash(block) for m in state.miners.values())

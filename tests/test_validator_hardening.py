@@ -49,11 +49,12 @@ def deep_config_repo(world, path: Path, i: int) -> Path:
 
 
 def bad_then_honest(world, tmp_path, bad_dirs):
-    """The king (`good`, block 90), BAD failing commitments (blocks 91…), then `better` (block 130)."""
-    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 90}]
+    """The king (`good`, block 20), BAD failing commitments (blocks 21…), then `better` (block 90): the
+    first round (seed block 100) may score commitments before block 50, the second all of them."""
+    miners = [{"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 20}]
     for i, path in enumerate(bad_dirs):
-        miners.append({"hotkey": hotkey(f"bad{i:02d}"), "model": str(path), "repo": f"mock/bad{i:02d}", "commit_block": 91 + i})
-    miners.append({"hotkey": hotkey("better"), "model": str(world / "miners" / "better"), "commit_block": 130})
+        miners.append({"hotkey": hotkey(f"bad{i:02d}"), "model": str(path), "repo": f"mock/bad{i:02d}", "commit_block": 21 + i})
+    miners.append({"hotkey": hotkey("better"), "model": str(world / "miners" / "better"), "commit_block": 90})
     return scenario_with(world, tmp_path, miners, start_block=140)
 
 
@@ -111,8 +112,8 @@ def test_repos_failing_for_themselves_alone_are_retried_then_check_failed_repeat
 
 def test_an_outage_every_repo_sees_adds_no_strike(world, tmp_path):
     miners = [
-        {"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 90},
-        {"hotkey": hotkey("flaky"), "model": str(world / "miners" / "fair"), "repo": "mock/flaky", "commit_block": 95},
+        {"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "commit_block": 40},
+        {"hotkey": hotkey("flaky"), "model": str(world / "miners" / "fair"), "repo": "mock/flaky", "commit_block": 45},
     ]
     scorer = CountingScorer({hotkey("good"): 0.1})
     v = make_validator(world, tmp_path / "state", "--checks.max_strikes", "2",
@@ -142,7 +143,7 @@ def test_a_check_the_epochs_download_budget_cuts_keeps_its_place_and_nothing_mor
         state.miners[f"hk{i}"] = MinerRecord(uid=i, commitment=f"a/m{i}@{'ab' * 20}", commit_block=10 + i)
     tried = []
 
-    def check(commitment, owner_of):
+    def check(commitment, owner_of, hotkey, owner_exempt):
         tried.append(commitment.repo)
         return CheckResult.failure("PRECHECK_BUDGET", "this epoch's budget ran out while downloading its snapshot")
 

@@ -89,9 +89,9 @@ def test_round_files_are_kept_and_pruned(world, tmp_path):
 
 def test_stdout_summary_names_models_by_uid_and_repo_and_lists_the_pending(world, tmp_path, capsys):
     miners = [
-        {"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "repo": "demo/good", "commit_block": 90},
-        {"hotkey": hotkey("random"), "model": str(world / "miners" / "random"), "repo": "demo/random", "commit_block": 91},
-        {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "repo": "demo/hidden", "commit_block": 92},
+        {"hotkey": hotkey("good"), "model": str(world / "miners" / "good"), "repo": "demo/good", "commit_block": 40},
+        {"hotkey": hotkey("random"), "model": str(world / "miners" / "random"), "repo": "demo/random", "commit_block": 41},
+        {"hotkey": hotkey("fair"), "model": str(world / "miners" / "fair"), "repo": "demo/hidden", "commit_block": 42},
     ]
     state_dir = tmp_path / "state"
     v = make_validator(world, state_dir, scenario=scenario_with(world, tmp_path, miners, start_block=100), scorer=CountingScorer(KLS))

@@ -5,9 +5,10 @@
     distil-check namespace/name             the repo's current commit (resolved, then pinned)
 
 Options: --teacher PATH_OR_REPO (the tokenizer reference; default the teacher repo),
---max-params N, --vocab-size N (default the production limits), --json (one JSON object:
-ok, reason, code, detail, params, content_hash), --endpoint URL, --cache-dir DIR,
---allow-private (check a private repo you can read with your token).
+--hotkey SS58 (the hotkey that will commit: distil.json must name it), --max-params N,
+--vocab-size N (default the production limits), --json (one JSON object: ok, reason, code,
+detail, params, content_hash), --endpoint URL, --cache-dir DIR, --allow-private (check a
+private repo you can read with your token).
 
 Exit status: 0 valid, 1 rejected (INVALID, COPY, UNAVAILABLE, or a check the repo's own files
 made fail: CHECKER_ERROR, a check over its deadline), 2 usage error or transient failure (hub
@@ -26,6 +27,8 @@ from typing import Sequence
 from distil import MAX_PARAMS, TEACHER_REPO, VOCAB_SIZE
 from distil.checks.args import looks_like_path, source_problem
 from distil.checks.codes import is_verdict
+from distil.checks.codes import TRANSIENT
+from distil.checks.owner import validate_hotkey
 from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
 from distil.checks.tokenizer import load_reference
@@ -48,6 +51,13 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _hotkey(text: str) -> str:
+    try:
+        return validate_hotkey(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="distil-check",
@@ -61,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher",
         default=TEACHER_REPO,
         help="the teacher's tokenizer: a directory or a hub repo (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hotkey",
+        type=_hotkey,
+        default=None,
+        help="ss58 address of the hotkey that will commit the model: the repo's distil.json must name it "
+        "(default: report the hotkey the file names; validators check it against the committing hotkey)",
     )
     parser.add_argument("--max-params", type=_count, default=MAX_PARAMS, help="parameter cap (default: %(default)s)")
     parser.add_argument("--vocab-size", type=_count, default=VOCAB_SIZE, help="required vocab size (default: %(default)s)")
@@ -175,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # validator's record of a verdict) would repeat the failure in another format
     logger.disable("distil.checks.pipeline")
     try:
-        result = check_commitment(store, commitment, limits, teacher=teacher, progress=args.progress)
+        result = check_commitment(store, commitment, limits, teacher=teacher, hotkey=args.hotkey, progress=args.progress)
     finally:
         logger.enable("distil.checks.pipeline")
     return _emit(result, description, args.json)

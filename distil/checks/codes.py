@@ -54,8 +54,8 @@ _TABLE = [
     Code("REMOTE_CODE", INVALID, "Python files, or `auto_map` in config.json / tokenizer_config.json.",
          "Remove `*.py` files and `auto_map`; use an architecture transformers ships."),
     Code("FORBIDDEN_FILE", INVALID, "A file outside the allow-list (pickle/.bin, .pt, numpy, GGUF, ONNX, "
-         "subdirectories, anything else).", "Delete it: only config, safetensors, tokenizer files, README, "
-         "LICENSE and .gitattributes are allowed."),
+         "subdirectories, anything else).", "Delete it: only config, safetensors, tokenizer files, distil.json, "
+         "README, LICENSE and .gitattributes are allowed."),
     Code("MISSING_FILE", INVALID, "config.json, the weights or the tokenizer files are missing.",
          "Upload config.json, model.safetensors (or shards and index), tokenizer.json and "
          "tokenizer_config.json."),
@@ -64,6 +64,15 @@ _TABLE = [
     Code("WEIGHT_INDEX", INVALID, "Safetensors shards and model.safetensors.index.json disagree "
          "(stray or missing shard, tensor mapped to the wrong shard).",
          "Re-save with `save_pretrained`; upload exactly the shards the index lists."),
+    # -- ownership (spec v3) ------------------------------------------------------------
+    Code("OWNER_MISSING", INVALID, "The repo has no distil.json at the pinned revision, or it names no hotkey "
+         "(it must be {\"hotkey\": \"<ss58>\"}). Every commitment since spec v3 names its committing hotkey; "
+         "commitments from before the rule are exempt.",
+         "Write it with `python neurons/miner.py --write-owner DIR` (or `distil-train --hotkey`), upload, commit "
+         "the new revision from a new hotkey."),
+    Code("OWNER_MISMATCH", INVALID, "distil.json names another hotkey than the one that committed this "
+         "repo@revision (a copied commitment string is worth nothing).",
+         "Commit only repos whose distil.json names your own hotkey: `python neurons/miner.py --write-owner DIR`."),
     Code("DUPLICATE_FILES", COPY, "The weight files are byte-identical to an earlier commitment's.",
          "Nothing: submit your own model."),
     # -- config -----------------------------------------------------------------------

@@ -20,6 +20,8 @@ SINGLE_WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+# Spec v3: the file naming the committing hotkey (distil.checks.owner).
+OWNER_FILE = "distil.json"
 
 TOKENIZER_FILES = (
     TOKENIZER_JSON,
@@ -32,10 +34,10 @@ TOKENIZER_FILES = (
     "chat_template.json",
 )
 DOC_FILES = ("README.md", "LICENSE", "LICENSE.md", "LICENSE.txt", ".gitattributes")
-ALLOWED_NAMES = frozenset((CONFIG, GENERATION_CONFIG, WEIGHTS_INDEX, *TOKENIZER_FILES, *DOC_FILES))
+ALLOWED_NAMES = frozenset((CONFIG, GENERATION_CONFIG, WEIGHTS_INDEX, OWNER_FILE, *TOKENIZER_FILES, *DOC_FILES))
 REQUIRED_TOKENIZER = (TOKENIZER_JSON, TOKENIZER_CONFIG)
 # Small JSON files read before any download: each is capped at `max_config_bytes`.
-CONFIG_FILES = (CONFIG, GENERATION_CONFIG, TOKENIZER_CONFIG, WEIGHTS_INDEX)
+CONFIG_FILES = (CONFIG, GENERATION_CONFIG, TOKENIZER_CONFIG, WEIGHTS_INDEX, OWNER_FILE)
 # Every JSON file a repo may hold: each is parsed, bounded, before any weight is downloaded
 # (the others within `max_small_file_bytes`), so nothing later (transformers, tokenizers)
 # meets JSON we have not parsed.
@@ -113,7 +115,7 @@ def check_files(meta: RepoMetadata, limits: CheckLimits) -> FileLayout:
             "FORBIDDEN_FILE",
             "files not allowed: " + _names(f"{clip(n, 80)!r} ({_why_forbidden(n)})" for n in forbidden)
             + "; allowed: config.json, generation_config.json, *.safetensors and their index, "
-            "tokenizer files, README.md, LICENSE, .gitattributes",
+            "tokenizer files, distil.json, README.md, LICENSE, .gitattributes",
         )
 
     weights = tuple(n for n in names if is_weight_file(n))

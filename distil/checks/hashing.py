@@ -19,10 +19,11 @@ Two hashes, both ``sha256:<hex>``:
   It is streamed through one reused buffer (never the whole model in RAM) and, in the same
   pass, BF16/F16/F32/F64 tensors are scanned for NaN and infinity.
 
-`DuplicateRegistry` is pure: the earliest claim owns a hash. Claims order by commit
-block, then hotkey (ss58 string order), then commitment string: a deterministic tie-break
-every validator computes alike (the chain's commitment map does not expose the order of
-extrinsics within a block).
+`DuplicateRegistry` is pure: the earliest claim owns a hash. Claims order by
+`distil.precedence`, the one tie rule of every kind of copy: the earlier commit block, and
+in the same block a draw from that block's hash and the hotkey, which the committer can
+neither predict nor grind (the chain's commitment map does not expose the order of
+extrinsics within a block); then the commitment string (one hotkey, one commitment).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 from distil.checks.result import CheckFailure, CheckLimits
 from distil.checks.safetensors_header import SafetensorsHeader, TensorInfo, header_length, parse_header
 from distil.hub.store import RepoMetadata
+from distil.precedence import precedence
 
 CONTENT_HASH_PREFIX = b"distil-content-v1\n"
 _CHUNK = 8 << 20
@@ -181,21 +183,25 @@ def safetensors_files(directory: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Claim:
-    """A commitment claiming a hash: on-chain commit block, hotkey, commitment string."""
+    """A commitment claiming a hash: on-chain commit block, hotkey, commitment string, and the
+    commit block's hash (the same-block draw; None: unknown, spec v2's hotkey order)."""
 
     commit_block: int
     hotkey: str
     commitment: str
+    block_hash: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.commit_block, int) or isinstance(self.commit_block, bool) or self.commit_block < 0:
             raise ValueError(f"commit_block must be a non-negative int, got {self.commit_block!r}")
         if not self.hotkey or not self.commitment:
             raise ValueError("a claim needs a hotkey and a commitment")
+        if self.block_hash is not None and (not isinstance(self.block_hash, str) or not self.block_hash.strip()):
+            raise ValueError(f"block_hash must be a hex string or None, got {self.block_hash!r}")
 
     @property
-    def order(self) -> tuple[int, str, str]:
-        return (self.commit_block, self.hotkey, self.commitment)
+    def order(self) -> tuple:
+        return (*precedence(self.commit_block, self.block_hash, self.hotkey), self.commitment)
 
     def precedes(self, other: "Claim") -> bool:
         return self.order < other.order
@@ -243,11 +249,16 @@ class DuplicateRegistry:
     def to_json(self) -> dict:
         return {
             "version": 1,
-            "owners": {d: [c.commit_block, c.hotkey, c.commitment] for d, c in sorted(self.owners.items())},
+            "owners": {d: [c.commit_block, c.hotkey, c.commitment, c.block_hash] for d, c in sorted(self.owners.items())},
         }
 
     @classmethod
     def from_json(cls, data: dict) -> "DuplicateRegistry":
+        """Version 1; an owner without its block hash (written before spec v3) keeps None."""
         if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("owners"), dict):
             raise ValueError("not a version-1 duplicate registry")
-        return cls({d: Claim(int(b), str(h), str(c)) for d, (b, h, c) in data["owners"].items()})
+        owners = {}
+        for d, fields in data["owners"].items():
+            b, h, c, *rest = fields
+            owners[d] = Claim(int(b), str(h), str(c), str(rest[0]) if rest and rest[0] is not None else None)
+        return cls(owners)

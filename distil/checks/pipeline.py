@@ -5,21 +5,23 @@ skipped):
 
 1. revision — metadata at the pinned revision; public (UNAVAILABLE otherwise)
 2. files — symlinks, code, allow-list, required files, sizes, shard layout
-3. exact-file duplicates — the weight files' hash set against earlier commitments
-4. config — every JSON file of the repo (config, generation config, tokenizer files, the
+3. owner — spec v3: distil.json names the committing hotkey (`distil.checks.owner`); before
+   the duplicate checks, so a copied `repo@revision` string is INVALID, never an owner
+4. exact-file duplicates — the weight files' hash set against earlier commitments
+5. config — every JSON file of the repo (config, generation config, tokenizer files, the
    index) fetched alone and parsed within bounds; config.json and tokenizer_config.json
    judged; tokenizer.json's pipeline sections against the teacher's file
-5. weight index — shards vs model.safetensors.index.json
-6. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
+6. weight index — shards vs model.safetensors.index.json
+7. safetensors headers — two ranged reads per shard: structure, dtypes, quantisation,
    parameter count, embedding shape
-7. architecture — config.json's model built on the meta device against the headers: within
+8. architecture — config.json's model built on the meta device against the headers: within
    the cap, every tensor it needs present, every tensor present used, shapes equal; a
    declared context shorter than the scored window refused (ARCH_CONTEXT)
    ---- nothing above downloads a weight byte ----
-8. download — the snapshot at the pinned revision
-9. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
-10. tokenizer — the battery against the teacher's reference
-11. load — the validator's own load function (`load_causal_lm`: the architecture guard again,
+9. download — the snapshot at the pinned revision
+10. content — headers re-read locally, NaN/inf scan, canonical content hash, duplicates
+11. tokenizer — the battery against the teacher's reference
+12. load — the validator's own load function (`load_causal_lm`: the architecture guard again,
    then AutoModelForCausalLM, trust_remote_code=False, no missing/unexpected keys), then a
    short forward at the end of the scored window (ARCH_CONTEXT)
 
@@ -49,6 +51,7 @@ from distil.checks.files import (
     CONFIG,
     CONFIG_FILES,
     JSON_FILES,
+    OWNER_FILE,
     TOKENIZER_CONFIG,
     TOKENIZER_JSON,
     WEIGHTS_INDEX,
@@ -57,6 +60,7 @@ from distil.checks.files import (
     check_index,
 )
 from distil.checks.hashing import ContentScan, files_hash, scan_weights
+from distil.checks.owner import check_owner, named_hotkey
 from distil.checks.result import STEP_FAIL, STEP_PASS, STEP_SKIP, CheckFailure, CheckLimits, CheckResult, CheckStep
 from distil.checks.safetensors_header import SafetensorsHeader, check_tensors, header_length, parse_header
 from distil.checks.sandbox import ChildDied, StepTimeout, run_step
@@ -79,6 +83,7 @@ from distil.hub.store import (
 STEPS = (
     "revision",
     "files",
+    "owner",
     "exact-file duplicates",
     "config",
     "weight index",
@@ -115,6 +120,8 @@ class _Run:
     owner_of: OwnerLookup | None
     progress: bool
     deadlines: Deadlines
+    hotkey: str | None = None  # the committing hotkey distil.json must name (None: not known here)
+    owner_exempt: str | None = None  # why this commitment needs no distil.json (it predates the rule)
     meta: RepoMetadata | None = None
     layout: FileLayout | None = None
     files_hash: str | None = None
@@ -130,6 +137,7 @@ class _Run:
     copy_of: str | None = None
     seen_public: bool = False
     json_digests: dict[str, str] = field(default_factory=dict)  # sha256 of each JSON file parsed
+    parsed_json: dict[str, dict] = field(default_factory=dict)  # each JSON file parsed, fetched once
     peak_bytes: dict[str, int] = field(default_factory=dict)  # each isolated step's peak memory
 
     # -- steps (each returns the report line, raises CheckFailure / _Skipped) ----------
@@ -149,6 +157,21 @@ class _Run:
         size = sum(self.meta.file(n).size for n in self.layout.weight_files)
         return f"{len(self.meta.files)} files allowed; weights {', '.join(self.layout.weight_files)} ({size:,} bytes)"
 
+    def owner(self) -> str:
+        if self.owner_exempt is not None:
+            raise _Skipped(f"{OWNER_FILE} not required: {self.owner_exempt}")
+        if self.meta.file(OWNER_FILE) is None:
+            raise CheckFailure(
+                "OWNER_MISSING",
+                f"no {OWNER_FILE} at this revision: since spec v3 every commitment's repo names the hotkey that "
+                "commits it (write it with `python neurons/miner.py --write-owner DIR`)",
+            )
+        named = named_hotkey(self._repo_json(OWNER_FILE))
+        if self.hotkey is None:
+            return f"{OWNER_FILE} names {named}; validators count the commitment only from that hotkey"
+        check_owner(named, self.hotkey)
+        return f"{OWNER_FILE} names the committing hotkey {named}"
+
     def exact_file_duplicates(self) -> str:
         if self.owner_of is None:
             raise _Skipped("no duplicate registry given")
@@ -166,11 +189,13 @@ class _Run:
         return self.limits.max_config_bytes if name in CONFIG_FILES else self.limits.max_small_file_bytes
 
     def _repo_json(self, name: str) -> dict:
-        """One JSON file of the repo, fetched alone (no weights) and parsed within bounds."""
-        cap = self._json_cap(name)
-        data = read_capped(self.store.fetch_file(self.commitment, name), cap, name)
-        self.json_digests[name] = hashlib.sha256(data).hexdigest()
-        return parse_json_object(data, name, cap)
+        """One JSON file of the repo, fetched alone (no weights) and parsed within bounds, once."""
+        if name not in self.parsed_json:
+            cap = self._json_cap(name)
+            data = read_capped(self.store.fetch_file(self.commitment, name), cap, name)
+            self.json_digests[name] = hashlib.sha256(data).hexdigest()
+            self.parsed_json[name] = parse_json_object(data, name, cap)
+        return self.parsed_json[name]
 
     def config(self) -> str:
         # Every JSON file the repo holds is parsed here, bounded, before any weight byte is
@@ -403,6 +428,8 @@ def check_commitment(
     *,
     teacher: TokenizerReference,
     owner_of: OwnerLookup | None = None,
+    hotkey: str | None = None,
+    owner_exempt: str | None = None,
     progress: bool = False,
     deadlines: Deadlines | None = None,
     steps: tuple[str, ...] = STEPS,
@@ -412,6 +439,9 @@ def check_commitment(
     `teacher` is the tokenizer reference (`load_reference`). `owner_of(hash)` returns the
     commitment string of an *earlier* commitment owning that hash, or None (build it with
     `DuplicateRegistry.copy_lookup(claim)`); without it, duplicates are not judged here.
+    `hotkey` is the committing hotkey the repo's distil.json must name (spec v3); without it
+    the file must still name a hotkey, and the report says which. `owner_exempt` (a reason:
+    the commitment predates the ownership rule) skips that step.
     The steps that run the repo's files (architecture, tokenizer, load) run in a child
     process within `deadlines` (default: this machine's, `distil.checks.clock`).
     `steps` = `HEADER_ONLY_STEPS` runs only the checks that read no weight byte (what
@@ -422,10 +452,29 @@ def check_commitment(
         raise ValueError(f"steps must be a prefix of {STEPS}")
     if not isinstance(teacher, TokenizerReference):
         raise TypeError("teacher must be a TokenizerReference (see distil.checks.load_reference)")
-    run = _Run(store, commitment, limits, teacher, owner_of, progress, deadlines or default_deadlines())
-    to_run, steps = steps, []  # the names asked for; the report's CheckSteps
+    run = _Run(store, commitment, limits, teacher, owner_of, progress, deadlines or default_deadlines(),
+               hotkey=hotkey, owner_exempt=owner_exempt)
+    return _execute(run, steps)
+
+
+OWNER_STEPS = ("revision", "owner")  # metadata, then distil.json alone (fetched within its cap)
+
+
+def check_ownership(store: ModelStore, commitment: Commitment, hotkey: str,
+                    limits: CheckLimits = CheckLimits()) -> CheckResult:
+    """The ownership check alone, with the metadata it needs (`OWNER_STEPS`; nothing else is
+    fetched): what `miner.py --skip-checks` still runs, since a commitment whose repo does
+    not name its hotkey is INVALID whatever its weights."""
+    run = _Run(store, commitment, limits, None, None, False, None, hotkey=hotkey)  # no step here runs repo files
+    return _execute(run, OWNER_STEPS)
+
+
+def _execute(run: _Run, names: tuple[str, ...]) -> CheckResult:
+    """Run the steps `names` in order; the first failure skips the rest."""
+    commitment = run.commitment
+    steps: list[CheckStep] = []
     failure: tuple[str, str] | None = None
-    for name in to_run:
+    for name in names:
         if failure is not None:
             steps.append(CheckStep(name, STEP_SKIP, "not run: an earlier check failed"))
             continue
@@ -456,4 +505,5 @@ def check_commitment(
         level = "WARNING" if failure[0] == "CHECKER_ERROR" else "INFO"
         logger.log(level, f"pre-check {commitment}: {failure[0]}: {failure[1]}")
         return CheckResult.failure(failure[0], failure[1], **fields)
-    return CheckResult(ok=True, reason=None, code=None, detail="every pre-check passed", **fields)
+    passed = "every pre-check passed" if names == STEPS else f"the {', '.join(names)} checks passed"
+    return CheckResult(ok=True, reason=None, code=None, detail=passed, **fields)

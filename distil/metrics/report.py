@@ -87,6 +87,9 @@ def summary_lines(epoch_block: int, state: ValidatorState, plan: ep.RoundPlan, e
         if record.status == PENDING:
             why = f"{record.code}: {record.detail}" if record.code else ("checked, waiting for a round" if record.checked
                                                                           else "waiting for its pre-check")
+            if hotkey in plan.later:  # spec v3: committed too close to (or after) this round's seed block
+                why = (f"checked; committed at block {record.commit_block}, this round scores commitments before "
+                       f"block {plan.commit_deadline}: a later round")
             lines.append(f"  pending: {model_name(state, hotkey)} ({why})")
     for event in events:
         if event.kind in SUMMARY_EVENTS:

@@ -74,6 +74,12 @@ class FailedModel:
 
 DEFAULT_MAX_EVAL_STRIKES = 3
 
+# Spec v3: a round seeded by block S scores only commitments made before S − COMMIT_DELAY
+# (docs/scoring.md, "Who is scored"). One epoch at the default epoch length: a commitment a
+# round may score was on chain, final, when the epoch before it began, so every validator
+# had that epoch to pre-check it and they agree on who the round scores.
+DEFAULT_COMMIT_DELAY = 50
+
 
 @dataclass(frozen=True)
 class RoundParams:
@@ -92,6 +98,8 @@ class RoundPlan:
     challengers: tuple[str, ...]
     rematch: tuple[str, ...] = ()  # evaluated models re-scored because there is no king
     deferred: tuple[str, ...] = ()  # ready challengers over their coldkey's cap: a later round
+    later: tuple[str, ...] = ()  # checked, but committed too late for this round's seed: a later round
+    commit_deadline: int | None = None  # the round scores commitments made before this block
 
     @property
     def models(self) -> list[str]:
@@ -229,30 +237,36 @@ def mark_checked(
 
 
 def registry_of(state: ValidatorState) -> DuplicateRegistry:
-    """The state's hash owners as a `DuplicateRegistry` (earliest commit block owns a hash)."""
+    """The state's hash owners as a `DuplicateRegistry` (earliest commit block owns a hash;
+    in one block, the block's draw: `distil.precedence`)."""
     return DuplicateRegistry(
-        {d: Claim(int(o["commit_block"]), o["hotkey"], o["commitment"]) for d, o in state.hash_owners.items()}
+        {d: Claim(int(o["commit_block"]), o["hotkey"], o["commitment"], o.get("block_hash"))
+         for d, o in state.hash_owners.items()}
     )
 
 
 def claim_of(state: ValidatorState, hotkey: str) -> Claim:
     record = state.miners[hotkey]
-    return Claim(record.commit_block, hotkey, record.commitment)
+    return Claim(record.commit_block, hotkey, record.commitment, record.commit_block_hash)
 
 
 def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[ValidatorState, list[Event]]:
     state = state.copy()
     claim = claim_of(state, hotkey)
     registry, owner, displaced = registry_of(state).claim(digest, claim)
-    state.hash_owners[digest] = {"hotkey": owner.hotkey, "commit_block": owner.commit_block, "commitment": owner.commitment}
+    state.hash_owners[digest] = {"hotkey": owner.hotkey, "commit_block": owner.commit_block, "commitment": owner.commitment,
+                                 "block_hash": owner.block_hash}
     loser = displaced if owner == claim else claim
     if loser is None or loser.hotkey == owner.hotkey or loser.hotkey not in state.miners:
+        return state, []
+    if state.miners[loser.hotkey].reason == COPY:  # already the copy (of the files hash, say): one verdict
         return state, []
     detail = (
         f"same weights as {owner.commitment} of {owner.hotkey}, committed earlier "
         f"(block {owner.commit_block} < {loser.commit_block})"
         if owner.commit_block < loser.commit_block
-        else f"same weights as {owner.commitment} of {owner.hotkey}, committed in the same block {owner.commit_block}"
+        else f"same weights as {owner.commitment} of {owner.hotkey}, committed in the same block {owner.commit_block}, "
+        "which the block's draw puts first"
     )
     return disqualify(state, loser.hotkey, COPY, "DUPLICATE_CONTENT", detail)
 
@@ -260,23 +274,38 @@ def claim_hash(state: ValidatorState, hotkey: str, digest: str) -> tuple[Validat
 # -- who reaches the GPU ----------------------------------------------------------------
 
 
-def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset()) -> list[str]:
-    """Valid, never evaluated; those without evaluation strikes first, then earliest commit
-    block (a model that keeps failing when scored cannot hold a seat ahead of new ones)."""
+def first_seed_block(commit_block: int, epoch_length: int, commit_delay: int = DEFAULT_COMMIT_DELAY) -> int:
+    """The seed block of the first round that may score a commitment made at `commit_block`:
+    the first epoch boundary S with commit_block < S − commit_delay."""
+    length = int(epoch_length)
+    return (int(commit_block) + int(commit_delay)) // length * length + length
+
+
+def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset(),
+                      before_block: int | None = None) -> list[str]:
+    """Valid, never evaluated, committed before `before_block` (None: any block); those
+    without evaluation strikes first, then earliest commit block (a model that keeps
+    failing when scored cannot hold a seat ahead of new ones)."""
     ready = [
         hk for hk, m in state.miners.items()
         if m.status == PENDING and m.checked and not m.evaluated and hk not in exclude
+        and (before_block is None or m.commit_block < before_block)
     ]
     ready.sort(key=lambda hk: (state.miners[hk].eval_strikes > 0, state.miners[hk].commit_block, hk))
     return ready
 
 
 def plan_round(
-    state: ValidatorState, max_challengers: int = 8, rematch_size: int = 4, exclude: frozenset[str] = frozenset(),
-    max_per_coldkey: int = MAX_PER_COLDKEY,
+    state: ValidatorState, seed_block: int, max_challengers: int = 8, rematch_size: int = 4,
+    exclude: frozenset[str] = frozenset(), max_per_coldkey: int = MAX_PER_COLDKEY,
+    commit_delay: int = DEFAULT_COMMIT_DELAY,
 ) -> RoundPlan:
-    """King + new challengers; without a king, also the best few evaluated models.
+    """King + new challengers for the round seeded by `seed_block`; without a king, also the
+    best few evaluated models.
 
+    Spec v3: only commitments made before `seed_block − commit_delay` are challengers; a
+    later one, checked or not, waits for a later round (`later`): whoever commits once the
+    seed block's hash is public could fit a model to the round's prompts.
     Scores from different prompt sets are never compared, so when there is no king the
     best evaluated models are scored again beside the challengers and the round decides.
     `exclude`: models to leave out this epoch (their integrity check could not run).
@@ -284,15 +313,17 @@ def plan_round(
     `max_challengers`; the king and rematch models do not count); the others are
     `deferred` to later rounds, earliest commit first.
     """
+    deadline = int(seed_block) - int(commit_delay)
     admitted, deferred = cap_per_coldkey(
-        ready_challengers(state, exclude), lambda hk: state.miners[hk].coldkey, max_per_coldkey)
+        ready_challengers(state, exclude, before_block=deadline), lambda hk: state.miners[hk].coldkey, max_per_coldkey)
     new = tuple(admitted[: max(0, int(max_challengers))])
+    later = tuple(hk for hk in ready_challengers(state, exclude) if state.miners[hk].commit_block >= deadline)
     if state.king is not None:
-        return RoundPlan(state.king, new, deferred=tuple(deferred))
+        return RoundPlan(state.king, new, deferred=tuple(deferred), later=later, commit_deadline=deadline)
     evaluated = [hk for hk, m in state.miners.items()
                  if m.status == EVALUATED and m.kl is not None and m.checked and hk not in exclude]
     evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
-    return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]), tuple(deferred))
+    return RoundPlan(None, new, tuple(evaluated[: max(0, int(rematch_size))]), tuple(deferred), later, deadline)
 
 
 # -- a finished round -------------------------------------------------------------------
@@ -354,11 +385,14 @@ def apply_round(
         {hk: r.copy_vector for hk, r in valid.items() if r.copy_vector},
         {hk: state.miners[hk].commit_block for hk in valid},
         params.copy_cosine,
+        block_hashes={hk: state.miners[hk].commit_block_hash for hk in valid},
     )
     for copy, original in sorted(copies.items()):
         state, more = disqualify(
             state, copy, COPY, "FUNCTIONAL_COPY",
-            f"per-position KL matches {original} (cosine > {params.copy_cosine}); {original} committed earlier",
+            f"per-position KL matches {original} (cosine > {params.copy_cosine}); {original} committed earlier"
+            + (f" (same block {state.miners[copy].commit_block}: the block's draw)"
+               if state.miners[copy].commit_block == state.miners[original].commit_block else ""),
         )
         events.extend(more)
         del valid[copy]

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from distil.precedence import precedence
+
 KL_LIMIT = 2.0
 EPSILON = 0.01
 ALPHA = 0.05
@@ -108,14 +110,18 @@ def functional_copies(
     vectors: Mapping[str, Sequence[float]],
     commit_blocks: Mapping[str, int],
     threshold: float = COPY_COSINE,
+    block_hashes: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
     """Models whose per-position KL vectors (first prompts of the round) are near-identical.
 
     Returns ``{copy_hotkey: original_hotkey}``: of two models with cosine above
-    `threshold`, the later commitment (commit block, then hotkey) is the copy; it copies
-    the earliest model it matches.
+    `threshold`, the later commitment is the copy; it copies the earliest model it matches.
+    "Later" is the one tie rule of every copy (`distil.precedence`): the later commit block,
+    and in one block the later draw from the block's hash (`block_hashes`; a hotkey
+    without one keeps spec v2's hotkey order).
     """
-    order = sorted(vectors, key=lambda h: (commit_blocks[h], h))
+    hashes = block_hashes or {}
+    order = sorted(vectors, key=lambda h: precedence(commit_blocks[h], hashes.get(h), h))
     copies: dict[str, str] = {}
     for i, later in enumerate(order):
         for earlier in order[:i]:

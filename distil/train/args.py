@@ -32,6 +32,13 @@ def validate(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.lr <= 0:
         raise UsageError("--lr must be > 0")
+    if args.hotkey is not None:
+        from distil.checks.owner import validate_hotkey
+
+        try:
+            validate_hotkey(args.hotkey)
+        except ValueError as e:
+            raise UsageError(f"--hotkey: {e}") from None
     if args.resume and args.overwrite:
         raise UsageError("--resume continues a run, --overwrite starts one again: give one of them")
     spec = eval_spec(args, args.device)  # the spec's own checks (device, sizes)

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="replace the finished model in OUTPUT (its model files only); without it, it is refused")
     ckpt.add_argument("--max-params", type=int, default=MAX_PARAMS, help="the parameter cap the pre-check applies")
     ckpt.add_argument("--vocab-size", type=int, default=VOCAB_SIZE)
+    ckpt.add_argument("--hotkey", default=None,
+                      help="ss58 address of the hotkey that will commit the model: OUTPUT/distil.json names it (spec v3: "
+                           "validators count a commitment only from the hotkey its repo names), checked at the end")
     ckpt.add_argument("--skip-final-eval", action="store_true", help="do not run distil-eval on held-out prompts at the end")
     wb = parser.add_argument_group("Weights & Biases (as the validator's flags)")
     wb.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="do not log to Weights & Biases")

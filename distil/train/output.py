@@ -4,7 +4,8 @@
 architecture loads (from the model's own state dict; a tied head stored once, as the
 student it started from), `config.json` without `auto_map`
 or `quantization_config`, the generation config, and the TEACHER's tokenizer files (the
-pre-check compares tokenizers with the teacher's), nothing else: no code, no pickle.
+pre-check compares tokenizers with the teacher's), nothing else: no code, no pickle. With
+`--hotkey` the run then writes `distil.json` naming the committing hotkey (spec v3).
 
 `run_prechecks` then runs `distil-check`'s pre-checks on the directory and `held_out_scores`
 `distil-eval`'s scoring (`run_round`) of the starting and the trained student on held-out prompts.
@@ -66,8 +67,11 @@ def tied_copies(model, state: dict) -> list[str]:
                   if k in state and source in state and torch.equal(state[k], state[source]))
 
 
-def run_prechecks(output: str | Path, teacher_dir: str | Path, max_params: int, vocab_size: int):
-    """distil-check's pipeline on the local directory: (CheckResult, report text)."""
+def run_prechecks(output: str | Path, teacher_dir: str | Path, max_params: int, vocab_size: int,
+                  hotkey: str | None = None):
+    """distil-check's pipeline on the local directory: (CheckResult, report text). With
+    `hotkey` the output's distil.json must name it; without, the ownership step is skipped
+    and says how to write the file before uploading."""
     from distil.checks.cli import format_report, resolve_target
     from distil.checks.pipeline import check_commitment
     from distil.checks.result import CheckLimits
@@ -79,7 +83,9 @@ def run_prechecks(output: str | Path, teacher_dir: str | Path, max_params: int, 
     store, commitment, description = resolve_target(str(output), no_hub)
     teacher = load_reference(str(teacher_dir))
     limits = CheckLimits(max_params=max_params, vocab_size=vocab_size, require_public=False)
-    result = check_commitment(store, commitment, limits, teacher=teacher)
+    exempt = None if hotkey else (f"no --hotkey given: write it before uploading, with "
+                                  f"`python neurons/miner.py --write-owner {output}` (or train with --hotkey)")
+    result = check_commitment(store, commitment, limits, teacher=teacher, hotkey=hotkey, owner_exempt=exempt)
     return result, format_report(result, description)
 
 

@@ -235,7 +235,11 @@ def run(args) -> int:
         kept = _run_dir(output)
         shutil.move(str(checkpoint_dir(output)), kept)
         logger.info(f"run state (checkpoints, W&B files) moved to {kept}: {output} holds the model only")
-    result, text = run_prechecks(output, teacher_dir, args.max_params, args.vocab_size)
+    if args.hotkey:  # spec v3: the repo names the hotkey that commits it
+        from distil.checks.owner import write_owner_file
+
+        logger.info(f"wrote {write_owner_file(output, args.hotkey)} naming the committing hotkey {args.hotkey}")
+    result, text = run_prechecks(output, teacher_dir, args.max_params, args.vocab_size, args.hotkey)
     print(text, flush=True)
     if not args.skip_final_eval:
         final = eval_spec(args, device, n_prompts=len(prompts.held_out))

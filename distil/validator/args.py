@@ -45,6 +45,9 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.max_challengers", type=int, default=8, help="challengers per round, earliest commit first (default: %(default)s)")
     group.add_argument("--eval.max_per_coldkey", type=int, default=MAX_PER_COLDKEY,
                        help="challengers of one owner coldkey per round; the rest wait for a later round (default: %(default)s)")
+    group.add_argument("--eval.commit_delay", type=int, default=ep.DEFAULT_COMMIT_DELAY,
+                       help="spec v3: a round seeded by block S scores only commitments made before block "
+                            "S − commit_delay; later ones wait for a later round (default: %(default)s blocks)")
     group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
     group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
     group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
@@ -111,6 +114,8 @@ def round_params(config) -> ep.RoundParams:
                                ("max_challengers", config.eval.max_challengers, 1), ("rematch", config.eval.rematch, 0)):
         if value < least:
             raise ValueError(f"--eval.{flag} must be at least {least}, got {value}")
+    if config.eval.commit_delay < 0:
+        raise ValueError(f"--eval.commit_delay must be at least 0, got {config.eval.commit_delay}")
     if config.eval.max_strikes < 1:
         raise ValueError(f"--eval.max_strikes must be at least 1, got {config.eval.max_strikes}")
     return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine,

@@ -33,15 +33,19 @@ class IntegrityResult:
     events: list[ep.Event] = field(default_factory=list)
 
 
-def check_round_integrity(state: ValidatorState, store: ModelStore, max_challengers: int, rematch: int,
-                          max_per_coldkey: int = MAX_PER_COLDKEY) -> IntegrityResult:
+def check_round_integrity(state: ValidatorState, store: ModelStore, seed_block: int, max_challengers: int, rematch: int,
+                          max_per_coldkey: int = MAX_PER_COLDKEY,
+                          commit_delay: int = ep.DEFAULT_COMMIT_DELAY) -> IntegrityResult:
+    """Check the models of the round seeded by `seed_block` (`plan_round`'s plan, with the same
+    eligibility), planning again without each one whose check could not run."""
     unreachable: set[str] = set()
     answered: set[str] = set()
     checked: set[str] = set()
     events: list[ep.Event] = []
     king_ok = True
     while True:
-        plan = ep.plan_round(state, max_challengers, rematch, exclude=frozenset(unreachable), max_per_coldkey=max_per_coldkey)
+        plan = ep.plan_round(state, seed_block, max_challengers, rematch, exclude=frozenset(unreachable),
+                             max_per_coldkey=max_per_coldkey, commit_delay=commit_delay)
         todo = [hk for hk in plan.models if hk not in checked]
         if not todo:
             break

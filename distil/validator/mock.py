@@ -13,6 +13,7 @@ from pathlib import Path
 
 from distil import TEACHER_REPO
 from distil.hub import LocalModelStore
+from distil.scoring.epoch import DEFAULT_COMMIT_DELAY, first_seed_block
 from template.mock_chain import InMemoryChain
 
 
@@ -20,14 +21,16 @@ class ScenarioError(ValueError):
     """A mock scenario that cannot be used; the message says what is wrong."""
 
 
-def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_length: int, chain_path: str | None = None):
+def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_length: int, chain_path: str | None = None,
+                  commit_delay: int = DEFAULT_COMMIT_DELAY):
     """A mock world from a scenario file: the in-memory chain and a local model store.
 
     Each miner's directory is served as a repo (`repo`, default `mock/<dirname>`) whose
     revision is derived from its contents, registered and committed as `repo@revision` at
-    its `commit_block`. The chain starts at `start_block` (default: the highest commit
-    block, so every commitment is visible to the first epoch). With `chain_path`, an
-    existing chain file is resumed instead of rebuilt (a restarted validator).
+    its `commit_block`. The chain starts at `start_block` (default: the first epoch boundary
+    S with every commit block < S − `commit_delay`, so the first round may score every
+    commitment). With `chain_path`, an existing chain file is resumed instead of rebuilt (a
+    restarted validator).
     """
     try:
         scenario = json.loads(Path(path).read_text())
@@ -54,7 +57,9 @@ def load_scenario(path: str | Path, netuid: int, validator_hotkey: str, epoch_le
     teacher = str(teacher)
     if chain_path and Path(chain_path).exists():
         return InMemoryChain(netuid=netuid, path=chain_path), store, teacher
-    start = int(scenario.get("start_block", max([c[2] for c in commitments], default=0)))
+    last_commit = max((c[2] for c in commitments), default=None)
+    default_start = 0 if last_commit is None else first_seed_block(last_commit, epoch_length, commit_delay)
+    start = int(scenario.get("start_block", default_start))
     chain = InMemoryChain(netuid=netuid, start_block=start, path=chain_path)
     chain.register(validator_hotkey, validator_permit=True, stake=1000.0)
     for hotkey, data, block, coldkey in commitments:
@@ -72,6 +77,7 @@ def mock_world(config, validator_hotkey: str):
         raise ScenarioError("--mock needs --mock.scenario FILE (a mock chain and models to serve; see docs/validators.md)")
     chain, store, teacher = load_scenario(
         config.mock_scenario, int(config.netuid), validator_hotkey, int(config.neuron.epoch_length), config.mock_chain_state,
+        int(config.eval.commit_delay),
     )
     chain.block_time_s = float(config.mock_block_time)
     if config.mock_models_dir:

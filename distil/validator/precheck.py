@@ -23,6 +23,7 @@ from distil.checks.clock import Deadlines
 from distil.commitment import Commitment, parse_commitment
 from distil.hub import ModelStore
 from distil.scoring import epoch as ep
+from distil.scoring import ownership
 from distil.scoring import prechecks as pq
 from distil.state import ValidatorState
 from distil.validator.timing import TimedDownloads
@@ -30,8 +31,9 @@ from template.base.validator import one_line
 
 BUDGET_CODE = "PRECHECK_BUDGET"  # distil.checks.codes: the epoch's download budget ran out
 
-# (commitment, owner_of) -> CheckResult: the validator binds the store, limits and teacher
-Checker = Callable[[Commitment, Callable[[str], "str | None"]], CheckResult]
+# (commitment, owner_of, hotkey, owner_exempt) -> CheckResult: the validator binds the store, limits and
+# teacher; `hotkey` is the committer distil.json must name, `owner_exempt` why it need not (spec v3)
+Checker = Callable[[Commitment, Callable[[str], "str | None"], str, "str | None"], CheckResult]
 
 
 @dataclass
@@ -73,9 +75,9 @@ class Prechecks:
             return PrecheckRound(state)
         store = TimedDownloads(self.store)
 
-        def check(commitment, owner_of):
-            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of,
-                                    deadlines=self.deadlines)
+        def check(commitment, owner_of, hotkey, owner_exempt):
+            return check_commitment(store, commitment, self.limits, teacher=teacher, owner_of=owner_of, hotkey=hotkey,
+                                    owner_exempt=owner_exempt, deadlines=self.deadlines)
 
         # No check starts after the budget, and every hub call of this epoch's pre-checks ends by
         # its end (PRECHECK_BUDGET: the check resumes next epoch, as if not tried), so neither a
@@ -111,7 +113,7 @@ def _one(out: PrecheckRound, hotkey: str, now: int, check: Checker, grace_blocks
     record = state.miners[hotkey]
     owner_of = ep.registry_of(state).copy_lookup(ep.claim_of(state, hotkey))
     try:
-        result = check(parse_commitment(record.commitment), owner_of)
+        result = check(parse_commitment(record.commitment), owner_of, hotkey, ownership.owner_exemption(state, hotkey))
     except Exception as e:  # the checker must never raise; if it does, it is a checker failure
         logger.opt(exception=e).debug(f"pre-check of {hotkey} raised")
         result = CheckResult.failure("CHECKER_ERROR", f"the checker raised {type(e).__name__}: {' '.join(str(e).split())[:300]}")
