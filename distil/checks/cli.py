@@ -27,7 +27,6 @@ from typing import Sequence
 from distil import MAX_PARAMS, TEACHER_REPO, VOCAB_SIZE
 from distil.checks.args import looks_like_path, source_problem
 from distil.checks.codes import is_verdict
-from distil.checks.codes import TRANSIENT
 from distil.checks.owner import validate_hotkey
 from distil.checks.pipeline import check_commitment, hub_failure
 from distil.checks.result import STEP_FAIL, STEP_PASS, CheckLimits, CheckResult
