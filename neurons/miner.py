@@ -224,9 +224,12 @@ def check_owner(commitment: Commitment, store: ModelStore, hotkey: str) -> None:
 
     result = check_ownership(store, commitment, hotkey, CheckLimits(require_public=False))
     if not result.ok:
+        if not is_verdict(result.code):  # the hub or our disk: no verdict, try again
+            raise PrecheckFailed(f"the ownership check could not run: {result.code}: {result.detail} (nothing "
+                                 "committed; try again later)", verdict=False)
         raise PrecheckFailed(
             f"ownership check failed: {result.code}: {result.detail} (reason {result.reason}; nothing committed. "
-            f"Write the file with `python neurons/miner.py --write-owner DIR` and upload it)"
+            f"Write the file with `python neurons/miner.py --write-owner DIR` and upload it)", verdict=True,
         )
 
 
