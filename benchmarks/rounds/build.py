@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -50,14 +51,15 @@ STUDENTS = {
     "prose-a": (0.10, 103, ("prose", 40, 1e-3, 0.25, 1)),
     "code-a": (0.10, 104, ("code", 40, 1e-3, 0.25, 2)),
     "mixed-a": (0.10, 105, ("mixed", 80, 5e-4, 0.25, 3)),
-    "mixed-b": (0.20, 106, ("mixed", 80, 2e-3, 0.25, 4)),
+    "mixed-b": (0.20, 106, ("mixed", 40, 1e-3, 0.25, 4)),
     "prose-b": (0.20, 107, ("prose", 24, 1e-3, 0.0, 5)),
     "code-b": (0.05, 108, ("code", 40, 3e-4, 0.25, 6)),
-    "mixed-c": (0.15, 109, ("mixed", 40, 1e-3, 0.5, 7)),
+    "mixed-c": (0.15, 109, ("mixed", 30, 1e-3, 0.5, 7)),
 }
 ROUNDS = {"a": ("eval-a", "a1" * 32), "b": ("eval-b", "b2" * 32)}
 N_PROMPTS, MAX_NEW_TOKENS, MAX_PROMPT_TOKENS = 120, 32, 64
 TRAIN_PROMPTS, TRAIN_NEW_TOKENS = 96, 16
+QUIET = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bars in the build's log
 
 
 def log(msg: str) -> None:
@@ -158,7 +160,7 @@ def train(work: Path) -> None:
                "--seed", str(seed), "--save-steps", "0", "--skip-final-eval", "--wandb.off", "--log-level", "WARNING"]
         t = time.time()
         log(f"train {name}: {data}, {steps} steps, lr {lr}, on-policy {on_policy}, seed {seed}")
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=QUIET)
         log(f"train {name}: done in {time.time() - t:.0f} s")
 
 
@@ -179,7 +181,7 @@ def evaluate(work: Path, round_name: str) -> Path:
         cmd += ["--student", str(student_dir(work, name))]
     t = time.time()
     log(f"round {round_name}: distil-eval of {len(STUDENTS)} students on {N_PROMPTS} prompts of {part}")
-    result = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True, env=QUIET)
     out.write_text(result.stdout)
     log(f"round {round_name}: done in {time.time() - t:.0f} s")
     return out
