@@ -272,3 +272,22 @@ def test_contender_record_round_trips_and_bad_records_are_named():
     for data, message in cases:
         with pytest.raises(ValueError, match=message):
             Contender.from_dict(data)
+
+
+def test_validator_flags_reach_the_round_params():
+    """--eval.confirm_alpha and --eval.max_challengers (the first stage's divisor) travel to RoundParams."""
+    import argparse
+
+    from distil.validator.args import add_eval_args, round_params
+
+    parser = argparse.ArgumentParser()
+    add_eval_args(parser)
+    flat = vars(parser.parse_args(["--eval.confirm_alpha", "0.05", "--eval.max_challengers", "4", "--eval.alpha", "0.2"]))
+    config = SimpleNamespace(eval=SimpleNamespace(**{k.split(".", 1)[1]: v for k, v in flat.items()}))
+    params = round_params(config)
+    assert (params.confirm_alpha, params.max_challengers, params.alpha) == (0.05, 4, 0.2)
+    rule = WinTwice(params.epsilon, params.alpha, params.confirm_alpha, params.max_challengers)
+    assert rule.first_alpha == pytest.approx(0.05)
+    config.eval.confirm_alpha = 1.0
+    with pytest.raises(ValueError, match="--eval.confirm_alpha must be in"):
+        round_params(config)

@@ -212,6 +212,24 @@ class _Tested:
     mean: np.ndarray  # [R] mean KL in round 1
 
 
+def spread(king: np.ndarray, challenger: np.ndarray) -> float:
+    """sd of king − challenger per-prompt KL, the challenger scaled to the king's mean, over the king's mean KL.
+
+    What a paired test sees of a challenger truly equal to the king: the larger, the larger the
+    improvement a rule needs to tell them apart."""
+    king = np.asarray(king, dtype=np.float64)
+    d = king - scaled(np.asarray(challenger, dtype=np.float64), float(king.mean()))
+    return float(d.std(ddof=1) / king.mean()) if len(d) > 1 else 0.0
+
+
+def correlation(a, b) -> float:
+    """Pearson correlation of two models' per-prompt KL (1: the same prompts are hard for both)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 @dataclass(frozen=True)
 class ChallengerStats:
     key: str
@@ -399,6 +417,9 @@ class DethroneSimulation:
     def _report(self, stats, false_by_k, round_flips, improvements, reliable_level) -> dict:
         resamples, n = self.index[0].shape
         v = self.vectors
+        models = [v.king_kl] + [vec for _, vec in v.challengers]
+        pairs = [correlation(models[i], models[j]) for i in range(len(models)) for j in range(i)]
+        by_key = dict(v.challengers)
         reliable = [s.reliable_improvement for s in stats]
         improvements = [x for x in improvements if stats and x in stats[0].power]
         def worst_of(values):
@@ -414,6 +435,9 @@ class DethroneSimulation:
             "king_source": v.king_source,
             "king_kl": self.king_mean,
             "n_round_prompts": v.n_round_prompts,
+            # every pair of the round's valid models: how alike their per-prompt KL is
+            "correlation_median": float(np.nanmedian(pairs)) if pairs else None,
+            "correlation_range": [float(np.nanmin(pairs)), float(np.nanmax(pairs))] if pairs else None,
             "n": n,
             "resamples": resamples,
             "rule": self.rule.params(),
@@ -438,7 +462,8 @@ class DethroneSimulation:
             "round_flips_equal": round_flips[0],
             "round_stage_flips_equal": round_flips[1],
             "challengers": [
-                {"key": s.key, "kl_mean": s.kl_mean, "false_dethrone_rate": s.false_dethrone_rate,
+                {"key": s.key, "kl_mean": s.kl_mean, "spread": spread(v.king_kl, by_key[s.key]),
+                 "correlation": correlation(v.king_kl, by_key[s.key]), "false_dethrone_rate": s.false_dethrone_rate,
                  "power": {f"{x:g}": p for x, p in s.power.items()}, "reliable_improvement": s.reliable_improvement,
                  "flips_equal": s.flips_equal[0], "stage_flips_equal": s.flips_equal[1],
                  "flips_at_reliable": s.flips_at_reliable[0], "stage_flips_at_reliable": s.flips_at_reliable[1]}
@@ -471,18 +496,21 @@ def _table(rows: list[list[str]]) -> list[str]:
 def format_table(report: dict) -> str:
     """The report as plain text: the rule, one row per challenger, then the round."""
     xs = list(report["power"])
-    header = ["challenger", "KL", "false alone"] + [f"power @{100 * float(x):g}%" for x in xs] + [
+    header = ["challenger", "KL", "spread", "corr", "false alone"] + [f"power @{100 * float(x):g}%" for x in xs] + [
         f"needs (power {report['reliable_power']:g})", "crown flips equal / at needs"]
     rows = [header]
     for c in report["challengers"]:
-        rows.append([c["key"][:16], f"{c['kl_mean']:.6f}", _pct(c["false_dethrone_rate"])]
+        rows.append([c["key"][:16], f"{c['kl_mean']:.6f}", _pct(c["spread"], 1), f"{c['correlation']:.2f}",
+                     _pct(c["false_dethrone_rate"])]
                     + [_pct(c["power"][x]) for x in xs]
                     + [_pct(c["reliable_improvement"]), f"{_pct(c['flips_equal'])} / {_pct(c['flips_at_reliable'])}"])
-    rows.append(["round", "", ""] + [_pct(report["power"][x]) for x in xs]
+    rows.append(["round", "", "", "", ""] + [_pct(report["power"][x]) for x in xs]
                 + [_pct(report["reliable_improvement"]), f"{_pct(report['flips_equal'])} / {_pct(report['flips_at_reliable'])}"])
     by_k = report["false_dethrone_by_challengers"]
     lines = [f"king {report['king'][:16]} ({report['king_source']}) KL {report['king_kl']:.6f}; "
-             f"{report['resamples']} resamples of n={report['n']} of the round's {report['n_round_prompts']} prompts",
+             f"{report['resamples']} resamples of n={report['n']} of the round's {report['n_round_prompts']} prompts; "
+             f"per-prompt KL correlation between models: median {report['correlation_median']:.2f}, "
+             f"range {report['correlation_range'][0]:.2f}–{report['correlation_range'][1]:.2f}",
              f"rule: {report['rule_text']}"]
     lines += _table(rows)
     lines.append(f"false dethrone per round, 1..{len(by_k)} challengers equal to the king: "
