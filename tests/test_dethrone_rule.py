@@ -39,6 +39,7 @@ BASE = [0.05 + 0.002 * ((7 * i) % 23) for i in range(120)]  # the king's per-pro
 
 
 def test_first_stage_level_is_the_round_level_over_a_fixed_divisor():
+    assert (WinTwice().alpha, WinTwice().confirm_alpha, WinTwice().max_challengers, WinTwice().epsilon) == (0.1, 0.025, 8, 0.0)
     rule = WinTwice(alpha=0.1, confirm_alpha=0.1, max_challengers=8)
     assert rule.first_alpha == pytest.approx(0.0125)
     assert WinTwice(alpha=0.1, max_challengers=4).first_alpha == pytest.approx(0.025)
@@ -64,7 +65,7 @@ def p_value_of(king, challenger) -> float:
 
 
 def test_a_p_value_between_the_two_levels_passes_the_confirmation_but_not_the_first_stage():
-    rule = WinTwice()
+    rule = WinTwice(confirm_alpha=0.1)
     for seed in range(400):  # find a challenger with 0.0125 < p < 0.1
         challenger = noisy(BASE, 0.985, 0.06, seed)
         p = p_value_of(BASE, challenger)

@@ -139,7 +139,7 @@ def test_noisy_round_false_rate_is_near_alpha_and_power_grows_with_the_improveme
     v2 = run_json(capsys, "--round", path, "--king", "k", "--resamples", "2000", "--rule", "v2", "--verify", "5")
     assert 0.02 < v2["false_dethrone_rate"] < 0.10  # the t-test's 5 % level, give or take the resampling
     v3 = run_json(capsys, "--round", path, "--king", "k", "--resamples", "2000", "--verify", "5")
-    assert v3["false_dethrone_rate"] < 0.01  # one challenger: 0.1/8 × 0.1 ≈ 0.1 %
+    assert v3["false_dethrone_rate"] < 0.005  # one challenger: 0.1/8 × 0.025 ≈ 0.03 %
     for report in (v2, v3):
         powers = [report["power"][x] for x in ("0.01", "0.02", "0.03", "0.05", "0.1")]
         assert powers == sorted(powers) and powers[-1] > 0.95 and powers[0] < 0.5
@@ -163,13 +163,14 @@ def test_false_dethrone_grows_with_the_challengers_and_stays_near_the_bound(tmp_
     report = run_json(capsys, "--round", path, "--resamples", "3000", "--verify", "10", "--no-power")
     assert report["power"] == {} and report["reliable_improvement"] is None
     by_k = report["false_dethrone_by_challengers"]
-    assert len(by_k) == 8 and by_k == sorted(by_k)  # the same resamples: one more challenger, never fewer crowns
-    assert 0.0 < by_k[-1] < 0.02 and report["false_dethrone_rate"] == by_k[-1]
+    # (not monotone in general: a new challenger can take the contender's seat from one that would have confirmed)
+    assert len(by_k) == 8 and by_k[0] < by_k[-1] and report["false_dethrone_rate"] == max(by_k)
+    assert 0.0 < max(by_k) < 0.01
     # a fixed divisor: each challenger alone is tested at 0.1/8 whatever the round size, so alone it rarely passes
     assert max(c["false_dethrone_rate"] for c in report["challengers"]) < 0.006
     # one round at the same per-round level 0.1/8 and no confirmation: about ten times as many false crowns
     one = run_json(capsys, "--round", path, "--resamples", "3000", "--verify", "10", "--rule", "one-round", "--no-power")
-    assert one["false_dethrone_rate"] > 4 * by_k[-1]
+    assert one["false_dethrone_rate"] > 4 * max(by_k)
     assert main(["dethrone", "--round", path, "--resamples", "300", "--verify", "5", "--max-challengers", "3", "--no-power"]) == 0
     assert "1..3 challengers" in capsys.readouterr().out
 
@@ -206,7 +207,8 @@ def test_candidates_compare_every_rule_of_the_issue(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count("== ") == 2
     for rule in ("v2: one round: epsilon 0.01, alpha 0.05", "epsilon 0.03, alpha 0.05/2", "epsilon 0, alpha 0.01/2",
-                 "alpha 0.001", "win twice: epsilon 0, alpha 0.1/2, then 0.1", "win twice: epsilon 0, alpha 0.2/2, then 0.05"):
+                 "alpha 0.001", "win twice: epsilon 0, alpha 0.1/2, then 0.1 ", "win twice: epsilon 0, alpha 0.05/2, then 0.05",
+                 "win twice: epsilon 0, alpha 0.1/2, then 0.025"):
         assert rule in text, rule
 
 
@@ -220,7 +222,7 @@ def test_json_report_keys_and_determinism(tmp_path, capsys):
     assert set(first["power"]) == {"0.01", "0.02", "0.03", "0.05", "0.1"}
     assert {"false_dethrone_rate", "false_dethrone_by_challengers", "power", "n", "resamples", "rule", "challengers",
             "reliable_improvement", "verified_against_rules", "flips_equal", "flips_at_reliable"} <= set(first)
-    assert first["rule"] == {"rule": "v3", "epsilon": 0.0, "alpha": 0.1, "first_alpha": 0.0125, "confirm_alpha": 0.1,
+    assert first["rule"] == {"rule": "v3", "epsilon": 0.0, "alpha": 0.1, "first_alpha": 0.0125, "confirm_alpha": 0.025,
                              "max_challengers": 8}
     assert len(first["false_dethrone_by_challengers"]) == 2
     assert [c["key"] for c in first["challengers"]] == ["a", "b"]

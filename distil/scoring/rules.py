@@ -29,7 +29,7 @@ COPY_COSINE = 0.9999
 # spec v3 (win twice)
 V3_EPSILON = 0.0
 V3_ALPHA = 0.1  # first stage, per round: each challenger is tested at V3_ALPHA / max_challengers
-CONFIRM_ALPHA = 0.1  # second stage, on the fresh prompts of a later round
+CONFIRM_ALPHA = 0.025  # second stage, on the fresh prompts of a later round
 MAX_CHALLENGERS = 8
 RELIABLE_POWER = 0.95
 
@@ -115,10 +115,13 @@ class WinTwice:
     """Scoring spec v3's dethrone rule: its margin and the levels of its two stages.
 
     `alpha` is the first stage's level for a whole round: with `max_challengers`
-    challengers all truly equal to the king, about `alpha` of rounds make one of them the
-    contender, and `confirm_alpha` of those confirm, so at most `alpha × confirm_alpha`
-    (1 %) of rounds end in a false crown. The divisor is the round's size limit, so one
-    validator's transient failure (fewer models scored) does not change anyone's test.
+    challengers all truly equal to the king, at most about `alpha` of rounds make one of
+    them the contender, and `confirm_alpha` of those confirm, so about `alpha ×
+    confirm_alpha` (0.25 %) of rounds end in a false crown if the t-test held its level.
+    On skewed per-prompt KL it does not (a challenger much worse on a few prompts passes
+    more often than α), and the recorded rounds measure up to 0.66 % (docs/performance.md):
+    the defaults keep that under the 1 % bound. The divisor is the round's size limit, so
+    one validator's transient failure (fewer models scored) does not change anyone's test.
     """
 
     epsilon: float = V3_EPSILON
