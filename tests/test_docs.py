@@ -157,6 +157,7 @@ MODULES = {
     "distil.state_cli": "distil-state",
     "distil.demo": "distil.demo",
     "distil.bench": "distil.bench",
+    "distil.sim": "distil.sim",
     "template.mock_chain": "mock-chain",
     "distil.train": "distil-train",
     "distil.upgrade": "upgrade",
@@ -301,16 +302,15 @@ def check_demo(args: list[str], monkeypatch):
         raise Rejected(f"python -m distil.demo exited {parser_exit}")
 
 
-def check_bench(args: list[str]):
-    """The real `python -m distil.bench` parser (its subcommands' `register`), parsed only."""
+def check_subcommands(package: str, args: list[str]):
+    """The real `python -m distil.bench` / `python -m distil.sim` parser (its subcommands' `register`), parsed only."""
     import importlib
 
-    from distil.bench.__main__ import SUBCOMMANDS
-
-    parser = argparse.ArgumentParser(prog="python -m distil.bench")
+    subcommands = importlib.import_module(f"{package}.__main__").SUBCOMMANDS
+    parser = argparse.ArgumentParser(prog=f"python -m {package}")
     sub = parser.add_subparsers(dest="which", required=True)
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"distil.bench.{name}").register(sub)
+    for name in subcommands:
+        importlib.import_module(f"{package}.{name}").register(sub)
     _parse(strict(parser), args)
 
 
@@ -336,8 +336,8 @@ def check(command: str, monkeypatch=None) -> str | None:
             check_neuron(program, args)
         elif program == "distil.demo":
             check_demo(args, monkeypatch)
-        elif program == "distil.bench":
-            check_bench(args)
+        elif program in ("distil.bench", "distil.sim"):
+            check_subcommands(program, args)
         else:
             check_cli(program, args)
     return " ".join(seen) or None

@@ -135,3 +135,23 @@ def test_round_refuses_another_generation_batch_size(round_json, capsys, tmp_pat
                      "--generation-batch-size", "1", "--json"])
     assert code == 2
     assert "--round fixes the scoring spec; cannot change --generation-batch-size" in capsys.readouterr().err
+
+
+def test_round_rescoring_tells_a_miner_what_the_king_takes(round_json, capsys, tmp_path):
+    """`--round` on a validator's round file (with a `king`): one line per student from `required_gain`."""
+    from distil.scoring.rules import required_gain
+
+    recorded = json.loads(round_json)
+    king = next(m for m in recorded["models"] if m["key"] == model_dir("near"))
+    path = tmp_path / "round.json"
+    path.write_text(json.dumps({**recorded, "king": king["key"]}))
+    rescore = ["--teacher", model_dir("teacher"), "--student", model_dir("student"), "--round", str(path)]
+    assert cli.main(rescore) == 0
+    out = capsys.readouterr().out
+    mine = next(m for m in recorded["models"] if m["key"] == model_dir("student"))
+    expected = required_gain(king["per_prompt_kl"], mine["per_prompt_kl"]).line()
+    assert f"vs king {king['key']!r}: {model_dir('student')}: {expected}" in out
+    assert "first stage" in out
+    path.write_text(round_json)  # distil-eval's own JSON names no king
+    assert cli.main(rescore) == 0
+    assert "vs king: the round file names no scored king" in capsys.readouterr().out

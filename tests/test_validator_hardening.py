@@ -304,7 +304,8 @@ def test_a_validator_with_a_bad_state_file_exits_2_naming_the_field(world, tmp_p
     assert json.loads(path.read_text()) == data  # left as it was
 
 
-@pytest.mark.parametrize("flag, value", [("--eval.max_per_coldkey", "0"), ("--eval.max_challengers", "0"), ("--eval.rematch", "-1")])
+@pytest.mark.parametrize("flag, value", [("--eval.max_per_coldkey", "0"), ("--eval.max_challengers", "0"), ("--eval.rematch", "-1"),
+                                         ("--eval.confirm_alpha", "1.5")])
 def test_a_round_size_that_could_never_work_is_refused_at_start(world, tmp_path, capsys, flag, value):
     """--eval.max_per_coldkey 0 used to start, then fail every epoch (no round, no weights for the king)."""
     code = validator_script.main(argv(world, tmp_path / "state", "--neuron.epochs", "1", flag, value))

@@ -242,6 +242,28 @@ def probe_line(model: dict) -> str:
     return line + (f"\n  {printable(p['detail'])}" if p["verdict"] != "passed" else "")
 
 
+def king_lines(round_file: str, doc: dict) -> list[str]:
+    """What each scored student needs against the round's king (scoring spec v3: `required_gain`)."""
+    from distil.scoring.rules import required_gain
+
+    with open(round_file, encoding="utf-8") as f:
+        recorded = json.load(f)
+    king = recorded.get("king")
+    entry = next((m for m in recorded.get("models") or [] if isinstance(m, dict) and king is not None
+                  and m.get("key") == king and m.get("status") == "ok"), None)
+    if entry is None:
+        return ["vs king: the round file names no scored king to compare with"]
+    lines = []
+    for m in doc["models"]:
+        if m["status"] == "ok":
+            try:
+                bar = required_gain(entry.get("per_prompt_kl") or [], m["per_prompt_kl"]).line()
+            except (TypeError, ValueError) as e:
+                bar = f"cannot compare with the king's recorded per-prompt KL ({e})"
+            lines.append(f"vs king {king!r}: {m['key']}: {bar}")
+    return lines
+
+
 def probe_scored(doc: dict, result, sources: dict, spec: EvalSpec) -> None:
     """Probe every scored student (the degeneration guard) and add its `probe` object to the JSON."""
     from distil.eval.probe import probe_one
@@ -344,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc))
     else:
         print(format_table(doc))
+        if args.round:
+            print("\n".join(king_lines(args.round, doc)))
     return exit_status(result.results.values())
 
 

@@ -20,9 +20,11 @@ from distil.scoring.crowning import Probe, crown_candidates, crown_first_sound
 from distil.scoring.prechecks import precheck_queue
 from distil.scoring.rules import (
     ALPHA,
+    CONFIRM_ALPHA,
     COPY_COSINE,
     EPSILON,
     KL_LIMIT,
+    MAX_CHALLENGERS,
     functional_copies,
     kl_failure,
     rank_key,
@@ -88,6 +90,10 @@ class RoundParams:
     kl_limit: float = KL_LIMIT
     copy_cosine: float = COPY_COSINE
     max_strikes: int = DEFAULT_MAX_EVAL_STRIKES  # evaluation strikes before EVAL_FAILED_REPEATEDLY
+    # spec v3 (win twice, rules.WinTwice(epsilon, alpha, confirm_alpha, max_challengers)): the contender's
+    # confirmation level, and the first stage's fixed divisor (--eval.max_challengers, never the number scored)
+    confirm_alpha: float = CONFIRM_ALPHA
+    max_challengers: int = MAX_CHALLENGERS
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from distil.scoring import epoch as ep
 from distil.scoring.coldkeys import MAX_PER_COLDKEY
 from distil.checks.clock import DEFAULT_FLOOR_S, DEFAULT_MULTIPLE, Deadlines, default_deadlines
 from distil.scoring.prechecks import DEFAULT_EPOCH_BUDGET_S, DEFAULT_MAX_STRIKES
-from distil.scoring.rules import ALPHA, COPY_COSINE, EPSILON, KL_LIMIT
+from distil.scoring.rules import ALPHA, CONFIRM_ALPHA, COPY_COSINE, EPSILON, KL_LIMIT, MAX_CHALLENGERS
 
 # EvalSpec fields the validator exposes as --eval.<field> (the rest keep the spec's defaults).
 EVAL_SPEC_FLAGS = (
@@ -42,7 +42,9 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval.teacher", default=TEACHER_REPO, help="teacher directory or hub repo (default: %(default)s)")
     group.add_argument("--eval.teacher_revision", default=None, help="teacher commit to pin (default: the repo's current one, logged)")
     group.add_argument("--eval.prompts_file", default=None, help="JSONL prompts instead of the dataset (offline runs)")
-    group.add_argument("--eval.max_challengers", type=int, default=8, help="challengers per round, earliest commit first (default: %(default)s)")
+    group.add_argument("--eval.max_challengers", type=int, default=MAX_CHALLENGERS,
+                       help="challengers per round, earliest commit first; spec v3 divides the first stage's level by it "
+                            "(default: %(default)s)")
     group.add_argument("--eval.max_per_coldkey", type=int, default=MAX_PER_COLDKEY,
                        help="challengers of one owner coldkey per round; the rest wait for a later round (default: %(default)s)")
     group.add_argument("--eval.commit_delay", type=int, default=ep.DEFAULT_COMMIT_DELAY,
@@ -50,7 +52,12 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
                             "S − commit_delay; later ones wait for a later round (default: %(default)s blocks)")
     group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
     group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
-    group.add_argument("--eval.alpha", type=float, default=ALPHA, help="paired t-test level; 1 turns it off (default: %(default)s)")
+    group.add_argument("--eval.alpha", type=float, default=ALPHA,
+                       help="paired t-test level; spec v2: per challenger, 1 turns it off; spec v3: the first stage's "
+                            "level per round, divided by --eval.max_challengers (default: %(default)s)")
+    group.add_argument("--eval.confirm_alpha", type=float, default=CONFIRM_ALPHA,
+                       help="spec v3: paired t-test level of the contender's confirmation on a later round's prompts "
+                            "(default: %(default)s)")
     group.add_argument("--eval.kl_limit", type=float, default=KL_LIMIT, help="KL above this is KL_TOO_HIGH (default: %(default)s)")
     group.add_argument("--eval.copy_cosine", type=float, default=COPY_COSINE, help="functional-copy cosine threshold (default: %(default)s)")
     group.add_argument("--eval.max_strikes", type=int, default=ep.DEFAULT_MAX_EVAL_STRIKES,
@@ -118,8 +125,10 @@ def round_params(config) -> ep.RoundParams:
         raise ValueError(f"--eval.commit_delay must be at least 0, got {config.eval.commit_delay}")
     if config.eval.max_strikes < 1:
         raise ValueError(f"--eval.max_strikes must be at least 1, got {config.eval.max_strikes}")
+    if not 0.0 < config.eval.confirm_alpha < 1.0:
+        raise ValueError(f"--eval.confirm_alpha must be in (0, 1), got {config.eval.confirm_alpha}")
     return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine,
-                          int(config.eval.max_strikes))
+                          int(config.eval.max_strikes), config.eval.confirm_alpha, config.eval.max_challengers)
 
 
 def deadlines(config) -> Deadlines:
