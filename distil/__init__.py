@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # Bumped whenever anything that changes a score changes: prompt sampling, the KL
 # definition, the dethrone rule, a default in the scoring spec. State and W&B rounds
 # record it, so scores from different versions are never compared.
-SCORING_VERSION = 2  # v2: the degeneration guard (docs/scoring.md)
+SCORING_VERSION = 3  # v3: commitments close before the seed, ownership, win twice, copies across rounds (docs/scoring.md)
 
 # Bumped whenever the pre-checks change what they refuse. State records the version its
 # checks ran under; a validator that finds another one checks every record again, the king

@@ -15,7 +15,8 @@ Shape (version 1)::
      "last_round": {"seed_block": ..., "seed": ..., "models": [HOTKEY, ...], ...} | null,
      "legacy_king": HOTKEY | null,   (the previous scoring version's king, weighted until a round crowns a king)
      "checks_version": INT,          (the pre-checks' version the records were checked under)
-     "owner_rule_block": INT | null} (commitments before this block need no distil.json: they predate the rule)
+     "owner_rule_block": INT | null, (commitments before this block need no distil.json: they predate the rule)
+     "contender": {...} | null}      (spec v3's model under confirmation: distil.state_schema.Contender)
 
 Writes go to a temporary file that is fsynced and renamed over `state.json`, so a
 validator killed at any moment leaves either the old or the new state, never half of one.
@@ -113,6 +114,8 @@ class ValidatorState:
     legacy_king: str | None = None
     # The pre-checks' version the records were checked under (distil.CHECKS_VERSION).
     checks_version: int = CHECKS_VERSION
+    # Spec v3's model under confirmation (win twice): `Contender.to_dict()`, or None.
+    contender: dict | None = None
     # Spec v3's ownership rule (distil.json names the committing hotkey) holds for commitments
     # made at this block or later; earlier ones predate it and keep their rule. 0 for a
     # state begun under the rule; None for a state written before it, set at its first
@@ -130,6 +133,7 @@ class ValidatorState:
             "last_round": self.last_round,
             "legacy_king": self.legacy_king,
             "checks_version": self.checks_version,
+            "contender": self.contender,
             "owner_rule_block": self.owner_rule_block,
         }
 
@@ -164,6 +168,7 @@ class ValidatorState:
             version=data["version"],
             legacy_king=data.get("legacy_king"),
             checks_version=data.get("checks_version", 1),  # states from before it was recorded: v1
+            contender=data.get("contender"),
             owner_rule_block=data.get("owner_rule_block"),  # states from before the rule: None (set at adoption)
         )
 

@@ -14,12 +14,66 @@ problem, and backups (`state.json.1` …) hold earlier states.
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distil import SCORING_VERSION
 from distil.commitment import CommitmentError, parse_commitment
+
+@dataclass(frozen=True)
+class Contender:
+    """The state's record of the model under confirmation (`state.contender`, as `to_dict()`).
+
+    hotkey / commit_block: the contender's commitment (one per hotkey: a new commit block is
+    another model); king / king_commit_block: the king it beat in the first stage (the
+    record is void once another king reigns); seed_block: the round of that win (the
+    confirmation must be on a later round's prompts); kl, king_kl, p_value: that round's
+    evidence, for people (the confirmation does not read them).
+    """
+
+    hotkey: str
+    commit_block: int
+    king: str
+    king_commit_block: int
+    seed_block: int
+    kl: float
+    king_kl: float
+    p_value: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> "Contender":
+        """The record from state JSON; ValueError naming the field that is missing or wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"contender must be an object, got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"contender has unknown fields {unknown}")
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                raise ValueError(f"contender has no {f.name}")
+            v = data[f.name]
+            if f.type == "str":
+                ok = isinstance(v, str) and v != ""
+            elif f.type == "int":
+                ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            else:
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                v = float(v) if ok else v
+            if not ok:
+                raise ValueError(f"contender {f.name} is {v!r}: expected a {'non-empty string' if f.type == 'str' else 'number ≥ 0'}")
+            values[f.name] = v
+        if values["hotkey"] == values["king"]:
+            raise ValueError("contender and the king it beat are the same hotkey")
+        return cls(**values)
+
 
 Block = Annotated[int, Field(ge=0)]  # block numbers, uids, counts: integers, never negative
 BlockHash = Annotated[str, Field(pattern=r"^0x[0-9a-f]{64}$")]  # a block's hash as the chain gives it
@@ -109,7 +163,15 @@ class StateSchema(BaseModel):
     last_round: LastRoundSchema | None = None
     legacy_king: str | None = None
     checks_version: int = Field(default=1, ge=1)
+    contender: dict | None = None  # spec v3's model under confirmation (Contender)
     owner_rule_block: Block | None = None
+
+    @field_validator("contender")
+    @classmethod
+    def _contender(cls, contender: dict | None) -> dict | None:
+        if contender is not None:
+            Contender.from_dict(contender)  # ValueError naming the field
+        return contender
 
     @field_validator("miners")
     @classmethod

@@ -68,61 +68,73 @@ def test_a_looping_model_never_takes_the_crown_of_an_empty_hill_or_from_a_king(w
     weights = dict(zip(v.chain.weight_sets[-1].uids, v.chain.weight_sets[-1].weights))
     assert weights[weak.uid] == 1.0
 
-    # with a king: a looping challenger beats its KL by far (it passes the dethrone rule), and is refused
+    # with a king: a looping challenger beats its KL by far (it passes the first stage), and is
+    # refused at the probe: it never becomes the contender
     assert v.run(epochs=1) == 1
     state = load_state(state_dir)
     second = saved_rounds(state_dir)[-1]
     assert second["king"] == hotkey("weak")
     kl = {m["key"]: m["kl_mean"] for m in second["models"]}
-    assert kl[hotkey("looper2")] < 0.99 * kl[hotkey("weak")]  # it passes the dethrone rule ...
-    assert "p = " in state.last_round["decisions"][hotkey("looper2")]
-    assert state.king == hotkey("weak")
+    assert kl[hotkey("looper2")] < 0.99 * kl[hotkey("weak")]  # it passes the first stage ...
+    assert "first stage passed" in state.last_round["decisions"][hotkey("looper2")]
+    assert state.king == hotkey("weak") and state.contender is None
     assert (state.miners[hotkey("looper2")].reason, state.miners[hotkey("looper2")].code) == (INVALID, DEGENERATE_CODE)
-    assert list(probed(second)) == [hotkey("looper2")]  # one model probed: the would-be king
+    assert list(probed(second)) == [hotkey("looper2")]  # one model probed: the would-be contender
     assert any(e.kind == "king_holds" for e in v.events)
 
 
 def test_the_usual_round_probes_one_model(world, tmp_path, capsys):  # noqa: F811
-    """The demo world's first two epochs: one probe per round (the would-be king), and the verdict on stdout."""
+    """The demo world's first three epochs: one probe per round (the would-be king of an empty
+    hill, then the would-be contender), the verdict on stdout; the contender confirmed in the
+    third round is crowned without a second probe."""
     state_dir = tmp_path / "state"
     v = make_validator(world, state_dir)
-    assert v.run(epochs=2) == 2
+    assert v.run(epochs=3) == 3
     rounds = saved_rounds(state_dir)
-    assert [r["seed_block"] for r in rounds] == [100, 150]
-    assert [list(probed(r)) for r in rounds] == [[hotkey("good")], [hotkey("better")]]
+    assert [r["seed_block"] for r in rounds] == [100, 150, 200]
+    assert [list(probed(r)) for r in rounds] == [[hotkey("good")], [hotkey("better")], []]
     assert all(p["verdict"] == "passed" for r in rounds for p in probed(r).values())
+    assert load_state(state_dir).king == hotkey("better")
     out = capsys.readouterr().out
-    assert "probe: uid 3 demo/better: passed (loops 0/3, repeated 4-grams" in out
+    assert "probe: uid 3 demo/better: passed (loops 0/4, repeated 4-grams" in out
+    assert "contender: uid 3 demo/better: won the first stage against uid 2 demo/good" in out
 
 
-def test_a_v1_king_keeps_its_weights_until_the_first_v2_round_completes(world, tmp_path):  # noqa: F811
+def test_a_v2_king_enters_the_first_v3_round_as_its_king(world, tmp_path):  # noqa: F811
+    """Spec v2 → v3: the king keeps its crown and its weights (also through a first v3 round
+    that fails), and is defended by the v3 rule: a better model must win twice."""
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): 0.05})
     state_dir = tmp_path / "state"
     v = make_validator(world, state_dir, scorer=scorer)
     assert v.run(epochs=1) == 1
-    v1 = load_state(state_dir)
-    assert v1.king == hotkey("good")
-    v1.scoring_version = 1  # as a v1 validator left it
-    save_state(v1, state_dir)
-    good_uid = v1.miners[hotkey("good")].uid
+    v2 = load_state(state_dir)
+    assert v2.king == hotkey("good")
+    v2.scoring_version = 2  # as a v2 validator left it
+    v2.miners[hotkey("fair")].eval_strikes = 1
+    save_state(v2, state_dir)
+    good_uid = v2.miners[hotkey("good")].uid
 
-    scorer.fail[hotkey("better")] = RuntimeError("CUDA error: device lost")  # the first v2 round fails
+    scorer.fail[hotkey("better")] = RuntimeError("CUDA error: device lost")  # the first v3 round fails
     restarted = make_validator(world, state_dir, scorer=scorer)
     restarted.load_state()
-    assert restarted.state.scoring_version == SCORING_VERSION and restarted.state.king is None
-    assert restarted.state.legacy_king == hotkey("good")
-    assert restarted.state.miners[hotkey("good")].status == PENDING  # scores are re-measured
+    assert restarted.state.scoring_version == SCORING_VERSION and restarted.state.king == hotkey("good")
+    assert restarted.state.miners[hotkey("good")].status == KING and restarted.state.legacy_king is None
+    assert restarted.state.miners[hotkey("fair")].status == PENDING  # re-scored as a challenger under v3
+    assert restarted.state.miners[hotkey("fair")].eval_strikes == 0  # the migration resets evaluation strikes
     sets_before = len(restarted.chain.weight_sets)
     assert restarted.run(epochs=1) == 1
     after = load_state(state_dir)
-    assert after.king is None and after.legacy_king == hotkey("good")
+    assert after.king == hotkey("good")
     assert len(restarted.chain.weight_sets) == sets_before + 1  # no epoch without weights
     assert dict(zip(restarted.chain.weight_sets[-1].uids, restarted.chain.weight_sets[-1].weights))[good_uid] == 1.0
 
     del scorer.fail[hotkey("better")]
-    assert restarted.run(epochs=1) == 1  # the first v2 round completes: its king takes over
+    assert restarted.run(epochs=1) == 1  # the first v3 round completes: better is the contender, good holds
+    mid = load_state(state_dir)
+    assert mid.king == hotkey("good") and mid.contender["hotkey"] == hotkey("better")
+    assert restarted.run(epochs=1) == 1  # confirmed on the next round's prompts
     done = load_state(state_dir)
-    assert done.legacy_king is None and done.king == hotkey("better")
+    assert done.king == hotkey("better") and done.contender is None
     better_uid = done.miners[hotkey("better")].uid
     assert dict(zip(restarted.chain.weight_sets[-1].uids, restarted.chain.weight_sets[-1].weights))[better_uid] == 1.0
 

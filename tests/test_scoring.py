@@ -203,27 +203,50 @@ def test_exact_tie_without_king_goes_to_the_earlier_commit():
     assert out.state.king == "early"
 
 
-def test_king_holds_inside_epsilon_and_falls_outside_it():
+def test_a_challenger_wins_twice_to_take_the_crown():
+    """Spec v3: the first stage makes a clearly better challenger the contender (its KL kept,
+    the king keeps the crown); the next round, on fresh prompts, confirms it and crowns it."""
+    from distil.state_schema import Contender
+
     base = {"k": checked(1, 1, KING, 0.2), "c": checked(2, 9)}
-    plan = RoundPlan("k", ("c",))
-    held = run_round(state_with(base, king="k"), plan, {"k": scored(0.200), "c": scored(0.1985)})
-    assert held.state.king == "k" and held.state.miners["c"].status == EVALUATED
+    first = run_round(state_with(base, king="k"), RoundPlan("k", ("c",)),
+                      {"k": scored(0.200, jitter=0.01, seed=1), "c": scored(0.190, jitter=0.01, seed=2)})
+    assert first.state.king == "k" and first.state.miners["c"].status == EVALUATED
+    contender = Contender.from_dict(first.state.contender)
+    assert (contender.hotkey, contender.king, contender.seed_block) == ("c", "k", 100)
+    assert "first stage passed" in first.state.last_round["decisions"]["c"]
+    plan = plan_round(first.state, 150)
+    assert plan.contender == "c" and plan.challengers == () and plan.needs_gpu  # a contender alone is a round
+    second = apply_round(first.state, plan, {"k": scored(0.200, jitter=0.01, seed=3), "c": scored(0.190, jitter=0.01, seed=4)},
+                         {"seed_block": 150, "seed": "0xdef"})
+    assert second.state.king == "c" and second.state.contender is None
+    assert second.state.miners["k"].status == EVALUATED and second.state.last_round["confirmation"] == "confirmed"
+    # equal on the fresh prompts: rejected, dropped, an evaluated model like any other
+    rejected = apply_round(first.state, plan, {"k": scored(0.200, jitter=0.01, seed=3), "c": scored(0.2001, jitter=0.01, seed=4)},
+                           {"seed_block": 150, "seed": "0xdef"})
+    assert rejected.state.king == "k" and rejected.state.contender is None
+    assert rejected.state.miners["c"].status == EVALUATED and rejected.state.last_round["confirmation"] == "rejected"
+
+
+def test_a_challenger_inside_the_noise_does_not_become_the_contender():
+    base = {"k": checked(1, 1, KING, 0.2), "c": checked(2, 9)}
+    held = run_round(state_with(base, king="k"), RoundPlan("k", ("c",)), {"k": scored(0.200), "c": scored(0.2001)})
+    assert held.state.king == "k" and held.state.contender is None and held.state.miners["c"].status == EVALUATED
     assert "not below" in held.state.last_round["decisions"]["c"]
-    fell = run_round(state_with(base, king="k"), plan, {"k": scored(0.200), "c": scored(0.190)})
-    assert fell.state.king == "c"
-    assert fell.state.miners["k"].status == EVALUATED and fell.state.miners["c"].status == KING
 
 
-def test_several_qualifying_challengers_lowest_kl_then_earliest_commit():
+def test_several_qualifying_challengers_lowest_kl_then_earliest_commit_becomes_the_contender():
+    from distil.state_schema import Contender
+
     records = {"k": checked(1, 1, KING, 0.3), "c1": checked(2, 30), "c2": checked(3, 20), "c3": checked(4, 10)}
     plan = RoundPlan("k", ("c3", "c2", "c1"))
     out = run_round(state_with(records, king="k"), plan, {"k": scored(0.3), "c1": scored(0.20), "c2": scored(0.21), "c3": scored(0.29)})
-    assert out.state.king == "c1"
+    assert out.state.king == "k" and Contender.from_dict(out.state.contender).hotkey == "c1"
     tie = run_round(state_with(records, king="k"), plan, {"k": scored(0.3), "c1": scored(0.20), "c2": scored(0.20), "c3": scored(0.29)})
-    assert tie.state.king == "c2"  # same KL, earlier commit block
+    assert Contender.from_dict(tie.state.contender).hotkey == "c2"  # same KL, earlier commit block
 
 
-def test_noisy_challenger_does_not_dethrone_without_significance():
+def test_noisy_challenger_does_not_pass_the_first_stage_without_significance():
     records = {"k": checked(1, 1, KING, 0.3), "c": checked(2, 5)}
     king_pp = (0.3,) * 10
     chal_pp = tuple(0.3 - d for d in [0.1, -0.09] * 5)  # 1.7% better on average, half the time worse
@@ -231,9 +254,28 @@ def test_noisy_challenger_does_not_dethrone_without_significance():
     c = ScoredModel(sum(chal_pp) / 10, 0, 0, 0, 0, chal_pp, (2.0, 1.0))
     assert c.kl_mean < k.kl_mean * 0.99
     strict = run_round(state_with(records, king="k"), RoundPlan("k", ("c",)), {"k": k, "c": c})
-    off = run_round(state_with(records, king="k"), RoundPlan("k", ("c",)), {"k": k, "c": c}, alpha=1.0)
-    assert strict.state.king == "k" and "p = " in strict.state.last_round["decisions"]["c"]
-    assert off.state.king == "c"
+    assert strict.state.king == "k" and strict.state.contender is None and "p = " in strict.state.last_round["decisions"]["c"]
+
+
+def test_a_contender_not_scored_keeps_its_seat_and_a_void_one_is_dropped():
+    """Its round failed (a strike when others were scored): the confirmation waits, and a new
+    first-stage passer waits too (pending, no KL). Once the king it beat is gone, the record is void."""
+    from distil.scoring.epoch import contender_of
+    from distil.state_schema import Contender
+
+    base = {"k": checked(1, 1, KING, 0.3), "c": checked(2, 9), "n": checked(3, 12)}
+    first = run_round(state_with(base, king="k"), RoundPlan("k", ("c",)), {"k": scored(0.3), "c": scored(0.2)})
+    assert Contender.from_dict(first.state.contender).hotkey == "c"
+    plan = RoundPlan("k", ("n",), contender="c")
+    second = apply_round(first.state, plan, {"k": scored(0.3), "c": FailedModel("transient", "EVAL_WORKER", "died"),
+                                             "n": scored(0.1)}, {"seed_block": 150, "seed": "0x1"})
+    assert second.state.last_round["confirmation"] == "not_scored"
+    assert Contender.from_dict(second.state.contender).hotkey == "c" and second.state.miners["c"].eval_strikes == 1
+    n = second.state.miners["n"]
+    assert n.status == PENDING and n.kl is None and n.code == "CONTENDER_OPEN" and n.eval_strikes == 0
+    gone = second.state.copy()
+    gone.miners["k"].status, gone.miners["k"].reason, gone.king = DISQUALIFIED, INVALID, None
+    assert contender_of(gone) is None and plan_round(gone, 200).contender is None
 
 
 def test_king_transient_failure_is_its_strike_and_the_challengers_meet_it_next_round():
@@ -499,7 +541,7 @@ def test_requeue_after_a_wrong_disqualification():
         requeue(state, "nobody")
 
 
-def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
+def test_a_new_scoring_version_keeps_the_king_rescores_the_others_and_keeps_final_verdicts():
     from distil.scoring.epoch import migrate_scoring_version
 
     state = state_with({
@@ -507,15 +549,25 @@ def test_a_new_scoring_version_rescores_everyone_but_keeps_final_verdicts():
         "c": dict(uid=3, commitment=commitment(3), commit_block=3, status=DISQUALIFIED, reason=COPY, checked=True),
         "h": dict(uid=4, commitment=commitment(4), commit_block=4, status=DISQUALIFIED, reason=KL_TOO_HIGH, checked=True),
     }, king="k")
-    state.scoring_version = 1
-    same, events = migrate_scoring_version(state, 1)
+    state.miners["e"].eval_strikes = 2
+    state.scoring_version = 2
+    same, events = migrate_scoring_version(state, 2)
     assert same is state and events == []
-    new, events = migrate_scoring_version(state, 2)
-    assert new.scoring_version == 2 and new.king is None and events[0].kind == "scoring_version"
-    assert [new.miners[h].status for h in ("k", "e", "h")] == [PENDING] * 3
-    assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("k", "e", "h"))
+    new, events = migrate_scoring_version(state, 3)
+    assert new.scoring_version == 3 and events[0].kind == "scoring_version"
+    # the v2 king enters the first v3 round as its king (weighted meanwhile), defended by the v3 rule
+    assert new.king == "k" and new.miners["k"].status == KING and new.legacy_king is None and new.contender is None
+    assert weights_for(new, {"k": 1, "e": 2}) == ([1, 2], [1.0, 0.0])
+    assert [new.miners[h].status for h in ("e", "h")] == [PENDING] * 2
+    assert all(new.miners[h].checked and new.miners[h].kl is None for h in ("e", "h"))
+    assert new.miners["e"].eval_strikes == 0  # the migration resets evaluation strikes
     assert new.miners["c"].reason == COPY
-    assert list(plan_round(new, SEED, 8).challengers) == ["k", "e", "h"]
+    plan = plan_round(new, SEED, 8)
+    assert plan.king == "k" and list(plan.challengers) == ["e", "h"]
+    # a much better challenger does not take the crown in the first v3 round: it becomes the contender
+    out = run_round(new, plan, {"k": scored(0.1, jitter=0.01, seed=1), "e": scored(0.05, jitter=0.01, seed=2),
+                                "h": scored(0.3, seed=3)})
+    assert out.state.king == "k" and out.state.contender["hotkey"] == "e"
 
 
 # -- the pre-check queue and strikes (issue 9 §2) ---------------------------------------
@@ -614,24 +666,21 @@ def test_strikes_accumulate_to_check_failed_repeatedly_with_the_last_error():
 # -- scoring-version migration: the interim (legacy) king -------------------------------
 
 
-def migrated_state():
-    """A v1 state with king "k" and one evaluated model, migrated to the current scoring version."""
-    from distil import SCORING_VERSION
-    from distil.scoring.epoch import migrate_scoring_version
-
+def legacy_state():
+    """A state migrated to spec v2 by an earlier version of this code: no king, the v1 king
+    `k` weighted meanwhile (`legacy_king`), one evaluated model."""
     kl = {"mean": 0.1, "se": 0.01, "median": 0.1, "p99": 0.2, "top1": 0.5, "seed_block": 1}
-    state = ValidatorState(king="k", scoring_version=SCORING_VERSION - 1)
-    state.miners["k"] = MinerRecord(uid=0, commitment=commitment(0), commit_block=1, status=KING, checked=True, kl=kl)
+    state = ValidatorState(king=None, legacy_king="k")
+    state.miners["k"] = MinerRecord(uid=0, commitment=commitment(0), commit_block=1, status=PENDING, checked=True)
     state.miners["e"] = MinerRecord(uid=1, commitment=commitment(1), commit_block=2, status=EVALUATED, checked=True, kl=kl)
-    state, _ = migrate_scoring_version(state, SCORING_VERSION)
-    assert state.king is None and state.legacy_king == "k"
     return state
 
 
 def test_a_round_that_crowns_nobody_keeps_the_legacy_king_weighted():
-    """No epoch without weights after a scoring upgrade: a round whose models all failed
-    for a reason of ours (or whose best could not be probed) crowned nobody, so the old king keeps them."""
-    state = migrated_state()
+    """No epoch without weights after an upgrade that left a legacy king: a round whose models
+    all failed for a reason of ours (or whose best could not be probed) crowned nobody, so the
+    old king keeps them."""
+    state = legacy_state()
     plan = plan_round(state, SEED)
     assert set(plan.models) == {"k", "e"}
     failed = {hk: FailedModel("transient", "EVAL_LOAD", "CUDA out of memory") for hk in plan.models}
@@ -646,7 +695,7 @@ def test_a_round_that_crowns_nobody_keeps_the_legacy_king_weighted():
                       probe=lambda hk: ProbeVerdict(PROBE_TRANSIENT, "CUDA out of memory"))
     assert out.state.king is None and out.state.legacy_king == "k"
 
-    out = apply_round(state, plan, results, {"seed_block": 200})  # a crowned v2 king takes the weights over
+    out = apply_round(state, plan, results, {"seed_block": 200})  # a crowned king takes the weights over
     assert out.state.king == "e" and out.state.legacy_king is None
     assert weights_for(out.state, {"k": 0, "e": 1}) == ([0, 1], [0.0, 1.0])
 

@@ -34,7 +34,7 @@ from template.wallet import MockWallet
 sys.path.insert(0, str(ROOT / "neurons"))
 import validator as validator_script  # noqa: E402
 
-N_PROMPTS, NEW_TOKENS = "3", "8"
+N_PROMPTS, NEW_TOKENS = "4", "8"
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +101,19 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     with open(artifact.manifest.entries["round.json"].local_path) as f:
         round_json = json.load(f)
     state = load_state(state_dir)
-    assert round_json["seed_block"] == state.last_round["seed_block"] == 150
+    assert round_json["seed_block"] == state.last_round["seed_block"] == 200  # the confirming round
     assert round_json["seed"] == state.last_round["seed"]
     assert len(round_json["prompts"]) == int(N_PROMPTS)
     assert all(p["prompt_ids"] and p["continuation_ids"] for p in round_json["prompts"])
     by_key = {m["key"]: m for m in round_json["models"]}
     king_kl = state.miners[hotkey("better")].kl["mean"]
     assert by_key[hotkey("better")]["kl_mean"] == pytest.approx(king_kl, abs=0)
-    logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]  # epoch 200 had no round
+    logged = [entry for entry in v.metrics.logged if "leaderboard" in entry][-1]
     hotkeys = [row[LEADERBOARD_COLUMNS.index("hotkey")] for row in logged["leaderboard"].data]
     assert hotkeys[0] == hotkey("better")
     # where the epoch's time went: the pre-checks' downloads and the GPU round. Every model, better
     # included, was checked in epoch 100 (better was on chain, too late for round 100 only: spec v3's
-    # commit delay), so round 150 downloaded nothing for its pre-checks
+    # commit delay), so round 200 downloaded nothing for its pre-checks
     assert round_json["devices"] == ["cpu"]
     first = json.loads((state_dir / "rounds" / "round-100.json").read_text())
     assert first["timings"]["precheck_download_s"] > 0
@@ -122,7 +122,7 @@ def test_round_artifact_lets_anyone_rescore_the_king(demo_run, world, tmp_path, 
     assert logged["timings/round_s"] > 0
     # the audit: distil-eval --round re-scores the king on exactly that round's tokens, from the
     # round file the validator keeps under its state directory (the same document as the artifact)
-    path = state_dir / "rounds" / "round-150.json"
+    path = state_dir / "rounds" / "round-200.json"
     assert json.loads(path.read_text()) == round_json
     from distil.eval.cli import main as distil_eval
 
@@ -213,10 +213,13 @@ def test_hundred_miners_and_one_new_challenger_put_two_models_on_the_gpu(world, 
                        scenario=None, chain=chain, store=store, wallet=wallet, scorer=scorer)
     assert v.run(epochs=1) == 1
     assert scorer.rounds == [["5Old000", hotkey("better")]]
+    assert load_state(state_dir).contender["hotkey"] == hotkey("better")
+    assert v.run(epochs=1) == 1  # the confirmation round: the king and its contender, none of the 99 others
+    assert scorer.rounds[-1] == ["5Old000", hotkey("better")]
     assert load_state(state_dir).king == hotkey("better")
     # with nothing new, the next epoch puts nothing on the GPU
     assert v.run(epochs=1) == 1
-    assert len(scorer.rounds) == 1
+    assert len(scorer.rounds) == 2
 
 
 def test_a_hair_from_the_king_is_a_functional_copy(world, tmp_path):
@@ -244,7 +247,7 @@ def test_a_hair_from_the_king_is_a_functional_copy(world, tmp_path):
 def test_dethrone_needs_the_epsilon_margin(world, tmp_path, challenger_kl, epsilon, king_after):
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): challenger_kl})
     v = make_validator(world, tmp_path / "state", "--eval.epsilon", epsilon, scorer=scorer)
-    assert v.run(epochs=2) == 2
+    assert v.run(epochs=3) == 3  # a challenger that wins round 150 is confirmed or not in round 200
     assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
     assert load_state(tmp_path / "state").king == hotkey(king_after)
 
@@ -284,8 +287,10 @@ def test_faults_keep_the_loop_going_and_never_write_a_partial_round(world, tmp_p
     assert state.miners[hotkey("better")].status == PENDING and "out of memory" in state.miners[hotkey("better")].detail
     assert state.miners[hotkey("fair")].status == EVALUATED  # checked once the hub came back
     assert len(chain.weight_sets) == 2  # the king's weights are set again
-    # next epoch: it works now and takes the crown
+    # next epoch: it works now, wins once and takes the crown when it wins again
     del scorer.fail[hotkey("better")]
+    assert v.run(epochs=1) == 1
+    assert load_state(state_dir).contender["hotkey"] == hotkey("better")
     assert v.run(epochs=1) == 1
     assert load_state(state_dir).king == hotkey("better")
 
@@ -333,7 +338,11 @@ def test_weight_goes_only_to_the_hotkey_that_won(world, tmp_path, freed, better_
     scorer = CountingScorer({hotkey("good"): 0.1, hotkey("fair"): 0.2, hotkey("random"): 0.3, hotkey("better"): better_kl})
     v = make_validator(world, tmp_path / "state", scorer=scorer)
     assert v.run(epochs=1) == 1  # epoch 100: good is crowned and gets its weights
-    assert len(v.chain.weight_sets) == 1
+    if king == "better":
+        assert v.run(epochs=1) == 1  # epoch 150: better wins once (the contender); good holds
+        assert v.state.contender["hotkey"] == hotkey("better")
+    sets = len(v.chain.weight_sets)
+    assert sets == v.state.last_epoch_block // 50 - 1
     newcomer = MockWallet("newcomer", "n").hotkey.ss58_address
     freed_uid = v.metagraph.uid_of(hotkey(freed))
     real_score = scorer.score
@@ -346,20 +355,20 @@ def test_weight_goes_only_to_the_hotkey_that_won(world, tmp_path, freed, better_
     lines = []
     sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
     try:
-        assert v.run(epochs=1) == 1  # epoch 150: better challenges good
+        assert v.run(epochs=1) == 1  # better challenges (or is confirmed against) good
     finally:
         logger.remove(sink)
     assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
     assert load_state(tmp_path / "state").king == hotkey(king)
-    assert len(v.chain.weight_sets) == 1, v.chain.weight_sets[-1]  # nothing set on the newcomer's uid
+    assert len(v.chain.weight_sets) == sets, v.chain.weight_sets[-1]  # nothing set on the newcomer's uid
     assert [line for line in lines if line.startswith("no weights set this epoch")] == [
         f"no weights set this epoch: the king {hotkey(king)} is no longer registered (its uid {freed_uid} was freed "
         "during the epoch)"]
     scorer.score = real_score
-    assert v.run(epochs=1) == 1  # epoch 200: the departed king is dropped; a registered king gets the weights
+    assert v.run(epochs=1) == 1  # next epoch: the departed king is dropped; a registered king gets the weights
     state = load_state(tmp_path / "state")
     last = v.chain.weight_sets[-1]
-    assert len(v.chain.weight_sets) == 2 and state.king not in (None, hotkey(freed))
+    assert len(v.chain.weight_sets) == sets + 1 and state.king not in (None, hotkey(freed))
     assert dict(zip(last.uids, last.weights))[v.metagraph.uid_of(state.king)] == 1.0
     assert dict(zip(last.uids, last.weights)).get(freed_uid, 0.0) == 0.0
 
@@ -496,7 +505,9 @@ def test_only_the_current_king_stays_pinned_in_the_model_cache(world, tmp_path):
     v.store.unpin = lambda c: pinned.discard(str(c))
     assert v.run(epochs=1) == 1
     assert pinned == {v.state.miners[hotkey("good")].commitment}
-    assert v.run(epochs=1) == 1  # better dethrones good
+    assert v.run(epochs=1) == 1  # better wins once: the contender; good is still the king
+    assert pinned == {v.state.miners[hotkey("good")].commitment}
+    assert v.run(epochs=1) == 1  # better wins again and dethrones good
     assert pinned == {v.state.miners[hotkey("better")].commitment}
 
 
@@ -527,7 +538,7 @@ def test_a_commitment_made_after_the_seed_block_is_not_scored_in_that_round(worl
     assert scorer.rounds[-1] == [hotkey("good"), hotkey("fair")] and load_state(state_dir).king == hotkey("good")
     assert v.run(epochs=1) == 1  # round 250: 170 < 200, its seed block's hash was unknown when it committed
     assert scorer.rounds[-1] == [hotkey("good"), hotkey("better")]
-    assert load_state(state_dir).king == hotkey("better")
+    assert load_state(state_dir).contender["hotkey"] == hotkey("better")  # won once; confirmed or not next round
 
 
 def test_default_mock_start_lets_the_first_round_score_every_commitment(world, tmp_path):

@@ -65,10 +65,10 @@ def test_wandb_summary_describes_the_last_epoch(world, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     v = make_validator(world, tmp_path / "state", wandb="--wandb.offline", scorer=TimedScorer(KLS))
     try:
-        assert v.run(epochs=3) == 3  # rounds at 100 and 150, nothing new at 200
+        assert v.run(epochs=4) == 4  # rounds at 100, 150 (better wins once) and 200 (confirmed), nothing new at 250
         summary = v.metrics.run.summary
         keys = set(summary.keys())
-        assert summary["epoch_block"] == 200
+        assert summary["epoch_block"] == 250
         assert summary["king"] == hotkey("better")
         assert summary["n_models"] == 3 and summary["n_disqualified"] == 4  # better, good, fair; copy, resharded, hostile, random
         assert "timings/epoch_s" in keys
@@ -83,8 +83,8 @@ def test_round_files_are_kept_and_pruned(world, tmp_path):
     assert v.run(epochs=1) == 1
     assert [p.name for p in (state_dir / "rounds").iterdir()] == ["round-100.json"]
     assert json.loads((state_dir / "rounds" / "round-100.json").read_text())["seed_block"] == 100
-    assert v.run(epochs=2) == 2
-    assert [p.name for p in (state_dir / "rounds").iterdir()] == ["round-150.json"]  # the newest one only
+    assert v.run(epochs=2) == 2  # rounds 150 and 200 (better wins once, then is confirmed)
+    assert [p.name for p in (state_dir / "rounds").iterdir()] == ["round-200.json"]  # the newest one only
 
 
 def test_stdout_summary_names_models_by_uid_and_repo_and_lists_the_pending(world, tmp_path, capsys):
@@ -131,17 +131,17 @@ def test_the_leaderboard_ranks_models_only_against_their_own_round(world, tmp_pa
     from distil.validator.status import status_for
 
     v = make_validator(world, tmp_path / "state", scorer=CountingScorer(KLS))
-    assert v.run(epochs=2) == 2  # round 100: good, fair (random too high); round 150: better dethrones good
+    assert v.run(epochs=3) == 3  # round 100: good, fair (random too high); 150, 200: better wins twice, dethrones good
     out = capsys.readouterr().out
     uid = {hk: m.uid for hk, m in v.state.miners.items()}
-    epoch_150 = out[out.index("epoch 150"):]
-    expected = [f"  round 150: #1 uid {uid[hotkey('better')]} king      KL 0.050000  demo/better@",
-                f"  round 150: #2 uid {uid[hotkey('good')]} evaluated KL 0.100000  demo/good@",
+    epoch_200 = out[out.index("epoch 200"):]
+    expected = [f"  round 200: #1 uid {uid[hotkey('better')]} king      KL 0.050000  demo/better@",
+                f"  round 200: #2 uid {uid[hotkey('good')]} evaluated KL 0.100000  demo/good@",
                 f"  round 100: #1 uid {uid[hotkey('fair')]} evaluated KL 0.200000  demo/fair@"]
-    board = [line for line in epoch_150.splitlines() if line.startswith("  round ")]
-    assert [line[: len(e)] for line, e in zip(board, expected)] == expected and len(board) == 3, epoch_150
+    board = [line for line in epoch_200.splitlines() if line.startswith("  round ")]
+    assert [line[: len(e)] for line, e in zip(board, expected)] == expected and len(board) == 3, epoch_200
     rows = leaderboard_rows(v.state)
     assert [(r["round"], r["rank"], r["hotkey"]) for r in rows] == [
-        (150, 1, hotkey("better")), (150, 2, hotkey("good")), (100, 1, hotkey("fair"))]
+        (200, 1, hotkey("better")), (200, 2, hotkey("good")), (100, 1, hotkey("fair"))]
     assert status_for(v.state, hotkey("fair"))["rank"] == 1  # first of its round, not third of all
     v.stop()

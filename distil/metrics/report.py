@@ -21,8 +21,8 @@ from distil.state import DISQUALIFIED, KING, PENDING, ValidatorState
 from template.text import LINE_LIMIT, printable
 
 # events worth a line of the stdout summary (the rest are in the log)
-SUMMARY_EVENTS = ("probe", "disqualified", "new_king", "king_holds", "round_aborted", "round_failed", "retry_later", "strike",
-                  "state_not_saved")
+SUMMARY_EVENTS = ("probe", "disqualified", "new_king", "king_holds", "contender", "contender_dropped", "round_aborted",
+                  "round_failed", "retry_later", "strike", "eval_strike", "state_not_saved")
 
 
 def leaderboard_rows(state: ValidatorState) -> list[dict[str, Any]]:

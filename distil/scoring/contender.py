@@ -27,11 +27,11 @@ transient failures, the probe); `python -m distil.sim dethrone` measures it.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
 from distil.scoring.rules import WinTwice, rank_key
+from distil.state_schema import Contender  # noqa: F401  (the record's shape lives with the state's)
 
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
@@ -42,58 +42,6 @@ VOID = "void"
 class Scored(Protocol):
     kl_mean: float
     per_prompt_kl: Sequence[float]
-
-
-@dataclass(frozen=True)
-class Contender:
-    """The state's record of the model under confirmation (`state.contender`, as `to_dict()`).
-
-    hotkey / commit_block: the contender's commitment (one per hotkey: a new commit block is
-    another model); king / king_commit_block: the king it beat in the first stage (the
-    record is void once another king reigns); seed_block: the round of that win (the
-    confirmation must be on a later round's prompts); kl, king_kl, p_value: that round's
-    evidence, for people (the confirmation does not read them).
-    """
-
-    hotkey: str
-    commit_block: int
-    king: str
-    king_commit_block: int
-    seed_block: int
-    kl: float
-    king_kl: float
-    p_value: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: object) -> "Contender":
-        """The record from state JSON; ValueError naming the field that is missing or wrong."""
-        if not isinstance(data, dict):
-            raise ValueError(f"contender must be an object, got {type(data).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"contender has unknown fields {unknown}")
-        values = {}
-        for f in fields(cls):
-            if f.name not in data:
-                raise ValueError(f"contender has no {f.name}")
-            v = data[f.name]
-            if f.type == "str":
-                ok = isinstance(v, str) and v != ""
-            elif f.type == "int":
-                ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            else:
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                v = float(v) if ok else v
-            if not ok:
-                raise ValueError(f"contender {f.name} is {v!r}: expected a {'non-empty string' if f.type == 'str' else 'number ≥ 0'}")
-            values[f.name] = v
-        if values["hotkey"] == values["king"]:
-            raise ValueError("contender and the king it beat are the same hotkey")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

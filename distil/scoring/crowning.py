@@ -89,13 +89,11 @@ def crown_candidates(valid: Mapping[str, _Scored], king: str | None, commit_bloc
     return best_first(qualifying), decisions
 
 
-def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: Probe | None,
-                      why: Mapping[str, str], max_strikes: int = 3) -> tuple[ValidatorState, list[Event], dict[str, str]]:
-    """Probe the candidates best first and crown the first that passes; (state, events, {hotkey: outcome}).
-
-    `why[hotkey]`: the reason it would be crowned (for the `new_king` event); `max_strikes`:
-    the evaluation strike limit (a transient probe failure is one).
-    """
+def first_sound(state: ValidatorState, candidates: Sequence[str], probe: Probe | None,
+                max_strikes: int = 3) -> tuple[ValidatorState, list[Event], dict[str, str], str | None]:
+    """Probe the candidates best first until one passes; (state, events, {hotkey: outcome}, the
+    one that passed or None). The walk of the module docstring; `max_strikes`: the evaluation
+    strike limit (a probe that could not run is a strike). `probe=None` passes the first."""
     state = state.copy()
     events: list[Event] = []
     outcomes: dict[str, str] = {}
@@ -105,9 +103,7 @@ def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: P
             outcomes[hotkey] = verdict.outcome
             events.append(Event("probe", hotkey, verdict.summary or verdict.outcome))
         if verdict is None or verdict.outcome == PASSED:
-            state = crown(state, hotkey)
-            events.append(Event("new_king", hotkey, why[hotkey]))
-            return state, events, outcomes
+            return state, events, outcomes, hotkey
         if verdict.outcome == DEGENERATE:
             state, more = disqualify(state, hotkey, INVALID, DEGENERATE_CODE, verdict.detail)
             events.extend(more)
@@ -118,7 +114,21 @@ def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: P
             state, more = _probe_failed(state, hotkey, verdict, candidates[position + 1:], max_strikes)
             events.extend(more)
             break
-    if state.king is not None:
+    return state, events, outcomes, None
+
+
+def crown_first_sound(state: ValidatorState, candidates: Sequence[str], probe: Probe | None,
+                      why: Mapping[str, str], max_strikes: int = 3) -> tuple[ValidatorState, list[Event], dict[str, str]]:
+    """Probe the candidates best first and crown the first that passes; (state, events, {hotkey: outcome}).
+
+    `why[hotkey]`: the reason it would be crowned (for the `new_king` event); `max_strikes`:
+    the evaluation strike limit (a transient probe failure is one).
+    """
+    state, events, outcomes, sound = first_sound(state, candidates, probe, max_strikes)
+    if sound is not None:
+        state = crown(state, sound)
+        events.append(Event("new_king", sound, why[sound]))
+    elif state.king is not None:
         events.append(Event("king_holds", state.king, "no challenger that beat it was crowned (degeneration probe)"))
     return state, events, outcomes
 

@@ -16,15 +16,17 @@ from typing import Mapping
 from distil.commitment import CommitmentError, parse_commitment
 from distil.checks.hashing import Claim, DuplicateRegistry
 from distil.scoring.coldkeys import MAX_PER_COLDKEY, cap_per_coldkey
-from distil.scoring.crowning import Probe, crown_candidates, crown_first_sound
+from distil.scoring.contender import Contender, new_contender, step
+from distil.scoring.crowning import Probe, crown_candidates, crown_first_sound, first_sound
 from distil.scoring.prechecks import precheck_queue
 from distil.scoring.rules import (
-    ALPHA,
     CONFIRM_ALPHA,
     COPY_COSINE,
-    EPSILON,
     KL_LIMIT,
     MAX_CHALLENGERS,
+    V3_ALPHA,
+    V3_EPSILON,
+    WinTwice,
     functional_copies,
     kl_failure,
     rank_key,
@@ -85,8 +87,10 @@ DEFAULT_COMMIT_DELAY = 50
 
 @dataclass(frozen=True)
 class RoundParams:
-    epsilon: float = EPSILON
-    alpha: float = ALPHA
+    """The decision rules' parameters (spec v3: win twice, `rules.WinTwice`)."""
+
+    epsilon: float = V3_EPSILON
+    alpha: float = V3_ALPHA  # the first stage's level per round: each challenger at alpha / max_challengers
     kl_limit: float = KL_LIMIT
     copy_cosine: float = COPY_COSINE
     max_strikes: int = DEFAULT_MAX_EVAL_STRIKES  # evaluation strikes before EVAL_FAILED_REPEATEDLY
@@ -106,14 +110,17 @@ class RoundPlan:
     deferred: tuple[str, ...] = ()  # ready challengers over their coldkey's cap: a later round
     later: tuple[str, ...] = ()  # checked, but committed too late for this round's seed: a later round
     commit_deadline: int | None = None  # the round scores commitments made before this block
+    contender: str | None = None  # spec v3: the model under confirmation, scored beside the king
 
     @property
     def models(self) -> list[str]:
-        return ([self.king] if self.king else []) + list(self.rematch) + list(self.challengers)
+        return (([self.king] if self.king else []) + ([self.contender] if self.contender else [])
+                + list(self.rematch) + list(self.challengers))
 
     @property
     def needs_gpu(self) -> bool:
-        return bool(self.challengers) or (self.king is None and len(self.rematch) > 0)
+        """A new challenger, a contender to confirm (even with no new challenger), or an empty hill to fill."""
+        return bool(self.challengers) or self.contender is not None or (self.king is None and len(self.rematch) > 0)
 
 
 @dataclass
@@ -301,6 +308,20 @@ def ready_challengers(state: ValidatorState, exclude: frozenset[str] = frozenset
     return ready
 
 
+def contender_of(state: ValidatorState) -> Contender | None:
+    """The model under confirmation (spec v3), or None: also when its record is gone or
+    disqualified, is another commitment now, or the king it beat no longer reigns (the record
+    is then void; `apply_round` drops it)."""
+    if state.contender is None:
+        return None
+    contender = Contender.from_dict(state.contender)
+    record = state.miners.get(contender.hotkey)
+    if (record is None or record.status == DISQUALIFIED or record.commit_block != contender.commit_block
+            or contender.king != state.king):
+        return None
+    return contender
+
+
 def plan_round(
     state: ValidatorState, seed_block: int, max_challengers: int = 8, rematch_size: int = 4,
     exclude: frozenset[str] = frozenset(), max_per_coldkey: int = MAX_PER_COLDKEY,
@@ -325,7 +346,10 @@ def plan_round(
     new = tuple(admitted[: max(0, int(max_challengers))])
     later = tuple(hk for hk in ready_challengers(state, exclude) if state.miners[hk].commit_block >= deadline)
     if state.king is not None:
-        return RoundPlan(state.king, new, deferred=tuple(deferred), later=later, commit_deadline=deadline)
+        contender = contender_of(state)
+        seat = contender.hotkey if contender is not None and contender.hotkey not in exclude else None
+        return RoundPlan(state.king, new, deferred=tuple(deferred), later=later, commit_deadline=deadline,
+                         contender=seat)
     evaluated = [hk for hk, m in state.miners.items()
                  if m.status == EVALUATED and m.kl is not None and m.checked and hk not in exclude]
     evaluated.sort(key=lambda hk: rank_key(state.miners[hk].kl["mean"], state.miners[hk].commit_block, hk))
@@ -403,8 +427,24 @@ def apply_round(
         events.extend(more)
         del valid[copy]
 
+    commit_blocks = {hk: state.miners[hk].commit_block for hk in valid}
+    current = state.king if state.king in valid else None
+    rule = WinTwice(params.epsilon, params.alpha, params.confirm_alpha, params.max_challengers)
+    contender = contender_of(state) if current is not None else None
+    if state.contender is not None and contender is None:
+        events.append(Event("contender_dropped", Contender.from_dict(state.contender).hotkey,
+                            "the contender or the king it beat left: its confirmation is void"))
+    decision = step(contender, current, valid, commit_blocks, seed_block, rule) if current is not None else None
+    waiting = set(decision.waiting) if decision is not None else set()
+
     for hotkey, result in valid.items():
         record = state.miners[hotkey]
+        if hotkey in waiting:  # passed the first stage while the contender's confirmation is open: next round
+            state.miners[hotkey] = replace(record, code="CONTENDER_OPEN", kl=None, eval_strikes=0,
+                                           detail="passed the first stage; the contender's confirmation is still "
+                                                  "open: scored again next round")
+            events.append(Event("retry_later", hotkey, "passed the first stage while the contender's confirmation is open"))
+            continue
         state.miners[hotkey] = replace(
             record,
             status=KING if hotkey == state.king else EVALUATED,
@@ -414,19 +454,39 @@ def apply_round(
             eval_strikes=0,  # scored: its failures were not in a row
         )
 
-    current = state.king if state.king in valid else None
-    candidates, decisions = crown_candidates(
-        valid, current, {hk: state.miners[hk].commit_block for hk in valid}, params.epsilon, params.alpha)
     probes: dict[str, str] = {}
-    if current is not None and not candidates:
-        events.append(Event("king_holds", current, f"no challenger beat KL {valid[current].kl_mean:.6f}"))
-    elif candidates:
-        king = state.miners[current] if current is not None else None
-        king_name = f"uid {king.uid} {king.commitment.split('@', 1)[0]}" if king is not None else None
-        why = {hk: (f"dethroned {king_name}: {decisions[hk]}" if current is not None
-                    else f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})") for hk in candidates}
+    if decision is None:  # no king in this round (an empty hill, or the king just disqualified): v2's walk
+        state.contender = None
+        candidates, decisions = crown_candidates(valid, None, commit_blocks, params.epsilon, params.alpha)
+        why = {hk: f"no king: best valid model of the round (KL {valid[hk].kl_mean:.6f})" for hk in candidates}
         state, more, probes = crown_first_sound(state, candidates, probe, why, params.max_strikes)
         events.extend(more)
+    else:
+        decisions = dict(decision.decisions)
+        state.contender = None if decision.contender is None else decision.contender.to_dict()
+        reigning = current
+        if decision.crowned is not None:
+            reigning = decision.crowned
+            state = crown(state, reigning)
+            events.append(Event("new_king", reigning, f"dethroned {model_label(state, current)}: "
+                                                      f"{decisions[reigning]}"))
+        elif contender is not None and decision.confirmation is not None:
+            events.append(Event("contender", contender.hotkey, decisions[contender.hotkey]))
+        if decision.candidates:
+            state, more, probes, sound = first_sound(state, decision.candidates, probe, params.max_strikes)
+            events.extend(more)
+            if sound is not None:
+                record = new_contender(sound, reigning, valid, commit_blocks, seed_block, rule)
+                state.contender = record.to_dict()
+                events.append(Event("contender", sound, f"won the first stage against {model_label(state, reigning)} "
+                                                        f"(KL {record.kl:.6f} vs {record.king_kl:.6f}, p = "
+                                                        f"{record.p_value:.3g}): confirmed or not in the next round, "
+                                                        "on fresh prompts"))
+        if decision.crowned is None:
+            why = (f"the contender {model_label(state, Contender.from_dict(state.contender).hotkey)} "
+                   "is confirmed or not next round" if state.contender is not None
+                   else f"no challenger beat KL {valid[current].kl_mean:.6f} twice")
+            events.append(Event("king_holds", current, why))
     if state.king is not None:  # crowned under this scoring version: the previous version's king steps down
         state.legacy_king = None  # (a round that crowned nobody, e.g. every model transient, leaves it weighted)
     state.last_round = {
@@ -437,8 +497,16 @@ def apply_round(
         "kl": {hk: r.kl_mean for hk, r in valid.items()},
         "decisions": decisions,
         "probes": probes,
+        "contender": state.contender,
+        "confirmation": None if decision is None else decision.confirmation,
     }
     return RoundOutcome(state, events)
+
+
+def model_label(state: ValidatorState, hotkey: str | None) -> str:
+    """`uid 3 ns/name` for events a person reads."""
+    record = state.miners.get(hotkey) if hotkey else None
+    return f"uid {record.uid} {record.commitment.split('@', 1)[0]}" if record is not None else str(hotkey)
 
 
 def _transient(state: ValidatorState, hotkey: str, failure: FailedModel, others_scored: bool,
@@ -544,18 +612,20 @@ def requeue(state: ValidatorState, hotkey: str) -> ValidatorState:
 def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tuple[ValidatorState, list[Event]]:
     """A state scored under another `SCORING_VERSION`: its KLs are not comparable any more.
 
-    Every evaluated model (the king too) goes back to `pending` with its pre-checks kept,
-    so the next rounds score them again under the new spec; KL_TOO_HIGH verdicts are
-    lifted for the same reason. COPY, REMOVED and INVALID verdicts do not depend on the
-    scoring spec and stay. The old king keeps receiving the weights (`legacy_king`) until
-    the first round under the new version completes: no epoch without weights.
+    The king stays king, with its weights, and enters the first round under the new version
+    as its king, defended by the new rule (an empty hill would crown the best KL of a round
+    without any dethrone rule, and could leave the old king out). Every other evaluated model
+    goes back to `pending` with its pre-checks kept, so the next rounds score it again, as a
+    challenger, under the new spec; KL_TOO_HIGH verdicts are lifted for the same reason.
+    COPY, REMOVED and INVALID verdicts do not depend on the scoring spec and stay. Evaluation
+    strikes are reset, and there is no contender.
     """
     if state.scoring_version == scoring_version:
         return state, []
     state = state.copy()
     events = [Event("scoring_version", None, f"state was scored under v{state.scoring_version}; re-scoring under v{scoring_version}")]
     for hotkey, record in list(state.miners.items()):
-        if record.status in (KING, EVALUATED) or record.reason == KL_TOO_HIGH:
+        if record.status == EVALUATED or record.reason == KL_TOO_HIGH:
             state.miners[hotkey] = replace(
                 record, status=PENDING, reason=None, code=None, kl=None,
                 detail=f"re-scored under scoring version {scoring_version}",
@@ -563,8 +633,7 @@ def migrate_scoring_version(state: ValidatorState, scoring_version: int) -> tupl
         if state.miners[hotkey].eval_strikes:  # the new version's evaluation starts every model afresh
             state.miners[hotkey] = replace(state.miners[hotkey], eval_strikes=0)
     if state.king is not None:
-        state.legacy_king = state.king
-        events.append(Event("legacy_king", state.king, f"keeps the weights until a v{scoring_version} round crowns a king"))
-    state.king = None
+        events.append(Event("king_kept", state.king, f"enters the first v{scoring_version} round as its king"))
+    state.contender = None
     state.scoring_version = scoring_version
     return state, events

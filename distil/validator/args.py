@@ -22,7 +22,7 @@ from distil.scoring import epoch as ep
 from distil.scoring.coldkeys import MAX_PER_COLDKEY
 from distil.checks.clock import DEFAULT_FLOOR_S, DEFAULT_MULTIPLE, Deadlines, default_deadlines
 from distil.scoring.prechecks import DEFAULT_EPOCH_BUDGET_S, DEFAULT_MAX_STRIKES
-from distil.scoring.rules import ALPHA, CONFIRM_ALPHA, COPY_COSINE, EPSILON, KL_LIMIT, MAX_CHALLENGERS
+from distil.scoring.rules import CONFIRM_ALPHA, COPY_COSINE, KL_LIMIT, MAX_CHALLENGERS, V3_ALPHA, V3_EPSILON
 
 # EvalSpec fields the validator exposes as --eval.<field> (the rest keep the spec's defaults).
 EVAL_SPEC_FLAGS = (
@@ -51,10 +51,11 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
                        help="spec v3: a round seeded by block S scores only commitments made before block "
                             "S − commit_delay; later ones wait for a later round (default: %(default)s blocks)")
     group.add_argument("--eval.rematch", type=int, default=4, help="evaluated models re-scored in a round without a king (default: %(default)s)")
-    group.add_argument("--eval.epsilon", type=float, default=EPSILON, help="dethrone margin (default: %(default)s)")
-    group.add_argument("--eval.alpha", type=float, default=ALPHA,
-                       help="paired t-test level; spec v2: per challenger, 1 turns it off; spec v3: the first stage's "
-                            "level per round, divided by --eval.max_challengers (default: %(default)s)")
+    group.add_argument("--eval.epsilon", type=float, default=V3_EPSILON,
+                       help="dethrone margin, both stages of win twice (default: %(default)s)")
+    group.add_argument("--eval.alpha", type=float, default=V3_ALPHA,
+                       help="the first stage's paired t-test level per round: each challenger is tested at "
+                            "alpha / --eval.max_challengers (default: %(default)s)")
     group.add_argument("--eval.confirm_alpha", type=float, default=CONFIRM_ALPHA,
                        help="spec v3: paired t-test level of the contender's confirmation on a later round's prompts "
                             "(default: %(default)s)")
@@ -125,8 +126,11 @@ def round_params(config) -> ep.RoundParams:
         raise ValueError(f"--eval.commit_delay must be at least 0, got {config.eval.commit_delay}")
     if config.eval.max_strikes < 1:
         raise ValueError(f"--eval.max_strikes must be at least 1, got {config.eval.max_strikes}")
-    if not 0.0 < config.eval.confirm_alpha < 1.0:
-        raise ValueError(f"--eval.confirm_alpha must be in (0, 1), got {config.eval.confirm_alpha}")
+    for flag in ("alpha", "confirm_alpha"):
+        if not 0.0 < getattr(config.eval, flag) < 1.0:
+            raise ValueError(f"--eval.{flag} must be in (0, 1), got {getattr(config.eval, flag)}")
+    if not 0.0 <= config.eval.epsilon < 1.0:
+        raise ValueError(f"--eval.epsilon must be in [0, 1), got {config.eval.epsilon}")
     return ep.RoundParams(config.eval.epsilon, config.eval.alpha, config.eval.kl_limit, config.eval.copy_cosine,
                           int(config.eval.max_strikes), config.eval.confirm_alpha, config.eval.max_challengers)
 
