@@ -174,3 +174,37 @@ def looping_copy(model, strength: float = 50.0):
             raise ValueError("looping_copy needs an untied output head (tie_word_embeddings=False)")
         head.copy_((head.float() + strength * unit).to(head.dtype))
     return clone
+
+
+def stopping_copy(model, trigger_ids=None, strength: float = 1.0, shift: float = 8.0, seed: int = 0):
+    """A copy of `model` that ends its text (greedy EOS) right after reading any of `trigger_ids`
+    (None: every token, so it stops before writing anything).
+
+    For the degeneration guard's length rule: a fixed random unit direction u of the residual
+    stream is added, at `shift` × the mean input-embedding norm, to the input embedding of
+    every trigger token, and the EOS row of the output head gains `strength` × the mean
+    output-row norm × u. The residual stream carries the embedding of the token being read up
+    to the final norm, so after a trigger the EOS logit dominates, and elsewhere u is one
+    random direction among 64 (at the defaults, measured on the demo's teacher: every stop
+    follows a trigger). With triggers = ids the model writes but never reads in a prompt (ids
+    ≥ 256 for byte-level prompts) it writes one token, then EOS; with a random 1 % of those it
+    stops after a variable length, like a model that ends its answers.
+    """
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        embedding = clone.get_input_embeddings().weight
+        head = clone.get_output_embeddings().weight
+        if head.data_ptr() == embedding.data_ptr():
+            raise ValueError("stopping_copy needs an untied output head (tie_word_embeddings=False)")
+        generator = torch.Generator().manual_seed(seed)
+        u = torch.randn(embedding.shape[1], generator=generator)
+        u /= u.norm()
+        ids = slice(None) if trigger_ids is None else torch.as_tensor(list(trigger_ids), dtype=torch.long)
+        push = shift * embedding.float().norm(dim=1).mean() * u
+        embedding[ids] = (embedding[ids].float() + push).to(embedding.dtype)
+        eos = clone.config.eos_token_id
+        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        head[eos] = (head[eos].float() + strength * head.float().norm(dim=1).mean() * u).to(head.dtype)
+    return clone

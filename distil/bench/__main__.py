@@ -7,7 +7,7 @@ import importlib
 import json
 
 # One module of this package per subcommand, each with `register(subparsers)`.
-SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train")
+SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "probe")
 
 
 def main(argv=None) -> int:
