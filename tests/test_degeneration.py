@@ -102,10 +102,11 @@ def test_verdict_thresholds_by_hand():
     # K = 8 (the demo): limit max(2, 0 + 2) = 2; K = 4: the floor of 2 holds
     assert degenerate(stats(n=8, loops=2), stats(n=8))[0] is True
     assert degenerate(stats(n=4, loops=1), stats(n=4))[0] is False
-    # length: below half the teacher's mean is DEGENERATE (strictly), and the detail says so
-    assert degenerate(stats(tokens=50.0), teacher)[0] is False
-    flagged, detail = degenerate(stats(tokens=49.9, eos=16), teacher)
-    assert flagged and "mean 49.9 tokens generated (teacher 100.0; DEGENERATE below 50.0)" in detail
+    # length: below a quarter of the teacher's mean is DEGENERATE (strictly), and the detail says so
+    assert degenerate(stats(tokens=25.0), teacher)[0] is False
+    flagged, detail = degenerate(stats(tokens=24.9, eos=16), teacher)
+    assert flagged and "mean 24.9 tokens generated (teacher 100.0; DEGENERATE below 25.0)" in detail
+    assert degenerate(stats(tokens=49.9), teacher, DegenerationThresholds(length_ratio=0.5))[0] is True
     assert degenerate(stats(tokens=0.0), stats(tokens=0.0))[0] is False  # a teacher that says nothing
     assert degenerate(stats(tokens=0.0), teacher, DegenerationThresholds(length_ratio=0.0))[0] is False  # rule off
     # a copy of the teacher is never degenerate, whatever the teacher does
@@ -118,7 +119,7 @@ def test_verdict_thresholds_by_hand():
 def test_thresholds_and_spec_fields():
     spec = EvalSpec(n_prompts=8)
     assert spec.probe_prompts == 16 and spec.probe_count == 8  # at most n_prompts
-    assert spec.degeneration_thresholds() == DegenerationThresholds(2, 0.25, 0.2, 0.5)
+    assert spec.degeneration_thresholds() == DegenerationThresholds(2, 0.25, 0.2, 0.25)
     assert {"probe_prompts", "probe_min_loops", "probe_loop_margin", "probe_repeat_margin",
             "probe_length_ratio"} <= set(spec.to_dict())
     assert EvalSpec.from_dict({**spec.to_dict(), "probe_repeat_margin": 0.3}).degeneration_thresholds().repeat_margin == 0.3
@@ -151,7 +152,7 @@ def test_the_issue_reproductions_are_degenerate_through_the_probe_verdict():
 
     assert verdict(teacher).verdict == "passed"
     eos_first = verdict([[EOS]] * 4)
-    assert eos_first.verdict == DEGENERATE and "mean 0.0 tokens generated (teacher 512.0; DEGENERATE below 256.0)" in eos_first.detail
+    assert eos_first.verdict == DEGENERATE and "mean 0.0 tokens generated (teacher 512.0; DEGENERATE below 128.0)" in eos_first.detail
     one_token = verdict([[c[0], EOS] for c in teacher])
     assert one_token.verdict == DEGENERATE and one_token.stats.mean_tokens == 1.0
     tail_loop = verdict([c[:420] + ([1, 2, 3, 4, 5] * 19)[:92] for c in teacher])
@@ -159,6 +160,7 @@ def test_the_issue_reproductions_are_degenerate_through_the_probe_verdict():
     assert tail_loop.stats.mean_repeated_ngram_share < tail_loop.teacher_stats.mean_repeated_ngram_share + 0.2
     # an honest model that stops earlier on some prompts, or loops on one, passes
     assert verdict([c[:300] + [EOS] for c in teacher[:2]] + teacher[2:]).verdict == "passed"
+    assert verdict([[c[0], EOS] for c in teacher[:3]] + teacher[3:]).verdict == "passed"  # 128.75 tokens
     assert verdict(teacher[:3] + [teacher[3][:420] + [7] * 92]).verdict == "passed"
 
 
@@ -200,4 +202,4 @@ def test_tiny_models_built_to_loop_or_to_stop_are_flagged_while_the_teacher_and_
         assert all(c[-1] == tiny.EOS_ID and len(c) == written + 1 for c in continuations)
         assert stats.loops == 0 and stats.mean_repeated_ngram_share == 0.0
         flagged, detail = degenerate(stats, teacher_stats)
-        assert flagged and f"mean {written}.0 tokens generated (teacher 36.0; DEGENERATE below 18.0)" in detail
+        assert flagged and f"mean {written}.0 tokens generated (teacher 36.0; DEGENERATE below 9.0)" in detail

@@ -7,7 +7,7 @@ import importlib
 import json
 
 # One module of this package per subcommand, each with `register(subparsers)`.
-SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "probe")
+SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "probe", "fingerprint")
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,8 @@ is from each DEGENERATE limit:
 
 `reproductions` are the issue's three continuations that spec v2 passed, built on the teacher's
 own continuations: EOS first on every prompt, one token then EOS, and a period-5 loop over
-the last 18 % of each continuation (92 tokens of 512). Figures in docs/scoring.md.
+the last 18 % of the `--max-new-tokens` budget (92 tokens of 512; at the demo's 32 it is 6
+tokens, below any loop's length, and passes). Figures in docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def _room(result, spec) -> dict:
     }
 
 
-def _reproductions(teacher_conts: list[list[int]], eos: int) -> dict[str, list[list[int]]]:
+def _reproductions(teacher_conts: list[list[int]], eos: int, max_new_tokens: int) -> dict[str, list[list[int]]]:
     def tail_loop(c: list[int]) -> list[int]:
-        body = [t for t in c if t != eos]
-        start = int(0.82 * len(body))  # 420 of 512
-        block = [11, 12, 13, 14, 15]
-        return body[:start] + (block * len(body))[: len(body) - start]
+        # the teacher's text (varied ids after it if it stopped) up to 82 % of the budget
+        # (420 of 512), then a period-5 loop to the end of the budget
+        start = int(0.82 * max_new_tokens)
+        body = ([t for t in c if t != eos] + list(range(100_000, 100_000 + max_new_tokens)))[:start]
+        return body + ([11, 12, 13, 14, 15] * max_new_tokens)[: max_new_tokens - start]
 
     return {
         "eos_first": [[eos] for _ in teacher_conts],
@@ -96,7 +98,7 @@ def bench_probe(n_prompts: int, max_new_tokens: int, stop_share: float) -> dict:
         for i, (name, (noise, _)) in enumerate(NOISY_STUDENTS.items()):
             student = tiny.perturbed_copy(teacher, seed=1 + i, scale=noise)  # the demo's seeds
             rows[name] = _room(probe_verdict(name, generate(student, name), teacher_conts, eos, spec), spec)
-        for name, conts in _reproductions(teacher_conts, tiny.EOS_ID).items():
+        for name, conts in _reproductions(teacher_conts, tiny.EOS_ID, max_new_tokens).items():
             rows[name] = _room(probe_verdict(name, conts, teacher_conts, eos, spec), spec)
         out["worlds"][world] = rows
     out["seconds"] = round(time.perf_counter() - started, 1)

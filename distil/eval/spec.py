@@ -60,7 +60,7 @@ class EvalSpec:
     probe_min_loops: int = 2
     probe_loop_margin: float = 0.25
     probe_repeat_margin: float = 0.2
-    probe_length_ratio: float = 0.5
+    probe_length_ratio: float = 0.25
     prompt_cache_dir: str = field(default="", metadata={"runtime": True})  # "" = ~/.cache/distil/prompts
 
     def __post_init__(self):

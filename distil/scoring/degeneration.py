@@ -152,7 +152,7 @@ class DegenerationThresholds:
     min_loops: int = 2
     loop_margin: float = 0.25
     repeat_margin: float = 0.2
-    length_ratio: float = 0.5
+    length_ratio: float = 0.25
 
     def __post_init__(self):
         if not isinstance(self.min_loops, int) or isinstance(self.min_loops, bool) or self.min_loops < 1:

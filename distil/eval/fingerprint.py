@@ -1,0 +1,79 @@
+"""Computing fingerprints (scoring spec v3): the fixed inputs once, then one per scored model.
+
+`build_fingerprint_inputs(teacher, prompt_ids)` runs once per validator, with the teacher
+loaded for a round's teacher pass: the teacher continues each fingerprint prompt greedily
+for `FINGERPRINT_TOKENS` tokens (the teacher pass's own `greedy_generate`), and returns the
+inputs and the teacher's own fingerprint on them, the reference the comparison measures
+distances against (`distil.scoring.fingerprints`). Where the prompts come from is the
+caller's choice; they should be private to the validator (e.g. drawn once from its prompt
+source with a random seed it keeps to itself): a copier who knew them could tune a copy
+on exactly those positions.
+
+`compute_fingerprint(model, inputs)` runs while a student is loaded for scoring (the
+same worker, one extra forward of 8 short sequences): the model's log-probability of each
+continuation token, from its own logits (soft-capped heads included), in the model's
+dtype on its device, upcast to fp32 before the log-softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from distil.checks.loading import InvalidModel
+from distil.eval.teacher import eos_ids_of, greedy_generate, scored_input
+from distil.fingerprint import (FINGERPRINT_PROMPT_TOKENS, FINGERPRINT_TOKENS, Fingerprint, FingerprintInputs,
+                                MIN_LOGPROB)
+
+# Rows of [rows, V] fp32 logits upcast at a time (32 × 248,320 × 4 B = 32 MB).
+_ROWS = 32
+
+
+def device_kind(device: torch.device) -> str:
+    """What the numbers depend on: "cpu", or the CUDA device's name ("NVIDIA H200")."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+@torch.no_grad()
+def fingerprint_values(model, inputs: FingerprintInputs) -> torch.Tensor:
+    """[inputs.n_positions] float64: log p_model(c_j | p, c_<j) at every continuation position,
+    prompts in order. Raises InvalidModel on a non-finite log-probability (NaN or +inf logits:
+    the model's fault, as in scoring)."""
+    device = next(model.parameters()).device
+    out = []
+    for prompt, continuation in zip(inputs.prompt_ids, inputs.continuation_ids):
+        x, _ = scored_input(list(prompt), list(continuation))
+        logits = model(input_ids=torch.tensor([x], device=device), use_cache=False,
+                       logits_to_keep=len(continuation)).logits[0]
+        targets = torch.tensor(continuation, device=device)
+        for a in range(0, len(continuation), _ROWS):
+            block = logits[a : a + _ROWS].float()
+            picked = block.gather(1, targets[a : a + _ROWS, None])[:, 0]
+            out.append((picked - torch.logsumexp(block, dim=-1)).double().cpu())
+    values = torch.cat(out)
+    if torch.isnan(values).any():  # inf or NaN logits; -inf alone (an impossible token) is clamped
+        raise InvalidModel("NaN log-probability on the fingerprint inputs (non-finite logits)")
+    return values.clamp(min=MIN_LOGPROB, max=0.0)  # > 0 only by the rounding of a certain token
+
+
+def compute_fingerprint(model, inputs: FingerprintInputs) -> Fingerprint:
+    """The fingerprint of a loaded model on `inputs` (see the module docstring)."""
+    import transformers
+
+    param = next(model.parameters())
+    return Fingerprint.of(fingerprint_values(model, inputs).numpy(), inputs.digest, device_kind(param.device),
+                          str(param.dtype).removeprefix("torch."), torch.__version__, transformers.__version__)
+
+
+def build_fingerprint_inputs(teacher, prompt_ids: list[list[int]], max_new_tokens: int = FINGERPRINT_TOKENS,
+                             batch_size: int = 16) -> tuple[FingerprintInputs, Fingerprint]:
+    """The fingerprint inputs (prompts cut to `FINGERPRINT_PROMPT_TOKENS` ids and the teacher's
+    greedy continuations of them, EOS kept as in scoring) and the teacher's fingerprint on
+    them. Raises FingerprintError when the continuations hold too few positions to compare
+    (`MIN_POSITIONS`: a teacher that stopped at once on most prompts; pick other prompts)."""
+    prompts = [list(p)[:FINGERPRINT_PROMPT_TOKENS] for p in prompt_ids]
+    continuations = greedy_generate(teacher, prompts, max_new_tokens, eos_ids_of(teacher), batch_size,
+                                    who="teacher (fingerprint inputs)")
+    inputs = FingerprintInputs.of(prompts, continuations)
+    return inputs, compute_fingerprint(teacher, inputs)
