@@ -175,6 +175,13 @@ class Fingerprint:
         copy, not a false COPY (and an upgrade does not wipe the history a thief would wait for)."""
         return (self.version, self.inputs, self.device, self.dtype)
 
+    @property
+    def reference_key(self) -> tuple:
+        """What a reference (the teacher's fingerprint) must share with the fingerprints it is
+        the centre for: version, inputs, device kind. Not the dtype: the teacher is fingerprinted
+        in its own dtype (a 35B model is not upcast), the students in float32."""
+        return (self.version, self.inputs, self.device)
+
     def values(self) -> np.ndarray:
         return decode_logprobs(self.logprobs)
 

@@ -156,6 +156,10 @@ def test_copies_of_lists_every_match_in_the_given_order_and_skips_incomparable_o
     assert [m.owner for m in copies_of(new, [("o", fp(original))], fp(t), threshold=d * 1.0001)] == ["o"]
     with pytest.raises(ValueError, match="recompute it"):
         copies_of(new, earlier, fp(t, device="cpu"))
+    with pytest.raises(ValueError, match="recompute it"):
+        copies_of(new, earlier, fp(t, inputs="cd" * 32))
+    # the teacher is fingerprinted in its own dtype: a reference in another dtype is fine
+    assert [m.owner for m in copies_of(new, earlier, fp(t, dtype="float32"))] == ["original", "second-copy"]
     with pytest.raises(ValueError, match="threshold"):
         copies_of(new, earlier, fp(t), threshold=0.0)
 
@@ -202,6 +206,10 @@ def test_a_permuted_copy_of_a_tiny_model_is_caught_and_a_differently_seeded_one_
     assert not torch.equal(permuted.model.layers[0].mlp.gate.weight, original.model.layers[0].mlp.gate.weight)
     other = tiny.perturbed_copy(teacher, seed=2, scale=0.05)  # equal quality, made independently
     earlier = [("original", compute_fingerprint(original, inputs))]
+    # computed in float32 by default, the model handed back in its own dtype, bit for bit
+    assert earlier[0][1].dtype == "float32" and next(original.parameters()).dtype == torch.bfloat16
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(),
+                                                 tiny.perturbed_copy(teacher, seed=1, scale=0.05).state_dict().values()))
     caught = copies_of(compute_fingerprint(permuted, inputs), earlier, reference)
     assert [m.owner for m in caught] == ["original"] and caught[0].distance < COPY_DISTANCE / 10
     assert copies_of(compute_fingerprint(other, inputs), earlier, reference) == []

@@ -10,9 +10,9 @@ source with a random seed it keeps to itself): a copier who knew them could tune
 on exactly those positions.
 
 `compute_fingerprint(model, inputs)` runs while a student is loaded for scoring (the
-same worker, one extra forward of 8 short sequences): the model's log-probability of each
-continuation token, from its own logits (soft-capped heads included), in the model's
-dtype on its device, upcast to fp32 before the log-softmax.
+same worker, one extra forward of 8 short sequences, after its KL is computed): the model's
+log-probability of each continuation token, from its own logits (soft-capped heads
+included), on its device, in float32 (the model is upcast for the call and cast back).
 """
 
 from __future__ import annotations
@@ -57,23 +57,42 @@ def fingerprint_values(model, inputs: FingerprintInputs) -> torch.Tensor:
     return values.clamp(min=MIN_LOGPROB, max=0.0)  # > 0 only by the rounding of a certain token
 
 
-def compute_fingerprint(model, inputs: FingerprintInputs) -> Fingerprint:
-    """The fingerprint of a loaded model on `inputs` (see the module docstring)."""
+def compute_fingerprint(model, inputs: FingerprintInputs, dtype: torch.dtype | None = torch.float32) -> Fingerprint:
+    """The fingerprint of a loaded model on `inputs`, computed in `dtype` (None: the model's own).
+
+    By default in float32 whatever dtype the model was loaded in: the model is upcast in place
+    and cast back afterwards (exact: bf16 and fp16 values are float32 values), so on a bf16
+    GPU validator this needs the student's float32 size (4 bytes per parameter) for a moment.
+    Measured (docs/performance.md): in bf16 the rounding of the forward pass alone puts copies
+    up to 0.31 from their original; in float32, 0.09; independent models stay at 1.25 or more
+    in both.
+    """
     import transformers
 
     param = next(model.parameters())
-    return Fingerprint.of(fingerprint_values(model, inputs).numpy(), inputs.digest, device_kind(param.device),
-                          str(param.dtype).removeprefix("torch."), torch.__version__, transformers.__version__)
+    own = param.dtype
+    if dtype is not None and dtype != own:
+        model.to(dtype)
+    try:
+        values = fingerprint_values(model, inputs).numpy()
+        computed = next(model.parameters()).dtype
+    finally:
+        if dtype is not None and dtype != own:
+            model.to(own)
+    return Fingerprint.of(values, inputs.digest, device_kind(param.device), str(computed).removeprefix("torch."),
+                          torch.__version__, transformers.__version__)
 
 
 def build_fingerprint_inputs(teacher, prompt_ids: list[list[int]], max_new_tokens: int = FINGERPRINT_TOKENS,
                              batch_size: int = 16) -> tuple[FingerprintInputs, Fingerprint]:
     """The fingerprint inputs (prompts cut to `FINGERPRINT_PROMPT_TOKENS` ids and the teacher's
     greedy continuations of them, EOS kept as in scoring) and the teacher's fingerprint on
-    them. Raises FingerprintError when the continuations hold too few positions to compare
+    them, in the teacher's own dtype (the reference: `reference_key` matches the students'
+    float32 fingerprints on the same device kind). When the device kind changes, recompute
+    the reference with `compute_fingerprint(teacher, inputs, dtype=None)` on the same inputs. Raises FingerprintError when the continuations hold too few positions to compare
     (`MIN_POSITIONS`: a teacher that stopped at once on most prompts; pick other prompts)."""
     prompts = [list(p)[:FINGERPRINT_PROMPT_TOKENS] for p in prompt_ids]
     continuations = greedy_generate(teacher, prompts, max_new_tokens, eos_ids_of(teacher), batch_size,
                                     who="teacher (fingerprint inputs)")
     inputs = FingerprintInputs.of(prompts, continuations)
-    return inputs, compute_fingerprint(teacher, inputs)
+    return inputs, compute_fingerprint(teacher, inputs, dtype=None)  # the teacher in its own dtype: never upcast
