@@ -214,3 +214,25 @@ def test_a_permuted_copy_of_a_tiny_model_is_caught_and_a_differently_seeded_one_
     assert [m.owner for m in caught] == ["original"] and caught[0].distance < COPY_DISTANCE / 10
     assert copies_of(compute_fingerprint(other, inputs), earlier, reference) == []
     assert fingerprint_distance(compute_fingerprint(other, inputs), earlier[0][1], reference) > 5 * COPY_DISTANCE
+
+
+def test_fingerprint_prompts_come_from_the_prompt_source_cut_and_unpredictable(tmp_path):
+    import json
+
+    from distil import tiny
+    from distil.eval.fingerprint import draw_fingerprint_prompts
+    from distil.eval.prompts import JsonlPromptSource
+    from distil.eval.spec import EvalSpec
+    from distil.fingerprint import FINGERPRINT_PROMPT_TOKENS, FINGERPRINT_PROMPTS
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"text": f"prompt number {i} " + "x" * (50 * i)}) + "\n" for i in range(40)))
+    source, tokenizer, spec = JsonlPromptSource(path), tiny.build_tokenizer(), EvalSpec()
+    drawn = draw_fingerprint_prompts(source, tokenizer, spec, seed="ab")
+    assert len(drawn) == FINGERPRINT_PROMPTS and max(map(len, drawn)) == FINGERPRINT_PROMPT_TOKENS
+    assert drawn == draw_fingerprint_prompts(source, tokenizer, spec, seed="ab")  # a seed decides them
+    expected = [tokenizer(p.text, add_special_tokens=False)["input_ids"][:FINGERPRINT_PROMPT_TOKENS]
+                for p in source.sample("ab", FINGERPRINT_PROMPTS)]
+    assert drawn == expected
+    # without a seed, a fresh random one each time: two draws differ (8 of 40 prompts)
+    assert draw_fingerprint_prompts(source, tokenizer, spec) != draw_fingerprint_prompts(source, tokenizer, spec)

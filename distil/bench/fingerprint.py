@@ -242,10 +242,13 @@ def bench_fingerprint(worlds: list[str], seeds: int, dtypes: list[str], trained_
               "copy_distance": COPY_DISTANCE, "worlds": [bench_world(w, seeds, dtypes) for w in worlds]}
     if trained_steps:
         result["trained"] = bench_trained(trained_steps, lr, dtypes)
-    copies = [r["dtypes"][d] for r in result["worlds"] for d in dtypes]
-    if copies:
-        result["miss_rate"] = max(c["miss_rate"] for c in copies)
-        result["false_positive_rate"] = max(c["false_positive_rate"] for c in copies)
+    # the headline rates: over both worlds, for each compute dtype (validators fingerprint
+    # students in float32; bfloat16 shows what computing in the scoring dtype would give)
+    for dtype in dtypes:
+        copies = [r["dtypes"][dtype] for r in result["worlds"]]
+        if copies:
+            result[f"miss_rate_{dtype}"] = max(c["miss_rate"] for c in copies)
+            result[f"false_positive_rate_{dtype}"] = max(c["false_positive_rate"] for c in copies)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 

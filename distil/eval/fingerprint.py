@@ -4,10 +4,10 @@
 loaded for a round's teacher pass: the teacher continues each fingerprint prompt greedily
 for `FINGERPRINT_TOKENS` tokens (the teacher pass's own `greedy_generate`), and returns the
 inputs and the teacher's own fingerprint on them, the reference the comparison measures
-distances against (`distil.scoring.fingerprints`). Where the prompts come from is the
-caller's choice; they should be private to the validator (e.g. drawn once from its prompt
-source with a random seed it keeps to itself): a copier who knew them could tune a copy
-on exactly those positions.
+distances against (`distil.scoring.fingerprints`). The prompts should be private to the
+validator: a copier who knew them could tune a copy on exactly those positions.
+`draw_fingerprint_prompts(source, tokenizer, spec)` draws them from the validator's prompt
+source with a random seed that is not kept (round prompts are published; these are not).
 
 `compute_fingerprint(model, inputs)` runs while a student is loaded for scoring (the
 same worker, one extra forward of 8 short sequences, after its KL is computed): the model's
@@ -21,8 +21,8 @@ import torch
 
 from distil.checks.loading import InvalidModel
 from distil.eval.teacher import eos_ids_of, greedy_generate, scored_input
-from distil.fingerprint import (FINGERPRINT_PROMPT_TOKENS, FINGERPRINT_TOKENS, Fingerprint, FingerprintInputs,
-                                MIN_LOGPROB)
+from distil.fingerprint import (FINGERPRINT_PROMPT_TOKENS, FINGERPRINT_PROMPTS, FINGERPRINT_TOKENS, Fingerprint,
+                                FingerprintInputs, MIN_LOGPROB)
 
 # Rows of [rows, V] fp32 logits upcast at a time (32 × 248,320 × 4 B = 32 MB).
 _ROWS = 32
@@ -81,6 +81,19 @@ def compute_fingerprint(model, inputs: FingerprintInputs, dtype: torch.dtype | N
             model.to(own)
     return Fingerprint.of(values, inputs.digest, device_kind(param.device), str(computed).removeprefix("torch."),
                           torch.__version__, transformers.__version__)
+
+
+def draw_fingerprint_prompts(source, tokenizer, spec, seed: str | None = None) -> list[list[int]]:
+    """`FINGERPRINT_PROMPTS` prompts from `source` (a PromptSource), tokenized like a round's
+    and cut to `FINGERPRINT_PROMPT_TOKENS` ids. The seed defaults to 32 random bytes that are
+    not kept: the prompts are stored with the inputs, and nobody can draw them again."""
+    import secrets
+
+    from distil.eval.prompts import tokenize_prompts
+
+    prompts = source.sample(seed if seed is not None else secrets.token_hex(32), FINGERPRINT_PROMPTS)
+    return tokenize_prompts(prompts, tokenizer, spec.max_prompt_chars, min(spec.max_prompt_tokens, FINGERPRINT_PROMPT_TOKENS),
+                            spec.vocab_size)
 
 
 def build_fingerprint_inputs(teacher, prompt_ids: list[list[int]], max_new_tokens: int = FINGERPRINT_TOKENS,
