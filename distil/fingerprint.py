@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from distil.commitment import parse_commitment
+
 FINGERPRINT_VERSION = 1
 FINGERPRINT_PROMPTS = 8  # prompts of the fingerprint inputs
 FINGERPRINT_TOKENS = 32  # teacher tokens generated per prompt: 8 × 32 = 256 positions
@@ -267,3 +269,8 @@ class FingerprintOwnerSchema(BaseModel):
     commitment: str
     commit_block: int = Field(ge=0)
     fingerprint: FingerprintSchema
+
+    @model_validator(mode="after")
+    def _commitment_parses(self) -> "FingerprintOwnerSchema":
+        parse_commitment(self.commitment)  # CommitmentError is a ValueError: pydantic reports it
+        return self

@@ -83,6 +83,8 @@ def test_the_state_schema_record_refuses_what_parse_refuses():
         FingerprintOwnerSchema.model_validate(broken)
     with pytest.raises(ValidationError):  # strict: a block number as a string is not coerced
         FingerprintOwnerSchema.model_validate({**record, "commit_block": "120"})
+    with pytest.raises(ValidationError, match="commitment|revision"):
+        FingerprintOwnerSchema.model_validate({**record, "commitment": "ns/model@main"})
 
 
 def test_inputs_digest_round_trip_and_limits():
