@@ -191,6 +191,21 @@ def test_compute_fingerprint_matches_a_float64_log_softmax():
     assert np.array_equal(f.values(), values.numpy().astype(np.float16).astype(np.float64))
 
 
+def test_a_model_with_nan_weights_is_the_models_fault():
+    import torch
+
+    from distil import tiny
+    from distil.checks.loading import InvalidModel
+    from distil.eval.fingerprint import compute_fingerprint
+
+    model = tiny.build_model(tiny.student_config("qwen3"), seed=3, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
+    inputs = FingerprintInputs.of([[1, 2, 3]], [list(range(100, 164))])
+    with pytest.raises(InvalidModel, match="NaN log-probability"):
+        compute_fingerprint(model, inputs)
+
+
 def test_a_permuted_copy_of_a_tiny_model_is_caught_and_a_differently_seeded_one_is_not():
     import torch
 

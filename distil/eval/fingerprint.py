@@ -38,8 +38,8 @@ def device_kind(device: torch.device) -> str:
 @torch.no_grad()
 def fingerprint_values(model, inputs: FingerprintInputs) -> torch.Tensor:
     """[inputs.n_positions] float64: log p_model(c_j | p, c_<j) at every continuation position,
-    prompts in order. Raises InvalidModel on a non-finite log-probability (NaN or +inf logits:
-    the model's fault, as in scoring)."""
+    prompts in order, clamped to [MIN_LOGPROB, 0]. Raises InvalidModel on a NaN log-probability
+    (NaN or +inf logits: the model's fault, as in scoring)."""
     device = next(model.parameters()).device
     out = []
     for prompt, continuation in zip(inputs.prompt_ids, inputs.continuation_ids):
