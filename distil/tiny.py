@@ -174,3 +174,156 @@ def looping_copy(model, strength: float = 50.0):
             raise ValueError("looping_copy needs an untied output head (tie_word_embeddings=False)")
         head.copy_((head.float() + strength * unit).to(head.dtype))
     return clone
+
+
+def stopping_copy(model, trigger_ids=None, strength: float = 1.0, shift: float = 8.0, seed: int = 0):
+    """A copy of `model` that ends its text (greedy EOS) right after reading any of `trigger_ids`
+    (None: every token, so it stops before writing anything).
+
+    For the degeneration guard's length rule: a fixed random unit direction u of the residual
+    stream is added, at `shift` × the mean input-embedding norm, to the input embedding of
+    every trigger token, and the EOS row of the output head gains `strength` × the mean
+    output-row norm × u. The residual stream carries the embedding of the token being read up
+    to the final norm, so after a trigger the EOS logit dominates, and elsewhere u is one
+    random direction among 64 (at the defaults, measured on the demo's teacher: every stop
+    follows a trigger). With triggers = ids the model writes but never reads in a prompt (ids
+    ≥ 256 for byte-level prompts) it writes one token, then EOS; with a random 1 % of those it
+    stops after a variable length, like a model that ends its answers.
+    """
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        embedding = clone.get_input_embeddings().weight
+        head = clone.get_output_embeddings().weight
+        if head.data_ptr() == embedding.data_ptr():
+            raise ValueError("stopping_copy needs an untied output head (tie_word_embeddings=False)")
+        generator = torch.Generator().manual_seed(seed)
+        u = torch.randn(embedding.shape[1], generator=generator)
+        u /= u.norm()
+        ids = slice(None) if trigger_ids is None else torch.as_tensor(list(trigger_ids), dtype=torch.long)
+        push = shift * embedding.float().norm(dim=1).mean() * u
+        embedding[ids] = (embedding[ids].float() + push).to(embedding.dtype)
+        eos = clone.config.eos_token_id
+        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        head[eos] = (head[eos].float() + strength * head.float().norm(dim=1).mean() * u).to(head.dtype)
+    return clone
+
+
+# ---- functional copies: other bits, the same function (the fingerprint's attacks) ----
+
+
+def _norm_gain_is_offset(norm) -> bool:
+    """Whether an RMSNorm multiplies by (1 + weight) (Qwen3.5) rather than by weight (Qwen3)."""
+    with torch.no_grad():
+        out = norm(torch.ones(1, norm.weight.shape[0], dtype=norm.weight.dtype)).float()[0]
+    return bool(torch.allclose(out, 1.0 + norm.weight.float(), atol=1e-2)) and not bool(
+        torch.allclose(out, norm.weight.float(), atol=1e-2))
+
+
+def _scale_norm(norm, c: float) -> None:
+    w = norm.weight
+    gain = (1.0 + w.float()) if _norm_gain_is_offset(norm) else w.float()
+    new = gain * c - (1.0 if _norm_gain_is_offset(norm) else 0.0)
+    w.copy_(new.to(w.dtype))
+
+
+def _mlp_inputs(mlp) -> list[torch.Tensor]:
+    """The weights an MLP block applies to its (normed) input: all linear in it."""
+    names = ("gate_proj", "up_proj", "gate", "shared_expert_gate")
+    found = [getattr(mlp, n).weight for n in names if hasattr(mlp, n) and hasattr(getattr(mlp, n), "weight")]
+    if hasattr(mlp, "experts"):
+        found.append(mlp.experts.gate_up_proj)
+    if hasattr(mlp, "shared_expert"):
+        found += _mlp_inputs(mlp.shared_expert)
+    return found
+
+
+def rescaled_copy(model, c: float = 1.7):
+    """A copy of `model` with every post-attention norm's gain and the final norm's gain
+    multiplied by `c`, and the weights that read their output (the MLP's input projections
+    and router; the output head) divided by `c`: the same function up to rounding (RMSNorm
+    output is linear in its gain, the next layers linear in their input)."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in clone.get_decoder().layers:
+            _scale_norm(layer.post_attention_layernorm, c)
+            for w in _mlp_inputs(layer.mlp):
+                w.copy_((w.float() / c).to(w.dtype))
+        _scale_norm(clone.get_decoder().norm, c)
+        head = clone.get_output_embeddings().weight
+        head.copy_((head.float() / c).to(head.dtype))
+    return clone
+
+
+def _permute_mlp_neurons(mlp, generator) -> None:
+    perm = torch.randperm(mlp.gate_proj.weight.shape[0], generator=generator)
+    mlp.gate_proj.weight.copy_(mlp.gate_proj.weight[perm])
+    mlp.up_proj.weight.copy_(mlp.up_proj.weight[perm])
+    mlp.down_proj.weight.copy_(mlp.down_proj.weight[:, perm])
+
+
+def _permute_heads(attn, config, generator) -> None:
+    """Permute key/value groups, and query heads within each group (plain GQA attention)."""
+    n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
+    hd = attn.q_proj.weight.shape[0] // n_heads
+    per_group = n_heads // n_kv
+    kv_perm = torch.randperm(n_kv, generator=generator)
+    q_order = torch.cat([g * per_group + torch.randperm(per_group, generator=generator) for g in kv_perm.tolist()])
+    rows = lambda order: (order[:, None] * hd + torch.arange(hd)).reshape(-1)  # noqa: E731
+    attn.q_proj.weight.copy_(attn.q_proj.weight[rows(q_order)])
+    attn.k_proj.weight.copy_(attn.k_proj.weight[rows(kv_perm)])
+    attn.v_proj.weight.copy_(attn.v_proj.weight[rows(kv_perm)])
+    attn.o_proj.weight.copy_(attn.o_proj.weight[:, rows(q_order)])
+
+
+def permuted_copy(model, seed: int = 0):
+    """A copy of `model` with, in every layer, its experts permuted (router rows with them),
+    the neurons of its dense or shared-expert MLP permuted, and, where the attention is plain
+    GQA (q_proj = heads × head_dim: Qwen3, not Qwen3.5's gated attention), its key/value
+    groups and the query heads within them permuted: the same function up to the order of
+    sums."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    config = clone.config
+    with torch.no_grad():
+        for layer in clone.get_decoder().layers:
+            mlp = layer.mlp
+            if hasattr(mlp, "experts"):
+                perm = torch.randperm(mlp.gate.weight.shape[0], generator=generator)
+                mlp.gate.weight.copy_(mlp.gate.weight[perm])
+                mlp.experts.gate_up_proj.copy_(mlp.experts.gate_up_proj[perm])
+                mlp.experts.down_proj.copy_(mlp.experts.down_proj[perm])
+                _permute_mlp_neurons(mlp.shared_expert, generator)
+            else:
+                _permute_mlp_neurons(mlp, generator)
+            attn = getattr(layer, "self_attn", None)
+            if attn is not None and attn.q_proj.weight.shape[0] == config.num_attention_heads * getattr(attn, "head_dim", -1):
+                _permute_heads(attn, config, generator)
+    return clone
+
+
+def fp16_round_trip(model):
+    """A copy of `model` saved as float16 and read back in its own dtype (an allowed dtype)."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    dtype = next(clone.parameters()).dtype
+    return clone.to(torch.float16).to(dtype)
+
+
+def relative_noise_copy(model, seed: int, scale: float = 1e-3):
+    """A copy of `model` with every weight w moved to w × (1 + scale × N(0, 1)), in its own dtype."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in clone.parameters():
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            param.copy_((param.float() * (1.0 + scale * noise)).to(param.dtype))
+    return clone

@@ -4,6 +4,9 @@
     python -m distil.bench round --tiny  # a whole round on tiny models vs a naive pipeline
     python -m distil.bench prefetch      # a round with students on a throttled hub vs download + scoring
     python -m distil.bench train --tiny  # a training step: chunked KL loss vs naive full logits
+    python -m distil.bench deadlines     # this machine's clock: baseline rates and the deadlines of the untrusted steps
+    python -m distil.bench probe         # degeneration guard: honest students' margins, the reproductions' verdicts
+    python -m distil.bench fingerprint   # functional-copy detector: miss and false-positive rates
 
 Each prints one JSON line. Every subcommand is a module of this package with
 `register(subparsers)`, which adds its parser and sets `run` (args -> dict) as default;

@@ -8,7 +8,7 @@ import json
 from template.args import ArgumentParser
 
 # One module of this package per subcommand, each with `register(subparsers)`.
-SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "deadlines")
+SUBCOMMANDS = ("kl", "round", "gpu", "prefetch", "train", "deadlines", "probe", "fingerprint")
 
 
 def main(argv=None) -> int:

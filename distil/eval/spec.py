@@ -53,14 +53,16 @@ class EvalSpec:
     # The floor of a student's scoring and probe deadline, in seconds: the deadline is the larger
     # of this and a multiple of the estimate for its size on this machine (distil.checks.clock).
     student_timeout_s: float = 3600.0
-    # Degeneration guard (scoring spec v2): a would-be king generates greedily on the first
+    # Degeneration guard (scoring spec v2, v3): a would-be king generates greedily on the first
     # min(probe_prompts, n_prompts) prompts; DEGENERATE when it loops on ≥ max(probe_min_loops,
-    # teacher loops + ⌈probe_loop_margin × K⌉) of them or its mean repeated-4-gram share is above
-    # the teacher's + probe_repeat_margin (distil/scoring/degeneration.py, docs/scoring.md).
+    # teacher loops + ⌈probe_loop_margin × K⌉) of them, or its mean repeated-4-gram share is above
+    # the teacher's + probe_repeat_margin, or (v3) its mean generated length is below
+    # probe_length_ratio × the teacher's (distil/scoring/degeneration.py, docs/scoring.md).
     probe_prompts: int = 16
     probe_min_loops: int = 2
     probe_loop_margin: float = 0.25
     probe_repeat_margin: float = 0.2
+    probe_length_ratio: float = 0.25
     prompt_cache_dir: str = field(default="", metadata={"runtime": True})  # "" = ~/.cache/distil/prompts
 
     def __post_init__(self):
@@ -95,7 +97,8 @@ class EvalSpec:
     def degeneration_thresholds(self):
         from distil.scoring.degeneration import DegenerationThresholds
 
-        return DegenerationThresholds(self.probe_min_loops, self.probe_loop_margin, self.probe_repeat_margin)
+        return DegenerationThresholds(self.probe_min_loops, self.probe_loop_margin, self.probe_repeat_margin,
+                                      self.probe_length_ratio)
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -29,7 +29,7 @@ EVAL_SPEC_FLAGS = (
     "n_prompts", "max_new_tokens", "max_prompt_chars", "max_prompt_tokens", "dataset", "dataset_revision",
     "dataset_data_dir", "text_column", "dataset_shards", "rows_per_shard", "generation_batch_size", "chunk_size",
     "dtype", "student_timeout_s", "prompt_cache_dir",
-    "probe_prompts", "probe_min_loops", "probe_loop_margin", "probe_repeat_margin",  # degeneration guard
+    "probe_prompts", "probe_min_loops", "probe_loop_margin", "probe_repeat_margin", "probe_length_ratio",  # degeneration guard
 )
 
 
