@@ -268,6 +268,7 @@ class FingerprintOwnerSchema(BaseModel):
     hotkey: str = Field(min_length=1)
     commitment: str
     commit_block: int = Field(ge=0)
+    block_hash: str | None = Field(default=None, max_length=130)  # the commit block's hash: the same-block draw
     fingerprint: FingerprintSchema
 
     @model_validator(mode="after")

@@ -121,6 +121,12 @@ class ValidatorState:
     # state begun under the rule; None for a state written before it, set at its first
     # epoch to the chain's next block (distil.scoring.ownership.adopt_owner_rule).
     owner_rule_block: int | None = 0
+    # Spec v3's functional copies across rounds: this validator's private fingerprint inputs
+    # (`FingerprintInputs.to_dict()`, set by its first round that computes fingerprints), and
+    # every scored commitment's fingerprint, keyed by the commitment: {"hotkey", "commitment",
+    # "commit_block", "block_hash", "fingerprint"} (distil.scoring.epoch.judge_fingerprints).
+    fingerprint_inputs: dict | None = None
+    fingerprints: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +141,8 @@ class ValidatorState:
             "checks_version": self.checks_version,
             "contender": self.contender,
             "owner_rule_block": self.owner_rule_block,
+            "fingerprint_inputs": self.fingerprint_inputs,
+            "fingerprints": dict(sorted(self.fingerprints.items())),
         }
 
     @classmethod
@@ -170,6 +178,8 @@ class ValidatorState:
             checks_version=data.get("checks_version", 1),  # states from before it was recorded: v1
             contender=data.get("contender"),
             owner_rule_block=data.get("owner_rule_block"),  # states from before the rule: None (set at adoption)
+            fingerprint_inputs=data.get("fingerprint_inputs"),
+            fingerprints={k: dict(v) for k, v in data.get("fingerprints", {}).items()},
         )
 
     def copy(self) -> "ValidatorState":

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from distil import SCORING_VERSION
 from distil.commitment import CommitmentError, parse_commitment
+from distil.fingerprint import FingerprintInputsSchema, FingerprintOwnerSchema
 
 @dataclass(frozen=True)
 class Contender:
@@ -165,6 +166,17 @@ class StateSchema(BaseModel):
     checks_version: int = Field(default=1, ge=1)
     contender: dict | None = None  # spec v3's model under confirmation (Contender)
     owner_rule_block: Block | None = None
+    fingerprint_inputs: FingerprintInputsSchema | None = None  # spec v3 (distil/fingerprint.py)
+    fingerprints: dict[str, FingerprintOwnerSchema] = {}
+
+    @field_validator("fingerprints")
+    @classmethod
+    def _fingerprints_by_commitment(cls, fingerprints: dict) -> dict:
+        for key, owner in fingerprints.items():
+            if owner.commitment != key:
+                raise ValueError(f"fingerprint {key[:80]!r} is keyed by another commitment than its own "
+                                 f"({owner.commitment[:80]!r})")
+        return fingerprints
 
     @field_validator("contender")
     @classmethod

@@ -51,6 +51,7 @@ from distil.validator.mock import ScenarioError, mock_world  # noqa: E402
 from distil.validator.precheck import Prechecks, apply_strikes  # noqa: E402
 from distil.validator.prompt_source import check_prompt_source, make_prompt_source  # noqa: E402
 from distil.validator.requests import apply_requests  # noqa: E402
+from distil.fingerprint import parse_fingerprint_inputs  # noqa: E402
 from distil.validator.scorer import EngineScorer, RoundScorer, RoundScores  # noqa: E402
 from distil.validator.status import status_for  # noqa: E402
 from distil.validator.teacher import PinnedTeacher  # noqa: E402
@@ -218,7 +219,8 @@ class Validator(BaseValidatorNeuron):
             doc = scores.round_json or {}
             info = {"seed_block": epoch_block, "seed": doc.get("seed"), "spec": doc.get("spec")}
             # the would-be king is probed for degeneration before it is crowned (spec v2)
-            outcome = ep.apply_round(state, plan, scores.results, info, self.params, probe=scores.probe)
+            outcome = ep.apply_round(state, plan, scores.results, info, self.params, probe=scores.probe,
+                                     fingerprints=scores.fingerprints)
         except Exception as e:  # whatever failed, the round changes nothing; the king keeps its weights
             why = f"{type(e).__name__}: {one_line(e)}"
             logger.warning(f"round {epoch_block} failed ({why}); nothing changes, retried next epoch")
@@ -235,6 +237,9 @@ class Validator(BaseValidatorNeuron):
             teacher_dir, teacher_name = self.teacher.directory()
             self.scorer = EngineScorer(self.store, self.spec, teacher_dir, teacher_name, self.prompt_source, devices=self.devices,
                                        deadlines=self.deadlines)
+        if isinstance(self.scorer, EngineScorer):  # spec v3: the fingerprint inputs this validator keeps
+            inputs = self.state.fingerprint_inputs
+            self.scorer.fingerprint_inputs = parse_fingerprint_inputs(inputs) if inputs is not None else None
         scores = self.scorer.score(models, epoch_block, seed)
         if scores.round_json is not None:
             scores.round_json["king"] = plan.king  # the king before the round: what `distil.sim dethrone --round` compares with

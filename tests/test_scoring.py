@@ -736,3 +736,90 @@ def test_a_requeue_of_a_malformed_commitment_is_refused_and_the_state_still_save
     assert after.miners["bad"].status == DISQUALIFIED and events == []
     assert not list((tmp_path / "requests").glob("*.json"))  # dropped, not retried every epoch
     save_state(after, tmp_path)
+
+
+# -- spec v3: functional copies across rounds (judge_fingerprints) ----------------------------
+
+from dataclasses import replace as _replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from distil.fingerprint import Fingerprint, FingerprintInputs  # noqa: E402
+from distil.scoring.epoch import RoundFingerprints, judge_fingerprints  # noqa: E402
+from distil.state_schema import validate_state  # noqa: E402
+
+_INPUTS = FingerprintInputs.of([[1, 2, 3]] * 4, [list(range(10, 26))] * 4)  # 64 positions
+_TEACHER = np.linspace(-0.5, -3.0, 64)
+
+
+def _fp(offset_seed, scale=0.5, noise=0.0, dtype="float32", device="cpu"):
+    """A model's fingerprint: the teacher's values plus this model's own error (seeded) and
+    rounding-level noise; the same seed and a small noise is a functional copy."""
+    rng = np.random.default_rng(offset_seed)
+    error = rng.normal(0, scale, 64)
+    values = np.minimum(_TEACHER + error + np.random.default_rng(1000 + offset_seed * 7 + int(noise * 1e6)).normal(0, noise, 64), 0)
+    return Fingerprint.of(values, _INPUTS.digest, device, dtype).to_dict()
+
+
+def _round_fps():
+    return RoundFingerprints(_INPUTS.to_dict(), Fingerprint.of(np.minimum(_TEACHER, 0), _INPUTS.digest, "cpu", "bfloat16").to_dict())
+
+
+def _with_fp(kl, fingerprint):
+    return _replace(scored(kl), fingerprint=fingerprint)
+
+
+def test_a_later_commitment_that_computes_an_earlier_ones_function_is_a_copy_whoever_was_scored_first():
+    state = state_with({"orig": checked(1, 10, EVALUATED, 0.3), "king": checked(2, 5, KING, 0.2),
+                        "copy": checked(3, 40), "honest": checked(4, 41)}, king="king")
+    # round 1: the king and the original
+    state, events = judge_fingerprints(state, {"king": _with_fp(0.2, _fp(1)), "orig": _with_fp(0.3, _fp(2))}, _round_fps())
+    assert events == [] and state.fingerprint_inputs == _INPUTS.to_dict()
+    assert sorted(o["hotkey"] for o in state.fingerprints.values()) == ["king", "orig"]
+    # round 2: a copy of the original (rounding noise), and an honest model
+    state, events = judge_fingerprints(state, {"king": _with_fp(0.2, _fp(1, noise=0.01)), "copy": _with_fp(0.3, _fp(2, noise=0.01)),
+                                               "honest": _with_fp(0.3, _fp(5))}, _round_fps())
+    assert [(e.kind, e.hotkey) for e in events] == [("disqualified", "copy")]
+    copy = state.miners["copy"]
+    assert (copy.status, copy.reason, copy.code) == (DISQUALIFIED, COPY, "FINGERPRINT_COPY")
+    assert commitment(1) in copy.detail and "block 10" in copy.detail
+    assert state.miners["honest"].status == PENDING and state.miners["king"].status == KING  # the king is never judged
+    assert state.fingerprints[commitment(2)]["fingerprint"] == _fp(1)  # a kept fingerprint is not replaced
+    validate_state(state.to_json())
+    # the earlier original scored after its copy: the copy (committed later) is the one disqualified
+    late = state_with({"thief": checked(7, 50, EVALUATED, 0.3), "owner": checked(8, 30)})
+    late, _ = judge_fingerprints(late, {"thief": _with_fp(0.3, _fp(9))}, _round_fps())
+    late, events = judge_fingerprints(late, {"owner": _with_fp(0.3, _fp(9, noise=0.01))}, _round_fps())
+    assert (late.miners["thief"].code, late.miners["owner"].status) == ("FINGERPRINT_COPY", PENDING)
+    assert commitment(8) in late.miners["thief"].detail
+
+
+def test_fingerprints_of_other_settings_or_inputs_are_never_compared():
+    state = state_with({"orig": checked(1, 10, EVALUATED, 0.3), "copy": checked(3, 40)})
+    state, _ = judge_fingerprints(state, {"orig": _with_fp(0.3, _fp(2, dtype="bfloat16"))}, _round_fps())
+    state, events = judge_fingerprints(state, {"copy": _with_fp(0.3, _fp(2))}, _round_fps())  # float32 vs bfloat16
+    assert events == [] and state.miners["copy"].status == PENDING
+    other = FingerprintInputs.of([[9, 9, 9]] * 4, [list(range(30, 46))] * 4)
+    before = state.to_json()
+    state, events = judge_fingerprints(state, {"copy": _with_fp(0.3, _fp(2))},
+                                       RoundFingerprints(other.to_dict(), _round_fps().reference))
+    assert events == [] and state.to_json() == before  # not this validator's inputs: nothing kept, nothing judged
+
+
+def test_the_state_schema_checks_the_fingerprint_table():
+    state = state_with({"orig": checked(1, 10, EVALUATED, 0.3)})
+    state, _ = judge_fingerprints(state, {"orig": _with_fp(0.3, _fp(2))}, _round_fps())
+    data = state.to_json()
+    validate_state(data)
+    (key,) = data["fingerprints"]
+    data["fingerprints"]["other/repo@" + "1" * 40] = data["fingerprints"].pop(key)
+    with pytest.raises(ValueError, match="keyed by another commitment"):
+        validate_state(data)
+    data = state.to_json()
+    data["fingerprints"][key]["fingerprint"]["logprobs"] = "!!"
+    with pytest.raises(ValueError, match="base64"):
+        validate_state(data)
+    data = state.to_json()
+    data["fingerprint_inputs"]["sha256"] = "0" * 64
+    with pytest.raises(ValueError, match="does not match"):
+        validate_state(data)

@@ -222,22 +222,43 @@ def test_hundred_miners_and_one_new_challenger_put_two_models_on_the_gpu(world, 
     assert len(scorer.rounds) == 2
 
 
-def test_a_hair_from_the_king_is_a_functional_copy(world, tmp_path):
+def test_a_functional_copy_of_an_earlier_round_is_caught_by_its_fingerprint(world, tmp_path):
+    """Issue 23 §3: a model scored in round 100 (and never again: it lost) is copied with its
+    experts and MLP neurons permuted, other bytes and the same function, and committed later.
+    Round 150 does not score the original, so only the fingerprint kept from round 100 can
+    tell: the copy is COPY FINGERPRINT_COPY; an independent model of equal quality scored
+    beside it is not. Within a round, the king's weights nudged by a hair (other bytes, the
+    same function) are caught by the per-position KL (FUNCTIONAL_COPY)."""
     teacher = tiny.build_model(tiny.teacher_config(), seed=0, logit_scale=demo.TEACHER_LOGIT_SCALE)
-    king_model = tiny.perturbed_copy(teacher, seed=11, scale=0.05)
-    tiny.save_model(tmp_path / "king", teacher.config, model=king_model)
-    # the king's weights nudged by a hair: other bytes (no hash matches), the same function
-    tiny.save_model(tmp_path / "twin", teacher.config, model=tiny.perturbed_copy(king_model, seed=12, scale=0.002))
-    scenario = scenario_with(world, tmp_path, [  # round 100 scores the king, round 150 the twin (60 < 150 − 50)
-        {"hotkey": hotkey("king"), "model": str(tmp_path / "king"), "commit_block": 10},
-        {"hotkey": hotkey("twin"), "model": str(tmp_path / "twin"), "commit_block": 60},
-    ], start_block=100)
-    v = make_validator(world, tmp_path / "state", scenario=scenario)
-    assert v.run(epochs=2) == 2
-    state = load_state(tmp_path / "state")
-    assert state.king == hotkey("king")
+    king = tiny.perturbed_copy(teacher, seed=11, scale=0.05)
+    original = tiny.perturbed_copy(teacher, seed=21, scale=0.08)
+    models = {"king": king, "original": original, "copy": tiny.permuted_copy(original, seed=3),
+              "honest": tiny.perturbed_copy(teacher, seed=31, scale=0.08),
+              "twin": tiny.perturbed_copy(king, seed=12, scale=0.002)}
+    for name, model in models.items():
+        tiny.save_model(tmp_path / name, teacher.config, model=model)
+    scenario = scenario_with(world, tmp_path, [  # round 100: king, original; round 150: king, copy, honest, twin
+        {"hotkey": hotkey(name), "model": str(tmp_path / name), "commit_block": block}
+        for name, block in (("king", 10), ("original", 20), ("copy", 60), ("honest", 61), ("twin", 62))], start_block=100)
+    state_dir = tmp_path / "state"
+    v = make_validator(world, state_dir, scenario=scenario)
+    assert v.run(epochs=1) == 1
+    first = load_state(state_dir)
+    assert first.fingerprint_inputs is not None  # drawn once, kept: every later round reads the same positions
+    assert {o["hotkey"] for o in first.fingerprints.values()} == {hotkey("king"), hotkey("original")}
+    restarted = make_validator(world, state_dir, scenario=scenario)  # the fingerprints survive a restart
+    assert restarted.run(epochs=1) == 1
+    state = load_state(state_dir)
+    assert state.last_round["seed_block"] == 150 and hotkey("original") not in state.last_round["models"]
+    copy, honest = state.miners[hotkey("copy")], state.miners[hotkey("honest")]
+    assert (copy.reason, copy.code) == (COPY, "FINGERPRINT_COPY"), copy
+    assert state.miners[hotkey("original")].commitment in copy.detail and "fingerprint distance" in copy.detail
+    assert honest.status == EVALUATED, honest
     twin = state.miners[hotkey("twin")]
     assert (twin.reason, twin.code) == (COPY, "FUNCTIONAL_COPY") and hotkey("king") in twin.detail
+    assert state.king == hotkey("king")
+    assert state.fingerprint_inputs == first.fingerprint_inputs
+    assert len(state.fingerprints) == 5  # the copies' own are kept too
 
 
 @pytest.mark.parametrize(

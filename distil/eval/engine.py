@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from loguru import logger
 from distil.checks.architecture import implementations_of
 from distil.checks.clock import Deadlines
 from distil.checks.loading import InvalidModel, free_memory, load_causal_lm
+from distil.eval.fingerprint import build_fingerprint_inputs, compute_fingerprint
 from distil.eval.kl import kl_block, kl_from_hidden
 from distil.eval.models import final_hidden, head_of, own_logits_reason
 from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFailure, ModelScore, RoundResult,
@@ -33,6 +35,7 @@ from distil.eval.results import (COPY_CHECK_PROMPTS, INVALID, TRANSIENT, ModelFa
 from distil.eval.spec import EvalSpec
 from distil.eval.teacher import TeacherCache, build_teacher_cache, scored_input
 from distil.eval.workers import SCORE_TARGET, RoundShape, score_students, sync_device
+from distil.fingerprint import Fingerprint, FingerprintError, FingerprintInputs, parse_fingerprint_inputs
 from distil.hub.store import local_io_failure
 
 
@@ -195,10 +198,13 @@ def with_loaded_model(key: str, path: str, spec: EvalSpec, vocab_size: int, phas
         free_memory()
 
 
-def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> ModelScore | ModelFailure:
+def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec,
+              fingerprint_inputs: FingerprintInputs | None = None) -> ModelScore | ModelFailure:
     """Load the student at local `path`, score it against `cache`, free it; never raises.
 
-    The single-device loop and every fan-out worker process call this same function.
+    The single-device loop and every scoring worker call this same function. With
+    `fingerprint_inputs` (spec v3), the loaded model's fingerprint on them is computed after
+    its KL (`distil.eval.fingerprint`) and returned in `ModelScore.fingerprint`.
     """
     started = time.perf_counter()
     deadline = time.monotonic() + spec.student_timeout_s
@@ -207,6 +213,8 @@ def score_one(cache: TeacherCache, key: str, path: str, spec: EvalSpec) -> Model
         r = score_student(model, cache, spec, key, deadline)
         logger.info(f"{key}: KL {r.kl_mean:.6f} ± {r.kl_se or 0:.6f}, top-1 {r.top1_agreement:.4f} "
                     f"({r.n_positions} positions, {time.perf_counter() - started:.1f}s on {spec.device})")
+        if fingerprint_inputs is not None:
+            r = dataclasses.replace(r, fingerprint=compute_fingerprint(model, fingerprint_inputs).to_dict())
         return r
 
     return with_loaded_model(key, path, spec, cache.vocab_size, "score", score)
@@ -225,9 +233,40 @@ def score_child(cache_dir: str, key: str, path: str, spec: dict) -> dict:
                                code="EVAL_CACHE", ours=True)
         return {"result": result_to_wire(failure), "cache_s": 0.0, "run_s": time.perf_counter() - started}
     cache_s = time.perf_counter() - started
-    result = score_one(cache, key, path, spec)
+    result = score_one(cache, key, path, spec, read_fingerprint_inputs(cache_dir))
     sync_device(spec.device)
     return {"result": result_to_wire(result), "cache_s": cache_s, "run_s": time.perf_counter() - started}
+
+
+FINGERPRINT_INPUTS_FILE = "fingerprint_inputs.json"
+
+
+def read_fingerprint_inputs(cache_dir: str) -> FingerprintInputs | None:
+    """The fingerprint inputs the round saved beside its teacher cache, or None (no fingerprints)."""
+    path = Path(cache_dir) / FINGERPRINT_INPUTS_FILE
+    return parse_fingerprint_inputs(json.loads(path.read_text())) if path.is_file() else None
+
+
+def teacher_fingerprint(teacher, inputs: FingerprintInputs | None, prompt_ids: list[list[int]] | None,
+                        timings: dict) -> tuple[FingerprintInputs | None, Fingerprint | None]:
+    """The round's fingerprint inputs and the teacher's reference fingerprint on them, while the
+    teacher is loaded: `inputs` as given (the validator's, kept in its state), or built from
+    `prompt_ids` (the teacher continues them: a validator's first round). (None, None) when
+    neither is given, or when the teacher's continuations are too short to compare
+    (FingerprintError, logged): the round is scored without fingerprints."""
+    if inputs is None and not prompt_ids:
+        return None, None
+    started = time.perf_counter()
+    try:
+        if inputs is None:
+            inputs, reference = build_fingerprint_inputs(teacher, prompt_ids)
+        else:
+            reference = compute_fingerprint(teacher, inputs, dtype=None)  # the teacher in its own dtype
+    except FingerprintError as e:
+        logger.warning(f"no fingerprints this round: {e}")
+        return None, None
+    timings["fingerprint_teacher_s"] = time.perf_counter() - started
+    return inputs, reference
 
 
 def score_models(cache: TeacherCache, students: list[tuple[str, StudentSource]], spec: EvalSpec,
@@ -269,7 +308,9 @@ def teacher_device(devices: list[str]) -> str:
 
 def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prompts: list[list[int]], spec: EvalSpec,
               continuations: list[list[int]] | None = None, devices: list[str] | None = None,
-              deadlines: Deadlines | None = None, score_target: str | None = None) -> RoundResult:
+              deadlines: Deadlines | None = None, score_target: str | None = None,
+              fingerprint_inputs: FingerprintInputs | None = None,
+              fingerprint_prompts: list[list[int]] | None = None) -> RoundResult:
     """Teacher pass → free the teacher → score every student on the same token ids.
 
     `prompts` are token ids (see prompts.tokenize_prompts); `continuations`, when given,
@@ -281,6 +322,9 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     within its deadline (`deadlines`, default this machine's), in parallel over `devices`.
     Errors of the teacher pass propagate (it is our side: the whole round is transient).
     `score_target`: the workers' function (default `workers.score_child`; tests inject faults).
+    Spec v3's fingerprints (`teacher_fingerprint`): with `fingerprint_inputs`, or
+    `fingerprint_prompts` to build them from, every student scored is fingerprinted on them,
+    and the result carries the inputs and the teacher's reference fingerprint.
     """
     devices = list(devices or [spec.device])
     spec = spec.replace(device=devices[0])  # the dtype ("auto") follows the devices' kind
@@ -293,6 +337,7 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     timings["teacher_load_s"] = time.perf_counter() - started
     cache = build_teacher_cache(teacher, prompts, spec.max_new_tokens, spec.generation_batch_size, continuations)
     timings.update(cache.timings)
+    fp_inputs, fp_reference = teacher_fingerprint(teacher, fingerprint_inputs, fingerprint_prompts, timings)
     teacher = None
     free_memory()
     ids = (cache.prompt_ids, cache.continuation_ids, cache.eos_ids)
@@ -300,6 +345,8 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="distil-teacher-cache-") as cache_dir:
         cache.save(cache_dir)  # each student's worker loads it onto its device
+        if fp_inputs is not None:
+            (Path(cache_dir) / FINGERPRINT_INPUTS_FILE).write_text(json.dumps(fp_inputs.to_dict()))
         cache = None
         free_memory()
         timings["cache_save_s"] = time.perf_counter() - started
@@ -309,4 +356,4 @@ def run_round(teacher_path: str, students: list[tuple[str, StudentSource]], prom
     timings["round_s"] = time.perf_counter() - round_started
     timings.update({f"student_s.{k}": r.seconds for k, r in results.items()})
     logger.info("round timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
-    return RoundResult(*ids, results, timings, devices, teacher_implementations)
+    return RoundResult(*ids, results, timings, devices, teacher_implementations, fp_inputs, fp_reference)

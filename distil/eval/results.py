@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from loguru import logger
 
@@ -46,11 +47,16 @@ class ModelScore:
     head: str
     seconds: float
     implementations: dict = field(default_factory=dict)
+    # Spec v3: `Fingerprint.to_dict()` on the validator's private fingerprint inputs, when the
+    # round computed fingerprints (distil.eval.fingerprint). Not in the published round JSON.
+    fingerprint: dict | None = None
     ok: bool = field(default=True, init=False)
 
     def to_dict(self) -> dict:
-        """JSON form (without `seconds`, so the same round gives the same JSON)."""
-        return {"key": self.key, "status": "ok", **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds")}}
+        """JSON form (without `seconds`, so the same round gives the same JSON, and without the
+        fingerprint, which is the validator's own record)."""
+        return {"key": self.key, "status": "ok",
+                **{k: v for k, v in asdict(self).items() if k not in ("key", "ok", "seconds", "fingerprint")}}
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class RoundResult:
     timings: dict
     devices: list[str] = field(default_factory=list)
     teacher_implementations: dict = field(default_factory=dict)  # the teacher's code paths (see ModelScore)
+    # Spec v3's fingerprints: the inputs every student of the round was fingerprinted on, and
+    # the teacher's own fingerprint on them (the reference distances are measured against);
+    # None when the round computed none.
+    fingerprint_inputs: Any = None  # distil.fingerprint.FingerprintInputs
+    fingerprint_reference: Any = None  # distil.fingerprint.Fingerprint
 
 
 def result_to_wire(result: ModelScore | ModelFailure) -> dict:

@@ -15,7 +15,10 @@ from typing import Mapping
 
 from distil.commitment import CommitmentError, parse_commitment
 from distil.checks.hashing import Claim, DuplicateRegistry
+from distil.fingerprint import parse_fingerprint
+from distil.precedence import precedence
 from distil.scoring.coldkeys import MAX_PER_COLDKEY, cap_per_coldkey
+from distil.scoring.fingerprints import COPY_DISTANCE, copies_of
 from distil.scoring.contender import Contender, new_contender, step
 from distil.scoring.crowning import Probe, crown_candidates, crown_first_sound, first_sound
 from distil.scoring.prechecks import precheck_queue
@@ -63,6 +66,16 @@ class ScoredModel:
     top1_agreement: float
     per_prompt_kl: tuple[float, ...]
     copy_vector: tuple[float, ...] = ()  # per-position KL of the round's first prompts
+    fingerprint: dict | None = None  # spec v3: `Fingerprint.to_dict()` on the validator's fingerprint inputs
+
+
+@dataclass(frozen=True)
+class RoundFingerprints:
+    """Spec v3: the inputs a round's models were fingerprinted on and the teacher's own
+    fingerprint on them, the reference (`FingerprintInputs.to_dict()`, `Fingerprint.to_dict()`)."""
+
+    inputs: dict
+    reference: dict
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class RoundParams:
     # confirmation level, and the first stage's fixed divisor (--eval.max_challengers, never the number scored)
     confirm_alpha: float = CONFIRM_ALPHA
     max_challengers: int = MAX_CHALLENGERS
+    copy_distance: float = COPY_DISTANCE  # spec v3: fingerprints closer than this are one model (scoring/fingerprints.py)
 
 
 @dataclass(frozen=True)
@@ -366,6 +380,7 @@ def apply_round(
     round_info: dict,
     params: RoundParams = RoundParams(),
     probe: Probe | None = None,
+    fingerprints: RoundFingerprints | None = None,
 ) -> RoundOutcome:
     """Apply a completed round: disqualifications, evaluation strikes, KL records, the dethrone
     rule, the degeneration guard.
@@ -378,6 +393,9 @@ def apply_round(
     keeps its weights until its last strike). Before a model is crowned, `probe(hotkey)` is
     asked about it, best candidate first (`distil.scoring.crowning`); None crowns unprobed. A
     round that crowns a king ends a previous scoring version's interim king (`legacy_king`).
+    With `fingerprints` (spec v3), every scored model's fingerprint is kept, and a model
+    fingerprinted for the first time that matches an earlier commitment's is a COPY
+    (`judge_fingerprints`), before anyone is crowned.
     """
     missing = [hk for hk in plan.models if hk not in results]
     if missing:
@@ -426,6 +444,12 @@ def apply_round(
         )
         events.extend(more)
         del valid[copy]
+
+    if fingerprints is not None:
+        state, more = judge_fingerprints(state, results, fingerprints, params.copy_distance)
+        events.extend(more)
+        for hotkey in [hk for hk in valid if state.miners[hk].status == DISQUALIFIED]:
+            del valid[hotkey]
 
     commit_blocks = {hk: state.miners[hk].commit_block for hk in valid}
     current = state.king if state.king in valid else None
@@ -501,6 +525,71 @@ def apply_round(
         "confirmation": None if decision is None else decision.confirmation,
     }
     return RoundOutcome(state, events)
+
+
+def _owner_precedence(owner: dict) -> tuple:
+    return precedence(owner["commit_block"], owner.get("block_hash"), owner["hotkey"])
+
+
+def judge_fingerprints(state: ValidatorState, results: Mapping[str, ScoredModel | FailedModel],
+                       fingerprints: RoundFingerprints, threshold: float = COPY_DISTANCE) -> tuple[ValidatorState, list[Event]]:
+    """Spec v3's functional copies across rounds (docs/scoring.md, "Functional copies").
+
+    Every model scored with a fingerprint leaves it in `state.fingerprints`, keyed by its
+    commitment (kept after the miner record is gone: a thief could wait for the original to
+    deregister). A commitment fingerprinted for the first time is compared with every kept
+    fingerprint this validator computed on the same inputs, device kind and dtype
+    (`scoring.fingerprints.copies_of`); of two that match, the earlier commitment
+    (`distil.precedence`: block, then the block's draw) owns the model and the later one is
+    COPY `FINGERPRINT_COPY`, whichever was scored first. The king is never judged again
+    (it was judged as a challenger, or predates spec v3). The first round that computes
+    fingerprints sets `state.fingerprint_inputs`. Mutates and returns `state`.
+    """
+    events: list[Event] = []
+    if state.fingerprint_inputs is None:
+        state.fingerprint_inputs = fingerprints.inputs
+    if fingerprints.inputs.get("sha256") != state.fingerprint_inputs.get("sha256"):
+        return state, events  # not this validator's inputs: nothing to compare with
+    reference = parse_fingerprint(fingerprints.reference)
+    new = {}
+    for hotkey, result in results.items():
+        record = state.miners.get(hotkey)
+        if isinstance(result, ScoredModel) and result.fingerprint is not None and record is not None \
+                and record.commitment not in state.fingerprints:
+            new[hotkey] = {"hotkey": hotkey, "commitment": record.commitment, "commit_block": record.commit_block,
+                           "block_hash": record.commit_block_hash, "fingerprint": result.fingerprint}
+    for hotkey, owner in sorted(new.items(), key=lambda item: _owner_precedence(item[1])):
+        kept = sorted(state.fingerprints.values(), key=_owner_precedence)
+        state.fingerprints[owner["commitment"]] = owner
+        mine = parse_fingerprint(owner["fingerprint"])
+        earlier = [(o["commitment"], parse_fingerprint(o["fingerprint"])) for o in kept
+                   if _owner_precedence(o) < _owner_precedence(owner)]
+        later = [(o["commitment"], parse_fingerprint(o["fingerprint"])) for o in kept
+                 if _owner_precedence(o) > _owner_precedence(owner)]
+        matches = copies_of(mine, earlier, reference, threshold)
+        if matches:
+            state, more = _fingerprint_copy(state, hotkey, owner["commitment"], matches[0], threshold)
+            events.extend(more)
+            continue
+        for match in copies_of(mine, later, reference, threshold):  # an earlier original scored after its copy
+            copier = state.fingerprints[match.owner]["hotkey"]
+            state, more = _fingerprint_copy(state, copier, match.owner, replace(match, owner=owner["commitment"]), threshold)
+            events.extend(more)
+    return state, events
+
+
+def _fingerprint_copy(state: ValidatorState, hotkey: str, commitment: str, match, threshold: float
+                      ) -> tuple[ValidatorState, list[Event]]:
+    """`hotkey`'s `commitment` copies the earlier `match.owner`: COPY, unless it is the king, or
+    the record has moved on (another commitment) or is already disqualified."""
+    record = state.miners.get(hotkey)
+    if record is None or record.commitment != commitment or record.status == DISQUALIFIED or hotkey == state.king:
+        return state, []
+    original = next((o for o in state.fingerprints.values() if o["commitment"] == match.owner), None)
+    who = f"{original['commitment']} (committed at block {original['commit_block']})" if original else match.owner
+    return disqualify(state, hotkey, COPY, "FINGERPRINT_COPY",
+                      f"computes the same function as the earlier commitment {who}: fingerprint distance "
+                      f"{match.distance:.3f} < {threshold} (docs/scoring.md, functional copies)")
 
 
 def model_label(state: ValidatorState, hotkey: str | None) -> str:

@@ -27,7 +27,8 @@ from distil.eval.report import round_to_json
 from distil.eval.spec import EvalSpec
 from distil.hub.store import LocalStorageError, ModelStore, RepoUnavailable
 from distil.scoring.crowning import DEGENERATE, PASSED, PROBE_INVALID, PROBE_TRANSIENT, ProbeVerdict
-from distil.scoring.epoch import FailedModel, ScoredModel
+from distil.fingerprint import FingerprintInputs
+from distil.scoring.epoch import FailedModel, RoundFingerprints, ScoredModel
 
 
 
@@ -41,6 +42,8 @@ class RoundScores:
     # The degeneration probe of this round (scoring spec v2): hotkey → verdict. None: this
     # scorer does not generate (models are crowned unprobed).
     probe: Callable[[str], ProbeVerdict] | None = None
+    # Spec v3's fingerprints of this round (None: this scorer computes none, nothing is judged).
+    fingerprints: RoundFingerprints | None = None
 
 
 class RoundScorer(Protocol):
@@ -57,6 +60,7 @@ def to_scored(score: ModelScore) -> ScoredModel:
         top1_agreement=score.top1_agreement,
         per_prompt_kl=tuple(score.per_prompt_kl),
         copy_vector=copy_vector,
+        fingerprint=score.fingerprint,
     )
 
 
@@ -74,7 +78,14 @@ class EngineScorer:
     (runtime only, `--neuron.devices`): two or more score students in parallel, one worker
     process per device. Snapshots are (re)downloaded in the background while the teacher
     runs; a failed download fails that model alone (transient).
+
+    Spec v3's fingerprints: `fingerprint_inputs` are the validator's (from its state; the
+    validator sets them before each round). While they are None, each round draws private
+    fingerprint prompts (a seed that is not kept) and the teacher builds the inputs from
+    them; the round hands them back in `RoundScores.fingerprints` for the state to keep.
     """
+
+    fingerprint_inputs: FingerprintInputs | None = None
 
     def __init__(self, store: ModelStore, spec: EvalSpec, teacher_dir: str | Path, teacher_name: str, prompt_source: PromptSource,
                  devices: Sequence[str] | None = None, deadlines: Deadlines | None = None, score_target: str | None = None):
@@ -111,7 +122,9 @@ class EngineScorer:
             timings["prompts_s"] = time.perf_counter() - started
             logger.info(f"round {seed_block}: {len(prompt_ids)} prompts from seed {seed[:18]}…")
             result = run_round(self.teacher_dir, prefetch.sources, prompt_ids, self.spec, devices=self.devices,
-                               deadlines=self.deadlines, score_target=self.score_target)
+                               deadlines=self.deadlines, score_target=self.score_target,
+                               fingerprint_inputs=self.fingerprint_inputs,
+                               fingerprint_prompts=None if self.fingerprint_inputs else self.fingerprint_prompts())
         timings["download_s"] = prefetch.download_s
         timings.update({k: float(v) for k, v in result.timings.items() if not k.startswith("student_s.")})
 
@@ -134,7 +147,21 @@ class EngineScorer:
         doc["seed_block"] = seed_block
         doc["commitments"] = {hotkey: str(c) for hotkey, c in models}
         doc["timings"] = dict(timings)  # a record of this round (the validator adds its pre-check downloads)
-        return RoundScores(results, doc, timings, probe=RoundProbe(self, dict(models), result, doc))
+        fingerprints = None
+        if result.fingerprint_inputs is not None:
+            fingerprints = RoundFingerprints(result.fingerprint_inputs.to_dict(), result.fingerprint_reference.to_dict())
+        return RoundScores(results, doc, timings, probe=RoundProbe(self, dict(models), result, doc), fingerprints=fingerprints)
+
+    def fingerprint_prompts(self) -> list[list[int]] | None:
+        """Private fingerprint prompts for a validator that has no fingerprint inputs yet; None
+        (a round without fingerprints, logged) when the prompt source cannot give them."""
+        from distil.eval.fingerprint import draw_fingerprint_prompts
+
+        try:
+            return draw_fingerprint_prompts(self.prompt_source, self.tokenizer(), self.spec)
+        except Exception as e:  # noqa: BLE001 - the round is scored all the same; tried again next round
+            logger.warning(f"no fingerprint prompts this round ({type(e).__name__}: {e}); tried again next round")
+            return None
 
 
 class RoundProbe:
