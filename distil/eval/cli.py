@@ -259,9 +259,9 @@ def compare_with_king(doc: dict, round_file: str | None) -> list[str]:
     if round_file:
         with open(round_file, encoding="utf-8") as f:
             recorded = json.load(f)
-        named = recorded.get("king")
-        entry = next((m for m in recorded.get("models") or [] if isinstance(m, dict) and named is not None
-                      and m.get("key") == named and m.get("status") == "ok"), None)
+        named, models = recorded.get("king"), recorded.get("models")
+        entry = next((m for m in (models if isinstance(models, list) else []) if isinstance(m, dict)
+                      and named is not None and m.get("key") == named and m.get("status") == "ok"), None)
         if entry is not None:
             king_key, king_kl, source = named, entry.get("per_prompt_kl") or [], "round"
         elif len(doc["models"]) < 2:
