@@ -110,7 +110,7 @@ def passes_scaled(king, challenger, s, rule):
 @pytest.mark.parametrize("seed", range(40))
 def test_required_gain_is_the_boundary_of_the_real_rule(seed):
     rng = random.Random(seed)
-    n = rng.choice([5, 12, 40, 120])
+    n = rng.choice([3, 4, 5, 12, 40, 120])
     king = [rng.uniform(0.02, 0.3) for _ in range(n)]
     challenger = [k * rng.uniform(0.6, 1.4) + rng.gauss(0, 0.01) ** 2 for k in king]
     rule = WinTwice(epsilon=rng.choice([0.0, 0.01, 0.03]), alpha=rng.choice([0.1, 0.2]),
@@ -119,6 +119,7 @@ def test_required_gain_is_the_boundary_of_the_real_rule(seed):
     mean_c = math.fsum(challenger) / n
     assert need.passes == passes_scaled(king, challenger, 1.0, rule)
     if need.max_kl is None:  # no scale passes, checked on a grid down to nearly zero KL
+        assert not need.passes
         assert not any(passes_scaled(king, challenger, s, rule) for s in (1e-3, 0.1, 0.3, 0.5, 0.8))
         return
     s = need.max_kl / mean_c
@@ -137,6 +138,23 @@ def test_required_gain_with_a_round_of_one_prompt_or_no_kl_has_no_bar():
         required_gain([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="finite"):
         required_gain([0.1, float("nan")], [0.1, 0.2])
+
+
+def test_required_gain_when_a_much_lower_kl_would_fail_on_few_prompts():
+    """4 prompts and a spread-out king (t*²·var(k) > n·K²): a challenger a constant step below
+    the king passes, but scaled towards 0 it keeps the king's spread and fails. The bar is
+    then the larger root, checked with scipy's test (once it was None: "no KL passes")."""
+    import numpy as np
+
+    king = np.array([0.20, 0.32, 0.41, 0.05])
+    challenger = king - 0.04 + np.array([0.001, -0.002, 0.0015, -0.0005])
+    assert stats.t.isf(0.0125, 3) ** 2 * king.var(ddof=1) > 4 * king.mean() ** 2
+    need, ref = required_gain(king, challenger), reference(king, challenger)
+    assert need.passes and ref.p < 0.0125 and need.max_kl is not None and need.max_kl > need.kl
+    scale = need.max_kl / need.kl
+    assert ref.passes(scale * (1 - 1e-6)) and not ref.passes(scale * (1 + 1e-6))
+    assert not ref.passes(0.3)  # far lower is not enough here
+    assert f"passing here needs KL < {need.max_kl:.6f}" in need.line()
 
 
 def test_required_gain_grows_with_the_noise_of_the_profile():

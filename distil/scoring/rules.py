@@ -276,7 +276,9 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
     t(s) = (K − sC) / √(V(s)/n) exceeds t* = the (1 − α) quantile of T_{n−1}, where
     K, C are the means and V(s) = var(k) − 2s·cov(k, c) + s²·var(c) (denominator n − 1).
     On K − sC > 0 that is Q(s) = n(K − sC)² − t*²·V(s) > 0; Q(0) > 0 ≥ Q(K/C) puts exactly
-    one root of this quadratic in (0, K/C], the largest passing s (`max_kl` = s·C).
+    one root of this quadratic in (0, K/C], the largest passing s (`max_kl` = s·C). When
+    Q(0) ≤ 0 (few prompts, a spread-out king) the passing scales lie between two roots and
+    `max_kl` is the larger: a KL below it is needed, not always enough.
 
     `reliable_gain`: the statistic's mean is about g·K·√n / sd(d) for a model truly better
     by g, with sd(d) taken at its profile scaled to the king's mean; both stages pass with
@@ -314,6 +316,17 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
         s = min(root, upper * (1.0 - rule.epsilon))
         max_kl = s * kl
         gain = 1.0 - max_kl / king_kl
+    elif a < 0 and b * b - 4 * a * q0 > 0:
+        # Q(0) ≤ 0: on few prompts with a spread-out king (t*²·var(k) ≥ n·K²), scaling the
+        # challenger towards 0 keeps the king's own spread in the differences and fails; a
+        # concave Q is positive only between its two roots, the larger being the largest
+        # passing scale (a challenger that passes has its own scale 1 in between)
+        disc = math.sqrt(b * b - 4 * a * q0)
+        low, high = sorted([(-b - disc) / (2 * a), (-b + disc) / (2 * a)])
+        s = min(high, upper, upper * (1.0 - rule.epsilon))
+        if 0.0 < low < s:
+            max_kl = s * kl
+            gain = 1.0 - max_kl / king_kl
     # sd of the differences for the profile scaled to the king's mean
     s0 = upper
     sd = math.sqrt(max(vk - 2 * s0 * ckc + s0 * s0 * vc, 0.0))
