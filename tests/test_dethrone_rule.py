@@ -110,7 +110,7 @@ def passes_scaled(king, challenger, s, rule):
 @pytest.mark.parametrize("seed", range(40))
 def test_required_gain_is_the_boundary_of_the_real_rule(seed):
     rng = random.Random(seed)
-    n = rng.choice([5, 12, 40, 120])
+    n = rng.choice([3, 4, 5, 12, 40, 120])
     king = [rng.uniform(0.02, 0.3) for _ in range(n)]
     challenger = [k * rng.uniform(0.6, 1.4) + rng.gauss(0, 0.01) ** 2 for k in king]
     rule = WinTwice(epsilon=rng.choice([0.0, 0.01, 0.03]), alpha=rng.choice([0.1, 0.2]),
@@ -119,6 +119,7 @@ def test_required_gain_is_the_boundary_of_the_real_rule(seed):
     mean_c = math.fsum(challenger) / n
     assert need.passes == passes_scaled(king, challenger, 1.0, rule)
     if need.max_kl is None:  # no scale passes, checked on a grid down to nearly zero KL
+        assert not need.passes
         assert not any(passes_scaled(king, challenger, s, rule) for s in (1e-3, 0.1, 0.3, 0.5, 0.8))
         return
     s = need.max_kl / mean_c
@@ -139,16 +140,120 @@ def test_required_gain_with_a_round_of_one_prompt_or_no_kl_has_no_bar():
         required_gain([0.1, float("nan")], [0.1, 0.2])
 
 
-def test_required_gain_grows_with_the_noise_of_the_profile_and_the_line_says_it():
+def test_required_gain_when_a_much_lower_kl_would_fail_on_few_prompts():
+    """4 prompts and a spread-out king (t*²·var(k) > n·K²): a challenger a constant step below
+    the king passes, but scaled towards 0 it keeps the king's spread and fails. The bar is
+    then the larger root, checked with scipy's test (once it was None: "no KL passes")."""
+    import numpy as np
+
+    king = np.array([0.20, 0.32, 0.41, 0.05])
+    challenger = king - 0.04 + np.array([0.001, -0.002, 0.0015, -0.0005])
+    assert stats.t.isf(0.0125, 3) ** 2 * king.var(ddof=1) > 4 * king.mean() ** 2
+    need, ref = required_gain(king, challenger), reference(king, challenger)
+    assert need.passes and ref.p < 0.0125 and need.max_kl is not None and need.max_kl > need.kl
+    scale = need.max_kl / need.kl
+    assert ref.passes(scale * (1 - 1e-6)) and not ref.passes(scale * (1 + 1e-6))
+    assert not ref.passes(0.3)  # far lower is not enough here
+    assert f"passing here needs KL < {need.max_kl:.6f}" in need.line()
+
+
+def test_required_gain_grows_with_the_noise_of_the_profile():
     quiet = required_gain(BASE, noisy(BASE, 1.0, 0.03, 5))
     loud = required_gain(BASE, noisy(BASE, 1.0, 0.15, 5))
     assert 0 < quiet.gain < loud.gain and 0 < quiet.reliable_gain < loud.reliable_gain
     # to pass twice in 95 % of rounds, more than the bar of one round that happens to be this one
     assert quiet.reliable_gain > quiet.gain
-    line = quiet.line()
-    assert f"{quiet.max_kl:.6f}" in line and "does not" in line and "95 % of rounds" in line
-    better = required_gain(BASE, noisy(BASE, 0.8, 0.03, 5))
-    assert better.passes and "passes" in better.line()
+
+
+# -- the line a miner reads (distil-eval, distil-train), against independent figures ---------
+
+
+def reference(king, challenger):
+    """The figures of the line, computed apart from `rules.py`: scipy's paired t-test, numpy's
+    float64 means, the 95 %-power gain solved with brentq."""
+    import numpy as np
+    from scipy.optimize import brentq
+
+    rule = WinTwice()
+    k, c = np.asarray(king, dtype=np.float64), np.asarray(challenger, dtype=np.float64)
+    n = len(k)
+    p = stats.ttest_rel(k, c, alternative="greater").pvalue
+    d = k - (k.mean() / c.mean()) * c  # the profile scaled to the king's mean
+    z1, z2 = stats.t.isf(rule.first_alpha, n - 1), stats.t.isf(rule.confirm_alpha, n - 1)
+    delta = brentq(lambda x: stats.norm.cdf(x - z1) * stats.norm.cdf(x - z2) - 0.95, 0.0, 50.0, xtol=1e-12)
+    reliable = max(rule.epsilon, delta * d.std(ddof=1) / (k.mean() * math.sqrt(n)))
+    return SimpleNamespace(p=float(p), gain=float(1 - c.mean() / k.mean()), reliable=float(reliable),
+                           passes=lambda s: stats.ttest_rel(k, s * c, alternative="greater").pvalue < rule.first_alpha)
+
+
+def test_the_line_for_a_clear_win_says_stage_one_passes_and_that_it_is_not_a_crown():
+    challenger = noisy(BASE, 0.9, 0.05, 5)
+    need, ref = required_gain(BASE, challenger), reference(BASE, challenger)
+    assert need.p_value == pytest.approx(ref.p, rel=1e-9) and ref.p < 0.0125
+    assert need.measured_gain == pytest.approx(ref.gain, rel=1e-12)
+    assert need.reliable_gain == pytest.approx(ref.reliable, rel=1e-6)
+    scale = need.max_kl / need.kl  # the largest passing KL, by scipy's test
+    assert ref.passes(scale * (1 - 1e-6)) and not ref.passes(scale * (1 + 1e-6))
+    line = need.line("trained", "start")
+    assert line.startswith(f"trained vs start: KL {need.kl:.6f} vs {need.king_kl:.6f} on 120 prompts "
+                           f"({100 * ref.gain:.2f} % lower)")
+    assert f"stage one (p < 0.1 / 8 = 0.0125, KL < {need.king_kl:.6f}): p = {ref.p:.3g}, passes: a contender, " \
+           "not yet a crown (it must pass again, at p < 0.025, on a later round's fresh prompts)" in line
+    assert f"passing here needs KL < {need.max_kl:.6f} ({100 * (1 - need.max_kl / need.king_kl):.2f} % lower)" in line
+    assert line.endswith(f"a crown in 95 % of rounds of 120 prompts like these needs about {100 * ref.reliable:.1f} % lower")
+    assert need.outcome == "passes" and "\n" not in line
+
+
+def test_the_line_for_a_loss_says_the_king_is_better():
+    challenger = noisy(BASE, 1.25, 0.05, 6)
+    need, ref = required_gain(BASE, challenger), reference(BASE, challenger)
+    assert need.p_value == pytest.approx(ref.p, rel=1e-9)
+    other_way = stats.ttest_rel(challenger, BASE, alternative="greater").pvalue  # the king better, scipy
+    assert other_way < 0.0125 and need.outcome == "worse"
+    line = need.line("trained", "start")
+    assert f"({100 * -ref.gain:.2f} % higher)" in line
+    assert f"p = {ref.p:.3g}, does not pass: start is better on these prompts (1 − p < 0.0125)" in line
+    assert f"needs about {100 * ref.reliable:.1f} % lower" in line
+
+
+def test_on_four_prompts_the_line_says_the_test_cannot_tell():
+    """A held-out set as small as the tiny recipe's: 4 prompts, 8.5 % lower on average, but not on every prompt."""
+    king = [0.21, 0.30, 0.12, 0.19]
+    challenger = [0.17, 0.24, 0.16, 0.18]
+    need, ref = required_gain(king, challenger), reference(king, challenger)
+    assert need.p_value == pytest.approx(ref.p, rel=1e-9) and 0.0125 < ref.p < 1 - 0.0125
+    assert need.outcome == "cannot tell" and not need.passes
+    line = need.line("trained", "start")
+    assert f"({100 * ref.gain:.2f} % lower)" in line and ref.gain > 0
+    assert (f"p = {ref.p:.3g}, does not pass: these 4 prompts cannot tell the two apart (neither p nor 1 − p is "
+            "below 0.0125)") in line
+    assert need.reliable_gain == pytest.approx(ref.reliable, rel=1e-6)
+    assert line.endswith(f"a crown in 95 % of rounds of 4 prompts like these needs about {100 * ref.reliable:.1f} % lower")
+    scale = need.max_kl / need.kl
+    assert ref.passes(scale * (1 - 1e-6)) and not ref.passes(scale * (1 + 1e-6))
+    # noisier: no model of this profile wins twice reliably on 4 prompts, whatever its KL
+    king, challenger = [0.30, 0.10, 0.20, 0.25], [0.20, 0.15, 0.10, 0.26]
+    need, ref = required_gain(king, challenger), reference(king, challenger)
+    assert need.outcome == "cannot tell" and need.reliable_gain == pytest.approx(ref.reliable, rel=1e-6)
+    assert ref.reliable > 1
+    assert need.line().endswith("not even KL 0 is crowned in 95 % of rounds of 4 prompts like these: too few prompts")
+    # one prompt: the sign decides the rule, but nothing can be told
+    one = required_gain([0.2], [0.1])
+    assert one.passes and one.outcome == "cannot tell"
+    assert "passes, but one prompt has no spread to weigh: it cannot tell; no KL passes stage one" in one.line()
+
+
+def test_the_line_escapes_the_names_and_the_json_form_holds_the_same_figures():
+    import json
+
+    need = required_gain(BASE, noisy(BASE, 0.9, 0.05, 5))
+    line = need.line("me\nFAKE LOG LINE", "king\x1b[2K")
+    assert "\n" not in line and "\x1b" not in line and "me\\nFAKE LOG LINE vs king\\x1b[2K" in line
+    doc = json.loads(json.dumps(need.to_dict()))
+    assert doc == {"n_prompts": 120, "king_kl": need.king_kl, "kl": need.kl, "measured_gain": need.measured_gain,
+                   "p_value": need.p_value, "first_alpha": 0.0125, "margin_ok": True, "passes_first_stage": True,
+                   "outcome": "passes", "confirm_alpha": 0.025, "max_kl": need.max_kl, "gain_to_pass": need.gain,
+                   "reliable_gain": need.reliable_gain, "reliable_power": 0.95}
 
 
 # -- the contender's state machine ----------------------------------------------------------

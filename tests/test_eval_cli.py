@@ -59,6 +59,14 @@ def test_json_agrees_with_float64_computation_over_reported_ids(round_json):
         for name in ("kl_mean", "kl_se", "kl_median", "kl_p99", "top1_agreement"):
             np.testing.assert_allclose(model[name], ref[name], rtol=1e-4, atol=5e-7, err_msg=name)
         np.testing.assert_allclose(model["per_prompt_kl"], ref["per_prompt_kl"], rtol=1e-4, atol=5e-7)
+    # several students: the first is the king, each other one its challenger under spec v3's rule
+    from distil.scoring.rules import required_gain
+
+    first, second = doc["models"]
+    need = required_gain(first["per_prompt_kl"], second["per_prompt_kl"])
+    assert "dethrone" not in first
+    assert second["dethrone"] == {"king": first["key"], "king_from": "first_student", **need.to_dict(),
+                                  "line": need.line(second["key"], first["key"])}
 
 
 def test_same_seed_same_json_and_round_rescoring_reproduces_it(round_json, prompts_file, capsys, tmp_path):
@@ -138,7 +146,8 @@ def test_round_refuses_another_generation_batch_size(round_json, capsys, tmp_pat
 
 
 def test_round_rescoring_tells_a_miner_what_the_king_takes(round_json, capsys, tmp_path):
-    """`--round` on a validator's round file (with a `king`): one line per student from `required_gain`."""
+    """`--round` on a validator's round file (with a `king`): one line per student from `required_gain`;
+    without one, the first of several students is the king."""
     from distil.scoring.rules import required_gain
 
     recorded = json.loads(round_json)
@@ -149,9 +158,15 @@ def test_round_rescoring_tells_a_miner_what_the_king_takes(round_json, capsys, t
     assert cli.main(rescore) == 0
     out = capsys.readouterr().out
     mine = next(m for m in recorded["models"] if m["key"] == model_dir("student"))
-    expected = required_gain(king["per_prompt_kl"], mine["per_prompt_kl"]).line()
-    assert f"vs king {king['key']!r}: {model_dir('student')}: {expected}" in out
-    assert "first stage" in out
+    expected = required_gain(king["per_prompt_kl"], mine["per_prompt_kl"])
+    assert expected.line(model_dir("student"), f"the round's king {king['key']}") in out.splitlines()
+    assert "win twice, stage one (p < 0.1 / 8 = 0.0125" in out
     path.write_text(round_json)  # distil-eval's own JSON names no king
     assert cli.main(rescore) == 0
     assert "vs king: the round file names no scored king" in capsys.readouterr().out
+    # ...but with several students the first is the king, in the table's text as in the JSON
+    assert cli.main(["--teacher", model_dir("teacher"), "--student", model_dir("near"), "--student",
+                     model_dir("student"), "--round", str(path)]) == 0
+    near = next(m for m in recorded["models"] if m["key"] == model_dir("near"))
+    assert required_gain(near["per_prompt_kl"], mine["per_prompt_kl"]).line(
+        model_dir("student"), model_dir("near")) in capsys.readouterr().out.splitlines()

@@ -79,6 +79,15 @@ def test_training_lowers_held_out_kl_and_the_output_is_valid(models, tmp_path, c
     assert "result: VALID" in text and f"[pass] owner                  distil.json names the committing hotkey {HOTKEY}" in text
     start, trained = _held_out_kl(text)
     assert trained <= 0.7 * start, text
+    # and what spec v3's dethrone rule makes of it, on the 4 held-out prompts
+    verdict = re.search(r"^  trained vs start: KL (\S+) vs (\S+) on 4 prompts \((\S+) % lower\); win twice, stage one "
+                        r"\(p < 0.1 / 8 = 0.0125, KL < (\S+)\): p = (\S+), (.*)$", text, re.M)
+    assert verdict, text
+    assert [float(verdict.group(i)) for i in (1, 2, 4)] == [trained, start, start]
+    assert float(verdict.group(3)) == round(100 * (1 - trained / start), 2)
+    p = float(verdict.group(5))
+    assert verdict.group(6).startswith("passes: a contender, not yet a crown" if p < 0.0125 else
+                                       "does not pass: these 4 prompts cannot tell the two apart"), text
     _assert_submission(output, models / "teacher")
     run_state = tmp_path / "out.run"  # checkpoints and the W&B run moved beside the model
     assert (run_state / "step-00000008" / "trainer_state.json").is_file()

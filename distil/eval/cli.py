@@ -26,6 +26,10 @@ greedily on the first `--probe-prompts` prompts and is compared with the teacher
 continuations); the verdict is printed and goes into the JSON as the model's `probe`
 object, so a miner sees it before committing. A verdict is a result: it does not change
 the exit status.
+With a king to compare with (the `king` of a `--round` file, otherwise the first of several
+`--student`s), each other student gets a line saying what scoring spec v3's dethrone rule
+makes of the difference (`distil.scoring.rules.required_gain`), and the same figures as its
+`dethrone` object in the JSON.
 Exit status (docs/cli.md): 0 every student scored; 1 a student got a verdict (refused by
 the pre-checks, or invalid when loaded or scored); 2 anything else: a bad argument (the
 teacher, the prompts, a path, a number), or a failure that is nobody's verdict (the hub,
@@ -242,25 +246,46 @@ def probe_line(model: dict) -> str:
     return line + (f"\n  {printable(p['detail'])}" if p["verdict"] != "passed" else "")
 
 
-def king_lines(round_file: str, doc: dict) -> list[str]:
-    """What each scored student needs against the round's king (scoring spec v3: `required_gain`)."""
+def compare_with_king(doc: dict, round_file: str | None) -> list[str]:
+    """Scoring spec v3's dethrone rule on the students just scored (`rules.required_gain`): one
+    line each, and the same figures as each student's `dethrone` object in the JSON.
+
+    The king is the round file's `king` (a validator's round) when there is one; otherwise,
+    with several students, the first `--student`, and the others are its challengers."""
     from distil.scoring.rules import required_gain
 
-    with open(round_file, encoding="utf-8") as f:
-        recorded = json.load(f)
-    king = recorded.get("king")
-    entry = next((m for m in recorded.get("models") or [] if isinstance(m, dict) and king is not None
-                  and m.get("key") == king and m.get("status") == "ok"), None)
-    if entry is None:
-        return ["vs king: the round file names no scored king to compare with"]
+    scored = [m for m in doc["models"] if m.get("status") == "ok"]
+    king_key, king_kl, source = None, None, None
+    if round_file:
+        with open(round_file, encoding="utf-8") as f:
+            recorded = json.load(f)
+        named, models = recorded.get("king"), recorded.get("models")
+        entry = next((m for m in (models if isinstance(models, list) else []) if isinstance(m, dict)
+                      and named is not None and m.get("key") == named and m.get("status") == "ok"), None)
+        if entry is not None:
+            king_key, king_kl, source = named, entry.get("per_prompt_kl") or [], "round"
+        elif len(doc["models"]) < 2:
+            return ["vs king: the round file names no scored king to compare with"]
+    if source is None:
+        if len(doc["models"]) < 2:
+            return []
+        first = doc["models"][0]
+        if first.get("status") != "ok":
+            return [f"vs king: the first --student {printable(first['key'])} was not scored: no comparison"]
+        king_key, king_kl, source = first["key"], first["per_prompt_kl"], "first_student"
     lines = []
-    for m in doc["models"]:
-        if m["status"] == "ok":
-            try:
-                bar = required_gain(entry.get("per_prompt_kl") or [], m["per_prompt_kl"]).line()
-            except (TypeError, ValueError) as e:
-                bar = f"cannot compare with the king's recorded per-prompt KL ({e})"
-            lines.append(f"vs king {king!r}: {m['key']}: {bar}")
+    for m in scored:
+        if source == "first_student" and m["key"] == king_key:
+            continue
+        try:
+            need = required_gain(king_kl, m["per_prompt_kl"])
+        except (TypeError, ValueError) as e:
+            lines.append(f"{printable(m['key'])} vs {printable(king_key)}: cannot compare with the king's "
+                         f"per-prompt KL ({printable(str(e))})")
+            continue
+        king_name = f"the round's king {king_key}" if source == "round" else king_key
+        m["dethrone"] = {"king": king_key, "king_from": source, **need.to_dict(), "line": need.line(m["key"], king_name)}
+        lines.append(m["dethrone"]["line"])
     return lines
 
 
@@ -362,12 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         doc["teacher_identity"] = identity
     if mismatch:
         doc["teacher_mismatch"] = mismatch
+    comparisons = compare_with_king(doc, args.round)
     if args.json:
         print(json.dumps(doc))
     else:
-        print(format_table(doc))
-        if args.round:
-            print("\n".join(king_lines(args.round, doc)))
+        print("\n".join([format_table(doc), *comparisons]))
     return exit_status(result.results.values())
 
 

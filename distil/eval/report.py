@@ -16,7 +16,14 @@
          "implementations": {"attn_implementation": "sdpa", "experts_implementation": "grouped_mm" | "eager"},
                              (the code paths it ran with: the validator's choice, never config.json's)
          "probe": {"verdict": "passed" | "DEGENERATE", "detail": "...", "k": K, "stats": {...}, "teacher_stats": {...},
-                   "continuation_ids": [[...], ...]}},   (distil-eval: every scored student; validator: each probed model)
+                   "continuation_ids": [[...], ...]},   (distil-eval: every scored student; validator: each probed model)
+         "dethrone": {"king": "...", "king_from": "round" | "first_student", "n_prompts": N, "king_kl": ..., "kl": ...,
+                      "measured_gain": ..., "p_value": ..., "first_alpha": 0.0125, "margin_ok": ...,
+                      "passes_first_stage": ..., "outcome": "passes" | "worse" | "margin" | "cannot tell",
+                      "confirm_alpha": 0.025, "max_kl": ... | null, "gain_to_pass": ... | null,
+                      "reliable_gain": ... | null, "reliable_power": 0.95, "line": "..."}},
+                     (distil-eval only: scoring spec v3's rule against the round file's king, or the first
+                      of several students; `RequiredGain.to_dict`)
         {"key": "...", "status": "failed", "failure": {"kind": "invalid" | "transient", "phase": "download" | "load" | "score" | "worker", "detail": "..."}}
       ],
       "devices": ["cuda:0", ...],  (where it ran: the teacher on the first, one student worker per device)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from distil.precedence import precedence
+from template.text import printable
 
 KL_LIMIT = 2.0
 EPSILON = 0.01  # spec v2's margin
@@ -174,7 +175,8 @@ class RequiredGain:
     `max_kl`: the largest KL, the model's per-prompt KL scaled together, at which it still
     passes the test of `level` against this king on this round's prompts (None: no KL
     does, e.g. one prompt); `gain` = 1 − max_kl / king_kl; `passes`: whether it passes
-    at its own KL. `reliable_gain`: about how far below the king's KL a model of this
+    at its own KL (`p_value` below `level` and `margin_ok`, the first stage of `rule`).
+    `reliable_gain`: about how far below the king's KL a model of this
     profile must truly be to take the crown in `RELIABLE_POWER` of rounds like this one
     (both stages of `WinTwice`, each on fresh prompts; a normal approximation, which
     `python -m distil.sim dethrone` checks by resampling).
@@ -187,19 +189,82 @@ class RequiredGain:
     gain: float | None
     passes: bool
     reliable_gain: float | None
+    n: int  # prompts both were scored on
+    p_value: float  # the first stage's one-sided paired t-test: H0 the model is no better than the king
+    margin_ok: bool  # kl < king_kl × (1 − ε)
+    rule: WinTwice
 
-    def line(self) -> str:
-        """One sentence for a miner."""
-        if self.max_kl is None:
-            bar = f"no KL passes the first stage (alpha {self.level:.4g}) on this round"
+    @property
+    def measured_gain(self) -> float:
+        """1 − kl / king_kl: how much lower the model's KL is on these prompts (negative: higher)."""
+        return 1.0 - self.kl / self.king_kl if self.king_kl > 0 else 0.0
+
+    @property
+    def outcome(self) -> str:
+        """What these prompts say at the first stage's level, both ways round:
+
+        * ``"passes"``: the first stage passes (the model would become the contender, not the king);
+        * ``"worse"``: the king is better, tested the other way at the same level (1 − p < level);
+        * ``"margin"``: better at the level but not below the margin (ε > 0 only);
+        * ``"cannot tell"``: neither is better at the level, or one prompt (no spread to weigh).
+        """
+        if self.n < 2:
+            return "cannot tell"
+        if self.passes:
+            return "passes"
+        if self.p_value < self.level:
+            return "margin"
+        return "worse" if 1.0 - self.p_value < self.level else "cannot tell"
+
+    def line(self, challenger: str = "yours", king: str = "the king") -> str:
+        """One sentence for a miner: the measured gain, the first stage's verdict (p against
+        alpha / max_challengers, the margin), the largest KL that passes on these prompts,
+        the gain that wins twice in `RELIABLE_POWER` of such rounds. `challenger` and `king`
+        name the two models (escaped here: they may come from a repo or the chain), e.g.
+
+        ``trained vs start: KL 0.191510 vs 0.205263 on 4 prompts (6.70 % lower); win twice,
+        stage one (p < 0.1 / 8 = 0.0125, KL < 0.205263): p = 0.31, does not pass: these 4
+        prompts cannot tell the two apart (neither p nor 1 − p is below 0.0125); ...``
+        """
+        ch, kg, n, rule = printable(challenger), printable(king), self.n, self.rule
+        prompts = f"{n} prompt" + ("" if n == 1 else "s")
+        change = self.measured_gain
+        head = (f"{ch} vs {kg}: KL {self.kl:.6f} vs {self.king_kl:.6f} on {prompts} "
+                f"({100 * abs(change):.2f} % {'lower' if change >= 0 else 'higher'})")
+        stage = (f"win twice, stage one (p < {rule.alpha:g} / {rule.max_challengers} = {self.level:.4g}, "
+                 f"KL < {self.king_kl * (1.0 - rule.epsilon):.6f}): p = {self.p_value:.3g}, ")
+        outcome = self.outcome
+        if outcome == "passes":
+            stage += (f"passes: a contender, not yet a crown (it must pass again, at p < {rule.confirm_alpha:g}, "
+                      "on a later round's fresh prompts)")
+        elif outcome == "worse":
+            stage += f"does not pass: {kg} is better on these prompts (1 − p < {self.level:.4g})"
+        elif outcome == "margin":
+            stage += "does not pass: lower at that level but not below the margin"
+        elif n < 2:
+            stage += ("passes" if self.passes else "does not pass") + ", but one prompt has no spread to weigh: it cannot tell"
         else:
-            bar = (f"the first stage (alpha {self.level:.4g}) needs KL below {self.max_kl:.6f}, "
-                   f"{100 * self.gain:.2f} % below the king's {self.king_kl:.6f}: yours {self.kl:.6f} "
-                   + ("passes" if self.passes else "does not"))
-        reliable = ("" if self.reliable_gain is None else
-                    f"; to be crowned in {100 * RELIABLE_POWER:.0f} % of rounds like this one (twice, on fresh "
-                    f"prompts) a model of this profile must be about {100 * self.reliable_gain:.1f} % below the king")
-        return bar + reliable
+            stage += (f"does not pass: these {prompts} cannot tell the two apart (neither p nor 1 − p is below "
+                      f"{self.level:.4g})")
+        if self.max_kl is None:
+            bar = "no KL passes stage one on these prompts"
+        else:
+            bar = f"passing here needs KL < {self.max_kl:.6f} ({100 * self.gain:.2f} % lower)"
+        parts = [head, stage, bar]
+        if self.reliable_gain is not None:
+            power = f"{100 * RELIABLE_POWER:.0f} %"
+            parts.append(f"a crown in {power} of rounds of {prompts} like these needs about "
+                         f"{100 * self.reliable_gain:.1f} % lower" if self.reliable_gain < 1.0 else
+                         f"not even KL 0 is crowned in {power} of rounds of {prompts} like these: too few prompts")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        """The JSON form (`distil-eval --json`); gains are fractions (0.05 = 5 % below the king's KL)."""
+        return {"n_prompts": self.n, "king_kl": self.king_kl, "kl": self.kl, "measured_gain": self.measured_gain,
+                "p_value": self.p_value, "first_alpha": self.level, "margin_ok": self.margin_ok,
+                "passes_first_stage": self.passes, "outcome": self.outcome, "confirm_alpha": self.rule.confirm_alpha,
+                "max_kl": self.max_kl, "gain_to_pass": self.gain, "reliable_gain": self.reliable_gain,
+                "reliable_power": RELIABLE_POWER}
 
 
 def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Sequence[float],
@@ -211,7 +276,9 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
     t(s) = (K − sC) / √(V(s)/n) exceeds t* = the (1 − α) quantile of T_{n−1}, where
     K, C are the means and V(s) = var(k) − 2s·cov(k, c) + s²·var(c) (denominator n − 1).
     On K − sC > 0 that is Q(s) = n(K − sC)² − t*²·V(s) > 0; Q(0) > 0 ≥ Q(K/C) puts exactly
-    one root of this quadratic in (0, K/C], the largest passing s (`max_kl` = s·C).
+    one root of this quadratic in (0, K/C], the largest passing s (`max_kl` = s·C). When
+    Q(0) ≤ 0 (few prompts, a spread-out king) the passing scales lie between two roots and
+    `max_kl` is the larger: a KL below it is needed, not always enough.
 
     `reliable_gain`: the statistic's mean is about g·K·√n / sd(d) for a model truly better
     by g, with sd(d) taken at its profile scaled to the king's mean; both stages pass with
@@ -228,7 +295,8 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
     king_kl, kl = math.fsum(k) / n, math.fsum(c) / n
     decision = rule.first_stage(kl, c, king_kl, k)
     if not (king_kl > 0 and kl > 0) or n < 2:
-        return RequiredGain(king_kl, kl, rule.first_alpha, None, None, decision.dethrones, None)
+        return RequiredGain(king_kl, kl, rule.first_alpha, None, None, decision.dethrones, None, n,
+                            decision.p_value, decision.margin_ok, rule)
     vk = math.fsum((x - king_kl) ** 2 for x in k) / (n - 1)
     vc = math.fsum((x - kl) ** 2 for x in c) / (n - 1)
     ckc = math.fsum((x - king_kl) * (y - kl) for x, y in zip(k, c)) / (n - 1)
@@ -248,6 +316,17 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
         s = min(root, upper * (1.0 - rule.epsilon))
         max_kl = s * kl
         gain = 1.0 - max_kl / king_kl
+    elif a < 0 and b * b - 4 * a * q0 > 0:
+        # Q(0) ≤ 0: on few prompts with a spread-out king (t*²·var(k) ≥ n·K²), scaling the
+        # challenger towards 0 keeps the king's own spread in the differences and fails; a
+        # concave Q is positive only between its two roots, the larger being the largest
+        # passing scale (a challenger that passes has its own scale 1 in between)
+        disc = math.sqrt(b * b - 4 * a * q0)
+        low, high = sorted([(-b - disc) / (2 * a), (-b + disc) / (2 * a)])
+        s = min(high, upper, upper * (1.0 - rule.epsilon))
+        if 0.0 < low < s:
+            max_kl = s * kl
+            gain = 1.0 - max_kl / king_kl
     # sd of the differences for the profile scaled to the king's mean
     s0 = upper
     sd = math.sqrt(max(vk - 2 * s0 * ckc + s0 * s0 * vc, 0.0))
@@ -262,7 +341,8 @@ def required_gain(king_per_prompt: Sequence[float], challenger_per_prompt: Seque
             else:
                 low = mid
         reliable = max(rule.epsilon, high * sd / (king_kl * math.sqrt(n)))
-    return RequiredGain(king_kl, kl, rule.first_alpha, max_kl, gain, decision.dethrones, reliable)
+    return RequiredGain(king_kl, kl, rule.first_alpha, max_kl, gain, decision.dethrones, reliable, n,
+                        decision.p_value, decision.margin_ok, rule)
 
 
 def rank_key(kl: float, commit_block: int, hotkey: str) -> tuple[float, int, str]:

@@ -8,7 +8,8 @@ pre-check compares tokenizers with the teacher's), nothing else: no code, no pic
 `--hotkey` the run then writes `distil.json` naming the committing hotkey (spec v3).
 
 `run_prechecks` then runs `distil-check`'s pre-checks on the directory and `held_out_scores`
-`distil-eval`'s scoring (`run_round`) of the starting and the trained student on held-out prompts.
+`distil-eval`'s scoring (`run_round`) of the starting and the trained student on held-out prompts,
+with what scoring spec v3's dethrone rule makes of the difference (`rules.required_gain`).
 """
 
 from __future__ import annotations
@@ -102,5 +103,10 @@ def held_out_scores(teacher_dir: str, start: str, trained: str, prompts: list[li
         else:
             lines.append(f"  {key:8s} {r.kind.upper()} ({r.phase}): {r.detail}")
     if kl["start"] and kl["trained"] is not None:
+        from distil.scoring.rules import required_gain
+
         lines.append(f"  predicted KL {kl['trained']:.6f} = {kl['trained'] / kl['start']:.3f} × the starting student's")
+        # what the validators' rule makes of that difference: on few prompts, usually nothing
+        need = required_gain(result.results["start"].per_prompt_kl, result.results["trained"].per_prompt_kl)
+        lines.append(f"  {need.line('trained', 'start')}")
     return kl["start"], kl["trained"], "\n".join(lines)
