@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from distil import SCORING_VERSION
 from distil.eval import cli
 from eval_helpers import float64_logits, model_dir, new_dir, reference_kl, reference_stats
 
@@ -43,7 +44,7 @@ def round_json(prompts_file):
 
 def test_json_agrees_with_float64_computation_over_reported_ids(round_json):
     doc = json.loads(round_json)
-    assert doc["scoring_version"] == 2 and doc["seed"] == "5e" * 32
+    assert doc["scoring_version"] == SCORING_VERSION == 3 and doc["seed"] == "5e" * 32
     assert doc["spec"]["n_prompts"] == 3 and doc["spec"]["versions"]["torch"]
     assert doc["prompt_source"]["kind"] == "jsonl"
     prompts = [p["prompt_ids"] for p in doc["prompts"]]
@@ -80,13 +81,13 @@ def test_same_seed_same_json_and_round_rescoring_reproduces_it(round_json, promp
                "--round", str(path), "--json"]
     assert cli.main(rescore) == 0
     assert capsys.readouterr().out == round_json  # the same numbers, from the file's ids alone
-    # a round of scoring spec v1 is refused with the version named (exit 2), not replayed under v2
+    # a round of scoring spec v1 is refused with the version named (exit 2), not replayed under v3
     old = json.loads(round_json)
     old["scoring_version"] = 1
     path.write_text(json.dumps(old))
     assert cli.main(rescore) == 2
     err = capsys.readouterr().err
-    assert "scoring spec v1" in err and "implements v2" in err
+    assert "scoring spec v1" in err and "implements v3" in err
 
 
 def test_every_scored_student_is_probed_and_the_verdict_follows_from_the_ids(round_json):

@@ -28,7 +28,10 @@ def guard_models(tmp_path_factory):
     teacher = tiny.build_model(tiny.teacher_config(), seed=0, logit_scale=demo.TEACHER_LOGIT_SCALE)
     tiny.save_model(root / "weak", teacher.config, model=tiny.perturbed_copy(teacher, seed=1, scale=0.3))
     tiny.save_model(root / "looper", teacher.config, model=tiny.looping_copy(teacher, LOOP_STRENGTH))
-    tiny.save_model(root / "looper2", teacher.config, model=tiny.looping_copy(teacher, LOOP_STRENGTH + 0.1))
+    # looper2 is its own model (another start), not looper with a stronger tweak: that one is 0.12
+    # from looper by fingerprint, a functional copy (spec v3), and would never reach the probe
+    tiny.save_model(root / "looper2", teacher.config,
+                    model=tiny.looping_copy(tiny.perturbed_copy(teacher, seed=2, scale=0.05), LOOP_STRENGTH + 0.1))
     return root
 
 

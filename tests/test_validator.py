@@ -505,7 +505,19 @@ def test_killed_mid_round_and_restarted_ends_like_an_uninterrupted_run(world, tm
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
     )
     assert restart.returncode == 0, restart.stdout[-2000:] + restart.stderr[-2000:]
-    assert load_state(state_dir).to_json() == load_state(reference_dir).to_json()
+    final = load_state(state_dir)
+    assert final.fingerprint_inputs == interrupted.fingerprint_inputs is not None  # drawn in epoch 100, kept
+    assert comparable(final) == comparable(load_state(reference_dir))
+
+
+def comparable(state):
+    """A state's JSON with its fingerprint values left out: each validator draws its own private
+    fingerprint prompts (an unkept seed), so two runs agree on whose fingerprints are kept, not
+    on their numbers."""
+    data = state.to_json()
+    data["fingerprint_inputs"] = data["fingerprint_inputs"] is not None
+    data["fingerprints"] = {k: (v["hotkey"], v["commit_block"]) for k, v in data["fingerprints"].items()}
+    return data
 
 
 def test_mock_needs_a_scenario_and_a_bounded_number_of_epochs(world, tmp_path, capsys):

@@ -29,10 +29,11 @@ _ROWS = 32
 
 
 def device_kind(device: torch.device) -> str:
-    """What the numbers depend on: "cpu", or the CUDA device's name ("NVIDIA H200")."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return device.type
+    """What the numbers depend on: the device's name where its torch backend names devices
+    ("NVIDIA H200" for CUDA, XPU's likewise), else its type ("cpu"). The same line on every
+    device: no device-specific branch."""
+    name = getattr(getattr(torch, device.type, None), "get_device_name", None)
+    return str(name(device)) if callable(name) else device.type
 
 
 @torch.no_grad()
