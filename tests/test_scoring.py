@@ -823,3 +823,15 @@ def test_the_state_schema_checks_the_fingerprint_table():
     data["fingerprint_inputs"]["sha256"] = "0" * 64
     with pytest.raises(ValueError, match="does not match"):
         validate_state(data)
+
+
+def test_the_epoch_summary_names_a_contender_under_confirmation_beside_the_king():
+    from distil.metrics.report import summary_lines
+    from distil.scoring.epoch import RoundPlan
+
+    state = state_with({"king": checked(1, 5, KING, 0.2), "cont": checked(2, 6, EVALUATED, 0.1)}, king="king")
+    head = summary_lines(200, state, RoundPlan("king", (), contender="cont"), [], 1.0)[0]
+    assert head.startswith(f"epoch 200: king uid 1 {commitment(1).split('@')[0]} (KL 0.200000) | contender: uid 2 ")
+    assert "| challengers: none |" in head
+    state.king = "cont"  # confirmed this round: the new_king line says so, the header names only the king
+    assert "contender:" not in summary_lines(200, state, RoundPlan("king", (), contender="cont"), [], 1.0)[0]

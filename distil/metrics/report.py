@@ -75,9 +75,11 @@ def summary_lines(epoch_block: int, state: ValidatorState, plan: ep.RoundPlan, e
     """The epoch's summary as printed on stdout."""
     kl = king_kl(state)
     challengers = ", ".join(model_name(state, hk) for hk in plan.challengers) or "none"
+    contender = plan.contender if plan.contender != state.king else None  # spec v3: scored for its confirmation
     lines = [
         f"epoch {epoch_block}: king {model_name(state, state.king) if state.king else '-'}"
         + (f" (KL {kl:.6f})" if kl is not None else "")
+        + (f" | contender: {model_name(state, contender)}" if contender else "")
         + f" | challengers: {challengers} | {len(disqualified_rows(state))} disqualified | {seconds:.1f}s"
     ]
     for row in leaderboard_rows(state):  # ranked within each round: KLs of different rounds are not comparable
