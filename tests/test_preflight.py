@@ -132,7 +132,7 @@ def expected_plan(params, max_student=5_250_000_000):
     act = 16 * 512 * (16 * h + 3 * (2 * 32 + 32)) * 2 + 2 * 16 * v * 4
     cache = 120 * 512 * h * 2
     teacher = params * 2 + kv + state + act + cache
-    student = max_student * 2 + cache + v * h * 2 + 1024 * (16 * 4096 + 3 * 12288) * 2 + (3 * 32 + 2 * 128) * v * 4
+    student = max_student * 2 + max_student * 2 + cache + v * h * 2 + 1024 * (16 * 4096 + 3 * 12288) * 2 + (3 * 32 + 2 * 128) * v * 4
     assert cfg.hidden_size == h
     peak = max(teacher, student)
     return teacher, student, peak + GIB + int(0.1 * peak)
@@ -171,7 +171,8 @@ def test_the_plan_is_logged_term_by_term():
     finally:
         logger.remove(sink)
     plan = next(line for line in lines if "memory plan on" in line)
-    for term in ("teacher weights", "generation cache", "activations", "teacher cache", "student weights", "margin"):
+    for term in ("teacher weights", "generation cache", "activations", "teacher cache", "student weights",
+                 "fingerprint upcast", "margin"):
         assert term in plan
     assert "GiB" in plan
     assert any("slow fallback" in line for line in lines)  # fast paths reported at start-up

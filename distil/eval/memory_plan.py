@@ -6,7 +6,8 @@ frees the teacher before the first student loads):
 - teacher phase: the teacher's weights; its generation cache for `generation_batch_size`
   sequences of `max_prompt_tokens + max_new_tokens` tokens; the activations of the
   largest step (the batched prefill); the teacher cache being filled.
-- student phase: the largest student allowed (`max_params` at the spec's dtype); the
+- student phase: the largest student allowed (`max_params` at the spec's dtype), upcast
+  to float32 for its fingerprint (spec v3: 4 bytes per parameter for a moment); the
   teacher cache (final hidden states of every continuation position + the lm_head); the
   activations of one student forward and the KL blocks.
 
@@ -164,6 +165,8 @@ def plan_memory(p: PlanInputs) -> MemoryPlan:
     kl_rows = (3 * p.chunk_size + 2 * p.own_logits_chunk) * p.vocab * 4  # float32 KL blocks, own-logits chunks
     student = (
         ("student weights", p.max_student_params * p.dtype_bytes),
+        # spec v3's fingerprint: the student upcast to float32 in place for one short forward
+        ("fingerprint upcast", p.max_student_params * max(0, 4 - p.dtype_bytes)),
         ("teacher cache", teacher_cache + lm_head),
         ("activations", activation_bytes(tokens, STUDENT_HIDDEN, STUDENT_MLP, p.dtype_bytes) + kl_rows),
     )
