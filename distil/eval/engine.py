@@ -227,13 +227,14 @@ def score_child(cache_dir: str, key: str, path: str, spec: dict) -> dict:
     spec = EvalSpec(**spec)
     try:
         cache = TeacherCache.load(cache_dir, device=spec.device)
+        fingerprint_inputs = read_fingerprint_inputs(cache_dir)
         sync_device(spec.device)
-    except Exception as e:  # noqa: BLE001 - the cache is ours: never the student's fault
+    except Exception as e:  # noqa: BLE001 - the cache and the inputs are ours: never the student's fault
         failure = ModelFailure(key, TRANSIENT, "cache", f"the teacher cache could not be loaded: {type(e).__name__}: {e}",
                                code="EVAL_CACHE", ours=True)
         return {"result": result_to_wire(failure), "cache_s": 0.0, "run_s": time.perf_counter() - started}
     cache_s = time.perf_counter() - started
-    result = score_one(cache, key, path, spec, read_fingerprint_inputs(cache_dir))
+    result = score_one(cache, key, path, spec, fingerprint_inputs)
     sync_device(spec.device)
     return {"result": result_to_wire(result), "cache_s": cache_s, "run_s": time.perf_counter() - started}
 

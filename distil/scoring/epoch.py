@@ -585,7 +585,7 @@ def _fingerprint_copy(state: ValidatorState, hotkey: str, commitment: str, match
     record = state.miners.get(hotkey)
     if record is None or record.commitment != commitment or record.status == DISQUALIFIED or hotkey == state.king:
         return state, []
-    original = next((o for o in state.fingerprints.values() if o["commitment"] == match.owner), None)
+    original = state.fingerprints.get(match.owner)
     who = f"{original['commitment']} (committed at block {original['commit_block']})" if original else match.owner
     return disqualify(state, hotkey, COPY, "FINGERPRINT_COPY",
                       f"computes the same function as the earlier commitment {who}: fingerprint distance "
